@@ -230,7 +230,7 @@ def _find_columns(
         found = [names.index(n) for n in _LABEL_HEADERS if n in names]
         if found:
             label_col = found[0]
-        elif len(names) > max(text_cols):
+        elif max(text_cols) + 1 < len(names):
             label_col = max(text_cols) + 1
         else:
             raise DataError(
