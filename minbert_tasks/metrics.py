@@ -77,15 +77,15 @@ def pearson(
             which = "pred" if x_const else "gold"
             raise ValueError(f"pearson is undefined: {which} is constant (zero variance)")
         return math.nan
-    dx = x - x.mean()
-    dy = y - y.mean()
-    sxx = float(dx @ dx)
-    syy = float(dy @ dy)
-    denom = math.sqrt(sxx) * math.sqrt(syy)
-    if denom == 0.0 or not math.isfinite(denom):  # variance under/overflows float64
-        if on_constant == "raise":
-            raise ValueError("pearson is undefined: variance under- or overflows float64")
-        return math.nan
+    # r is scale-invariant: normalising by the largest magnitude, then by the largest deviation,
+    # keeps the mean and the sums of squares away from float64 under- and overflow.
+    dx = x / np.abs(x).max()
+    dy = y / np.abs(y).max()
+    dx -= dx.mean()
+    dy -= dy.mean()
+    dx /= np.abs(dx).max()
+    dy /= np.abs(dy).max()
+    denom = math.sqrt(float(dx @ dx)) * math.sqrt(float(dy @ dy))
     r = float(dx @ dy) / denom
     return max(-1.0, min(1.0, r))
 

@@ -161,3 +161,9 @@ def test_confusion_matrix_errors() -> None:
     with pytest.raises(ValueError, match="num_classes"):
         confusion_matrix([0], [0], 0)
     np.testing.assert_array_equal(confusion_matrix([True, False], [1.0, 0.0], 2), np.eye(2))
+
+
+@pytest.mark.parametrize("scale", [1e-320, 1e-150, 1.0, 1e150, 1e307])
+def test_pearson_extreme_scales(scale: float) -> None:
+    x = np.array([1.0, 0.0, 0.0]) * scale
+    assert pearson(x, [1, 2, 3]) == pytest.approx(-math.sqrt(3) / 2, abs=1e-12)
