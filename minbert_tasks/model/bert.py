@@ -15,6 +15,14 @@ from minbert_tasks.model.config import BertConfig
 __all__ = ["MinBert"]
 
 
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype matmuls on ``x`` produce: the autocast dtype under AMP, else ``x.dtype``."""
+    device_type = x.device.type
+    if hasattr(torch, "get_autocast_dtype") and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return x.dtype
+
+
 class BertEmbeddings(nn.Module):
     """Word + position + token-type embeddings, then LayerNorm and dropout."""
 
@@ -55,7 +63,11 @@ class BertSelfAttention(nn.Module):
         return x.view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:
-        q, k, v = self._heads(self.query(hidden)), self._heads(self.key(hidden)), self._heads(self.value(hidden))
+        q = self._heads(self.query(hidden))
+        k = self._heads(self.key(hidden))
+        v = self._heads(self.value(hidden))
+        if mask.dtype != q.dtype:  # e.g. autocast disabled inside encode(); keep SDPA happy
+            mask = mask.to(q.dtype)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
         )
@@ -228,9 +240,11 @@ class MinBert(nn.Module):
             )
         # Additive mask, built once and broadcast over heads and queries: 0 where a key
         # may be attended, dtype-min where it is padding (never NaN, even for all-pad rows).
+        # It is built in the dtype attention will run in (the autocast dtype under AMP).
+        dtype = _compute_dtype(embeddings)
         keep = attention_mask.to(dtype=torch.bool, device=embeddings.device)
-        mask = torch.zeros(keep.shape, dtype=embeddings.dtype, device=embeddings.device)
-        mask = mask.masked_fill(~keep, torch.finfo(embeddings.dtype).min)[:, None, None, :]
+        mask = torch.zeros(keep.shape, dtype=dtype, device=embeddings.device)
+        mask = mask.masked_fill(~keep, torch.finfo(dtype).min)[:, None, None, :]
         return self.encoder(embeddings, mask)
 
     def pool(self, hidden: Tensor) -> Tensor:

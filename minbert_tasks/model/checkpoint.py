@@ -137,18 +137,12 @@ def load_state_into(
             + ". Is this a BERT checkpoint? Pass strict=False to load the overlap anyway."
         )
     if not strict and (missing_other or unexpected):
-        warnings.warn(
-            f"{source}: loading non-strictly, "
-            + "; ".join(
-                p
-                for p in (
-                    _fmt_keys("missing (left at random init)", missing_other) if missing_other else "",
-                    _fmt_keys("unexpected (ignored)", unexpected) if unexpected else "",
-                )
-                if p
-            ),
-            stacklevel=3,
-        )
+        parts = []
+        if missing_other:
+            parts.append(_fmt_keys("missing", missing_other) + " (left at random init)")
+        if unexpected:
+            parts.append(_fmt_keys("unexpected", unexpected) + " (ignored)")
+        warnings.warn(f"{source}: loading non-strictly; " + "; ".join(parts), stacklevel=3)
     if missing_pooler:
         warnings.warn(
             f"{source} has no pooler weights (common for sentence-transformers checkpoints); "

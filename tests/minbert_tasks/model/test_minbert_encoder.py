@@ -138,3 +138,17 @@ def test_input_errors_are_clear(model: MinBert) -> None:
         model(ids, mask, types[:, :3])
     with pytest.raises(TypeError, match="integer tensor"):
         model(ids.float(), mask)
+
+
+def test_runs_under_bf16_autocast_and_in_bf16(model: MinBert) -> None:
+    ids, mask, types = _batch()
+    ref = model(ids, mask, types)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = model(ids, mask, types)
+    assert torch.isfinite(amp).all()
+    torch.testing.assert_close(amp.float(), ref, atol=0.1, rtol=0.1)
+    half = MinBert(CFG).to(torch.bfloat16).eval()
+    half.load_state_dict(model.state_dict())
+    out = half(ids, mask, types)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.1)
