@@ -1,0 +1,44 @@
+"""gradbalance: balance conflicting task gradients in multi-task PyTorch training.
+
+Data flows one way: task losses → task rows (:class:`TaskGradients`) → Gramian → weights →
+combined gradient → optimizer.
+"""
+
+from ._buffer import TaskGradients
+from ._combiner import Combination, GradientCombiner, GramianCombiner
+from ._registry import PluginEntry, Registry, available, create, plugin_entries, register
+from .combiners import GradVac, Mean, PCGrad, Sum
+from .errors import (
+    GradbalanceError,
+    NonFiniteGradientError,
+    PluginConflictError,
+    PluginLoadWarning,
+    UnknownCombinerError,
+)
+from .hookspecs import hookimpl, hookspec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Combination",
+    "GradVac",
+    "GradbalanceError",
+    "GradientCombiner",
+    "GramianCombiner",
+    "Mean",
+    "NonFiniteGradientError",
+    "PCGrad",
+    "PluginConflictError",
+    "PluginEntry",
+    "PluginLoadWarning",
+    "Registry",
+    "Sum",
+    "TaskGradients",
+    "UnknownCombinerError",
+    "available",
+    "create",
+    "hookimpl",
+    "hookspec",
+    "plugin_entries",
+    "register",
+]

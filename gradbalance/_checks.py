@@ -1,0 +1,67 @@
+"""Input validation shared by the combiners and the task-gradient buffer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def check_task_matrix(G: Tensor) -> None:
+    """Raise a clear error unless ``G`` is a floating ``[T, P]`` matrix with ``T >= 1``."""
+    if not isinstance(G, Tensor):
+        raise TypeError(f"G must be a torch.Tensor of shape [T, P], got {type(G).__name__}")
+    if G.dim() != 2:
+        raise ValueError(
+            f"G must have shape [T, P] (one row per task), got shape {tuple(G.shape)}; "
+            "stack per-task gradients with torch.stack([g.flatten() for g in grads])"
+        )
+    if G.shape[0] < 1:
+        raise ValueError("G must have at least one task row, got T = 0")
+    if not G.is_floating_point():
+        raise TypeError(f"G must be a floating-point tensor, got dtype {G.dtype}")
+
+
+def check_segments(segments: Sequence[int] | None, num_columns: int) -> list[int]:
+    """Return ``segments`` as a list of positive ints summing to ``num_columns``.
+
+    ``None`` means one segment covering everything.
+    """
+    if segments is None:
+        return [num_columns]
+    sizes = [int(s) for s in segments]
+    if not sizes:
+        raise ValueError("segments must not be empty; pass None for a single segment")
+    bad = [(k, s) for k, s in enumerate(sizes) if s <= 0]
+    if bad:
+        k, s = bad[0]
+        raise ValueError(f"segment sizes must be positive, segment {k} has size {s}")
+    if sum(sizes) != num_columns:
+        raise ValueError(
+            f"segments must sum to the number of columns of G ({num_columns}), "
+            f"but {len(sizes)} segments sum to {sum(sizes)}"
+        )
+    return sizes
+
+
+def check_out(out: Tensor | None, G: Tensor) -> None:
+    """Raise unless ``out`` can receive the combined ``[P]`` vector of ``G`` in place."""
+    if out is None:
+        return
+    P = G.shape[1]
+    if out.shape != (P,):
+        raise ValueError(f"out must have shape ({P},) to match G, got {tuple(out.shape)}")
+    if out.dtype != G.dtype or out.device != G.device:
+        raise ValueError(
+            f"out must match G's dtype and device ({G.dtype} on {G.device}), "
+            f"got {out.dtype} on {out.device}"
+        )
+    if not out.is_contiguous():
+        raise ValueError("out must be contiguous")
+
+
+def first_nonfinite_row(G: Tensor) -> int | None:
+    """Index of the first row of ``G`` holding NaN or Inf, or ``None``. One pass over ``G``."""
+    bad = (~torch.isfinite(G)).any(dim=1).nonzero()
+    return int(bad[0, 0]) if bad.numel() else None

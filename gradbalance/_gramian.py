@@ -1,0 +1,104 @@
+"""The two memory passes every Gramian-based combiner makes.
+
+Pass 1, :func:`segment_gramians`: ``K_s = G_s G_sᵀ`` for each column segment ``s``. Pass 2,
+:func:`apply_weights`: ``d_s = w_s G_s``. Everything between the two works on ``[S, T, T]``
+matrices and costs microseconds.
+
+Accuracy: one float32 GEMM over millions of columns accumulates its rounding error (2e-3
+relative at 22.7M columns). We instead multiply column blocks of :data:`BLOCK` columns in the
+input precision (float32 for half inputs) and add the block products in float64: about 3e-7
+relative at that size, and faster than one large SGEMM because the batched product streams ``G``
+once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import NonFiniteGradientError
+from ._checks import first_nonfinite_row
+
+#: Columns per block product; float32 error grows with the block length, not with P.
+BLOCK = 65536
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _block_gramian(G: Tensor) -> Tensor:
+    """``G Gᵀ`` for one column range, accumulated blockwise, as float64 on G's device."""
+    T, n = G.shape
+    if G.dtype == torch.float64:
+        return G @ G.T
+    work = torch.float32
+    full = n // BLOCK
+    K = torch.zeros(T, T, dtype=torch.float64, device=G.device)
+    if full:
+        # [T, full, BLOCK] viewed as a batch of [T, BLOCK] blocks: no copy for float32.
+        blocks = G[:, : full * BLOCK].view(T, full, BLOCK).transpose(0, 1)
+        if blocks.dtype != work:
+            blocks = blocks.to(work)
+        K += torch.bmm(blocks, blocks.transpose(1, 2)).to(torch.float64).sum(0)
+    rest = G[:, full * BLOCK :]
+    if rest.shape[1]:
+        rest = rest.to(work)
+        K += (rest @ rest.T).to(torch.float64)
+    return K
+
+
+def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
+    """Gramians of the column segments of ``G`` as a float64 CPU tensor ``[S, T, T]``.
+
+    Raises :class:`NonFiniteGradientError` naming the task (and segment) when a row holds NaN or
+    Inf. Rows large enough to overflow float32 products are recomputed in float64.
+    """
+    parts = []
+    start = 0
+    for size in sizes:
+        parts.append(_block_gramian(G[:, start : start + size]))
+        start += size
+    # One device-to-host transfer per step: the T×T algebra then runs on the CPU without
+    # stalling the stream once per task pair.
+    K = torch.stack(parts).cpu()
+    if not bool(torch.isfinite(K).all()):
+        K = _recover_nonfinite(G, sizes, K)
+    return K
+
+
+def _recover_nonfinite(G: Tensor, sizes: Sequence[int], K: Tensor) -> Tensor:
+    start = 0
+    for s, size in enumerate(sizes):
+        if not bool(torch.isfinite(K[s]).all()):
+            block = G[:, start : start + size]
+            task = first_nonfinite_row(block)
+            if task is not None:
+                raise NonFiniteGradientError(task, s if len(sizes) > 1 else None)
+            # Finite rows whose float32 products overflowed: redo this segment in float64.
+            K[s] = _block_gramian(block.to(torch.float64)).cpu()
+        start += size
+    return K
+
+
+def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor | None) -> Tensor:
+    """``d_s = w_s G_s`` for every segment, written into ``out`` (allocated when ``None``).
+
+    ``weights`` is ``[S, T]`` (any dtype/device); the result has G's dtype and device. Half
+    inputs are combined in float32 (bf16 weights alone would cost 0.4% relative error).
+    """
+    if out is None:
+        out = torch.empty(G.shape[1], dtype=G.dtype, device=G.device)
+    half = G.dtype in _HALF
+    w = weights.to(device=G.device, dtype=torch.float32 if half else G.dtype)
+    start = 0
+    for s, size in enumerate(sizes):
+        if half:
+            for lo in range(start, start + size, BLOCK * 16):
+                hi = min(lo + BLOCK * 16, start + size)
+                out[lo:hi] = w[s] @ G[:, lo:hi].to(torch.float32)
+        else:
+            # mv over the transposed view: one streaming pass, no T×P temporary.
+            torch.mv(G[:, start : start + size].T, w[s], out=out[start : start + size])
+        start += size
+    return out

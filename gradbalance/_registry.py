@@ -1,0 +1,187 @@
+"""The plugin registry: one pluggy manager fed from the ``gradbalance`` entry-point group."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import warnings
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from ._combiner import GradientCombiner
+from .errors import PluginConflictError, PluginLoadWarning, UnknownCombinerError
+
+ENTRY_POINT_GROUP = "gradbalance"
+
+_KINDS: dict[str, str] = {
+    "combiner": "gradbalance_combiners",
+    "regularizer": "gradbalance_regularizers",
+}
+
+
+@attrs.frozen
+class PluginEntry:
+    """One registered class: its registry ``name``, ``kind``, the class, and where it came from."""
+
+    name: str
+    kind: str
+    cls: type
+    source: str
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.cls) or ""
+        return doc.strip().split("\n\n")[0].replace("\n", " ")
+
+
+class Registry:
+    """Discovers plugins lazily (on first use) and builds combiners by name.
+
+    Each entry point is loaded on its own: one that fails to import is reported with a
+    :class:`PluginLoadWarning` naming its distribution, and the rest still load. Two classes
+    claiming one name raise :class:`PluginConflictError` naming both sources.
+    """
+
+    def __init__(self, group: str = ENTRY_POINT_GROUP) -> None:
+        self._group = group
+        self._manager: pluggy.PluginManager | None = None
+        self._sources: dict[str, str] = {}  # plugin name -> distribution (or given source)
+        self._entries: dict[str, dict[str, PluginEntry]] | None = None
+
+    @property
+    def manager(self) -> pluggy.PluginManager:
+        if self._manager is None:
+            manager = pluggy.PluginManager(hookspecs.PROJECT)
+            manager.add_hookspecs(hookspecs)
+            self._manager = manager
+            self._load_entry_points()
+        return self._manager
+
+    def _load_entry_points(self) -> None:
+        for ep in importlib.metadata.entry_points(group=self._group):
+            dist = ep.dist.name if ep.dist is not None else "<unknown distribution>"
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # any import-time failure of a third party
+                warnings.warn(
+                    f"gradbalance: skipped plugin {ep.name!r} of distribution {dist!r}: "
+                    f"{type(exc).__name__}: {exc}",
+                    PluginLoadWarning,
+                    stacklevel=2,
+                )
+                continue
+            self.register(plugin, source=dist, name=f"{dist}:{ep.name}")
+
+    def register(self, plugin: object, *, source: str | None = None, name: str | None = None) -> None:
+        """Register an in-process plugin object (a module or an instance with hookimpls)."""
+        manager = self.manager
+        if name is not None and manager.has_plugin(name):
+            # The same distribution installed twice on sys.path: keep the first.
+            return
+        try:
+            plugin_name = manager.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            warnings.warn(
+                f"gradbalance: skipped plugin from {source or name!r}: {exc}",
+                PluginLoadWarning,
+                stacklevel=2,
+            )
+            return
+        if plugin_name is not None:
+            self._sources[plugin_name] = source or plugin_name
+        self._entries = None
+
+    def entries(self, kind: str = "combiner") -> dict[str, PluginEntry]:
+        """Registered classes of ``kind`` (``"combiner"`` or ``"regularizer"``) by name."""
+        if kind not in _KINDS:
+            raise ValueError(f"unknown plugin kind {kind!r}; expected one of {sorted(_KINDS)}")
+        if self._entries is None:
+            self._entries = {k: self._collect(k) for k in _KINDS}
+        return dict(self._entries[kind])
+
+    def _collect(self, kind: str) -> dict[str, PluginEntry]:
+        hook = getattr(self.manager.hook, _KINDS[kind])
+        found: dict[str, PluginEntry] = {}
+        # Call implementations one at a time so each class is traced to its plugin.
+        for impl in hook.get_hookimpls():
+            source = self._sources.get(impl.plugin_name, impl.plugin_name)
+            for cls in impl.function() or ():
+                entry = self._entry(cls, kind, source)
+                if entry.name in found and found[entry.name].cls is not cls:
+                    other = found[entry.name]
+                    raise PluginConflictError(
+                        f"two {kind}s are named {entry.name!r}: "
+                        f"{other.cls.__module__}.{other.cls.__qualname__} from {other.source!r} "
+                        f"and {cls.__module__}.{cls.__qualname__} from {source!r}; "
+                        "uninstall one of the two distributions or rename one class"
+                    )
+                found[entry.name] = entry
+        return found
+
+    @staticmethod
+    def _entry(cls: Any, kind: str, source: str) -> PluginEntry:
+        name = getattr(cls, "name", None)
+        if not isinstance(cls, type) or not isinstance(name, str) or not name:
+            raise TypeError(
+                f"plugin {source!r} returned {cls!r} as a {kind}; expected a class with a "
+                "non-empty string class attribute 'name'"
+            )
+        if kind == "combiner" and not issubclass(cls, GradientCombiner):
+            raise TypeError(
+                f"plugin {source!r} returned combiner {cls.__qualname__} that does not subclass "
+                "gradbalance.GradientCombiner"
+            )
+        return PluginEntry(name, kind, cls, source)
+
+    def available(self, kind: str = "combiner") -> list[str]:
+        """Sorted names of the installed classes of ``kind``."""
+        return sorted(self.entries(kind))
+
+    def get(self, name: str, kind: str = "combiner") -> type:
+        """The class registered as ``name``; unknown names list what is available."""
+        entries = self.entries(kind)
+        if name not in entries:
+            raise UnknownCombinerError(
+                f"no {kind} named {name!r}; available: {', '.join(sorted(entries)) or 'none'}"
+            )
+        return entries[name].cls
+
+    def create(self, name: str, kind: str = "combiner", **options: Any) -> Any:
+        """Build the class registered as ``name`` with ``options``."""
+        cls = self.get(name, kind)
+        try:
+            inspect.signature(cls).bind(**options)
+        except TypeError as exc:
+            params = [p for p in inspect.signature(cls).parameters if not p.startswith("_")]
+            raise TypeError(
+                f"bad options for {kind} {name!r}: {exc}; it accepts: {', '.join(params) or 'no options'}"
+            ) from None
+        return cls(**options)
+
+
+#: The process-wide registry behind :func:`available` and :func:`create`.
+default_registry = Registry()
+
+
+def available(kind: str = "combiner") -> list[str]:
+    """Names of the installed combiners (or ``kind="regularizer"``)."""
+    return default_registry.available(kind)
+
+
+def create(name: str, **options: Any) -> GradientCombiner:
+    """Build the combiner registered as ``name``, e.g. ``create("pcgrad", seed=0)``."""
+    return default_registry.create(name, "combiner", **options)
+
+
+def register(plugin: object, *, source: str | None = None) -> None:
+    """Register a plugin object in-process (scripts and notebooks; packages use entry points)."""
+    default_registry.register(plugin, source=source)
+
+
+def plugin_entries(kind: str = "combiner") -> list[PluginEntry]:
+    """Installed classes of ``kind`` with their sources, sorted by name."""
+    return sorted(default_registry.entries(kind).values(), key=lambda e: e.name)
+

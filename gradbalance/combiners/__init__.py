@@ -1,0 +1,8 @@
+"""Built-in combiners, one module each."""
+
+from ._gradvac import GradVac
+from ._mean import Mean
+from ._pcgrad import PCGrad
+from ._sum import Sum
+
+__all__ = ["GradVac", "Mean", "PCGrad", "Sum"]

@@ -1,0 +1,43 @@
+"""Seeded visiting orders shared by the projection methods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def make_generator(seed: int | None) -> torch.Generator:
+    """A private CPU generator: seeded when ``seed`` is given, else from fresh entropy.
+
+    The global RNG is never touched, so combining does not shift the model's dropout masks.
+    """
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def visiting_orders(num_tasks: int, generator: torch.Generator) -> list[list[int]]:
+    """For each task ``i`` in turn, a random order of the other tasks ``j ≠ i``.
+
+    Protocol (part of the determinism contract): for ``i = 0 .. T-1`` draw
+    ``torch.randperm(T, generator=generator)`` and drop ``i``.
+    """
+    orders = []
+    for i in range(num_tasks):
+        perm = torch.randperm(num_tasks, generator=generator).tolist()
+        orders.append([j for j in perm if j != i])
+    return orders
+
+
+def generator_state(generator: torch.Generator) -> dict[str, Any]:
+    return {"rng": generator.get_state()}
+
+
+def load_generator_state(generator: torch.Generator, state: dict[str, Any], owner: str) -> None:
+    if "rng" not in state:
+        raise ValueError(f"{owner} state is missing 'rng' (got keys {sorted(state)})")
+    generator.set_state(state["rng"])
