@@ -1,0 +1,374 @@
+"""Task heads on top of :class:`~minbert_tasks.model.MinBert`.
+
+A head is configured by one record, :class:`HeadConfig`, and built with :func:`build_head`::
+
+    head = build_head(HeadConfig(pooling="mean", stack="mlp", mlp_layers=2), hidden_size=384,
+                      num_outputs=5)
+    logits = head(encoder, inputs)                     # inputs: a tokenized batch (dict)
+
+The encoder is passed in, not owned: heads hold only task-specific parameters, so the shared
+encoder's parameters live in one place (the per-task gradient buffer of ``gradbalance``) and the
+heads' gradients accumulate normally.
+
+Pipeline, in order (every step masked, so padding never changes a result):
+
+1. encode: ``cross`` — one sequence per example (a single sentence, or a pair the caller encoded
+   jointly as ``[CLS] a [SEP] b [SEP]``); ``siamese`` — each sentence of a pair on its own.
+2. optional CNN over hidden states (``cnn=True``): ``GELU(Conv1d(k=3, padding=1))``, plus the
+   input when ``residual=True``; padded positions are zeroed before and after the convolution.
+3. pooling: ``cls`` (hidden state of [CLS]), ``mean`` (mean over real tokens), ``max``
+   (max-over-time over real tokens) or ``pooler`` (BERT's ``tanh(dense(h[CLS]))``).
+4. siamese only: features ``(u, v, |u − v|)``.
+5. feature stack: ``linear`` (dropout, then the output layer) or ``mlp`` (``mlp_layers`` ×
+   [Linear, GELU, dropout] after an input dropout, then the output layer).
+6. output: ``linear`` — the output layer's ``num_outputs`` values (``[B]`` when it is 1): logits
+   for classification, the raw score for regression; ``classes`` — the same layer, read by the
+   task as logits over integer score bins (STS as 6-way classification, predicted as the
+   expected bin); ``cosine`` (siamese only) — ``2.5 · (cos(u', v') + 1)`` in [0, 5], where u', v'
+   are u, v after the stack's hidden layers (no output layer; with ``linear`` just dropout).
+
+For SMART, which perturbs the embedding-layer output once and continues from there, every head
+splits its forward: ``head(encoder, inputs) == head.forward_from_embeddings(encoder,
+head.embed(encoder, inputs), inputs)``. For a siamese head the embeddings are a tuple
+``(emb_a, emb_b)``; :meth:`TaskHead.embedding_mask` gives the matching padding mask(s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "CLS_LINEAR",
+    "HeadConfig",
+    "Inputs",
+    "MEAN_CNN_RESIDUAL_MLP2",
+    "POOLER_MLP1",
+    "PRESETS",
+    "SIAMESE_COSINE",
+    "SIAMESE_MEAN",
+    "TaskHead",
+    "build_head",
+    "masked_max",
+    "masked_mean",
+]
+
+Pooling = Literal["cls", "mean", "max", "pooler"]
+Stack = Literal["linear", "mlp"]
+PairEncoding = Literal["cross", "siamese"]
+Output = Literal["linear", "classes", "cosine"]
+
+#: A tokenized batch: ``{"input_ids", "attention_mask", "token_type_ids"}`` for single sentences
+#: and cross-encoded pairs, ``{"a": {...}, "b": {...}}`` for siamese pairs.
+Inputs = Mapping[str, Any]
+
+POOLINGS: tuple[str, ...] = ("cls", "mean", "max", "pooler")
+STACKS: tuple[str, ...] = ("linear", "mlp")
+PAIR_ENCODINGS: tuple[str, ...] = ("cross", "siamese")
+OUTPUTS: tuple[str, ...] = ("linear", "classes", "cosine")
+# The reports' words for a plain output layer; normalised so that repr and equality agree.
+_OUTPUT_ALIASES = {"regression": "linear", "logits": "linear"}
+
+
+def _one_of(choices: tuple[str, ...]) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value not in choices:
+            raise ValueError(f"{attribute.name} must be one of {', '.join(choices)}; got {value!r}")
+
+    return check
+
+
+def _output_alias(value: object) -> object:
+    return _OUTPUT_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+def _count(minimum: int) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{attribute.name} must be an integer >= {minimum}; got {value!r}")
+
+    return check
+
+
+def _probability(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{attribute.name} must be a probability in [0, 1); got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class HeadConfig:
+    """Options of a task head (see the module docstring for the pipeline).
+
+    Args:
+        pooling: ``cls``, ``mean``, ``max`` or ``pooler``.
+        stack: ``linear`` or ``mlp``.
+        mlp_layers: hidden layers of the MLP (MLP[n]); ignored by ``linear``; >= 1.
+        mlp_hidden: width of the MLP's hidden layers; ``None`` = the encoder's hidden size.
+        dropout: dropout probability in the stack.
+        cnn: run a kernel-3 1-D convolution over the hidden states before pooling.
+        residual: add the CNN's input to its output (only with ``cnn=True``).
+        pair_encoding: ``cross`` or ``siamese``; single-sentence tasks use ``cross``.
+        output: ``linear`` (alias ``regression``/``logits``), ``classes`` or ``cosine``
+            (requires ``siamese``).
+    """
+
+    pooling: Pooling = attrs.field(default="cls", validator=_one_of(POOLINGS))
+    stack: Stack = attrs.field(default="linear", validator=_one_of(STACKS))
+    mlp_layers: int = attrs.field(default=1, validator=_count(1))
+    mlp_hidden: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_count(1))
+    )
+    dropout: float = attrs.field(default=0.1, validator=_probability)
+    cnn: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    residual: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    pair_encoding: PairEncoding = attrs.field(default="cross", validator=_one_of(PAIR_ENCODINGS))
+    output: Output = attrs.field(
+        default="linear", converter=_output_alias, validator=_one_of(OUTPUTS)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.residual and not self.cnn:
+            raise ValueError("residual=True needs cnn=True (it is the CNN's skip connection)")
+        if self.output == "cosine" and self.pair_encoding != "siamese":
+            raise ValueError("output='cosine' needs pair_encoding='siamese' (it compares u and v)")
+
+
+# Named presets (registered as entry points of ``minbert_tasks.heads``).
+CLS_LINEAR = HeadConfig()
+POOLER_MLP1 = HeadConfig(pooling="pooler", stack="mlp", mlp_layers=1)
+MEAN_CNN_RESIDUAL_MLP2 = HeadConfig(
+    pooling="mean", stack="mlp", mlp_layers=2, cnn=True, residual=True
+)
+SIAMESE_MEAN = HeadConfig(pooling="mean", pair_encoding="siamese")
+SIAMESE_COSINE = HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine")
+
+PRESETS: dict[str, HeadConfig] = {
+    "cls_linear": CLS_LINEAR,
+    "pooler_mlp1": POOLER_MLP1,
+    "mean_cnn_residual_mlp2": MEAN_CNN_RESIDUAL_MLP2,
+    "siamese_mean": SIAMESE_MEAN,
+    "siamese_cosine": SIAMESE_COSINE,
+}
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``hidden`` ``[B, L, H]`` over positions where ``mask`` ``[B, L]`` is nonzero."""
+    keep = mask.to(hidden.dtype).unsqueeze(-1)
+    count = keep.sum(1).clamp_min(1.0)  # an all-padding row gives 0, not NaN
+    return (hidden * keep).sum(1) / count
+
+
+def masked_max(hidden: Tensor, mask: Tensor) -> Tensor:
+    """Max-over-time of ``hidden`` ``[B, L, H]`` over real positions (0 for an all-padding row)."""
+    keep = mask.to(torch.bool).unsqueeze(-1)
+    filled = hidden.masked_fill(~keep, torch.finfo(hidden.dtype).min)
+    pooled = filled.amax(1)
+    return torch.where(keep.any(1), pooled, torch.zeros_like(pooled))
+
+
+class SequenceCNN(nn.Module):
+    """``GELU(Conv1d(H, H, kernel 3, padding 1))`` over tokens, optionally residual, masked.
+
+    Padding is zeroed before the convolution, so a real token next to padding sees the same
+    zeros as at the sequence edge; outputs at padded positions are zeroed too.
+    """
+
+    def __init__(self, hidden_size: int, residual: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(hidden_size, hidden_size, kernel_size=3, padding=1)
+        self.residual = residual
+
+    def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:
+        keep = mask.to(hidden.dtype).unsqueeze(-1)
+        x = hidden * keep
+        out = F.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))
+        if self.residual:
+            out = out + x
+        return out * keep
+
+
+def _stack(
+    in_dim: int, hidden_dim: int, layers: int, dropout: float, out_dim: int | None
+) -> nn.Sequential:
+    """Dropout, ``layers`` × [Linear, GELU, Dropout], then ``Linear(out_dim)`` if given."""
+    modules: list[nn.Module] = [nn.Dropout(dropout)]
+    width = in_dim
+    for _ in range(layers):
+        modules += [nn.Linear(width, hidden_dim), nn.GELU(), nn.Dropout(dropout)]
+        width = hidden_dim
+    if out_dim is not None:
+        modules.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*modules)
+
+
+def _check_batch(inputs: Inputs, what: str) -> None:
+    missing = [k for k in ("input_ids", "attention_mask") if k not in inputs]
+    if missing:
+        raise KeyError(
+            f"{what} lacks {', '.join(missing)}; expected a tokenized batch with input_ids, "
+            "attention_mask and token_type_ids"
+        )
+
+
+class TaskHead(nn.Module):
+    """A head built from a :class:`HeadConfig`; call it as ``head(encoder, inputs)``.
+
+    Returns ``[B, num_outputs]``, or ``[B]`` when ``num_outputs == 1`` or the output is
+    ``cosine``.
+    """
+
+    def __init__(self, config: HeadConfig, hidden_size: int, num_outputs: int) -> None:
+        super().__init__()
+        for what, value in (("hidden_size", hidden_size), ("num_outputs", num_outputs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{what} must be a positive integer; got {value!r}")
+        if config.output == "cosine" and num_outputs != 1:
+            raise ValueError(f"a cosine head has exactly one output; got num_outputs={num_outputs}")
+        self.config = config
+        self.hidden_size = hidden_size
+        self.num_outputs = num_outputs
+        self.siamese = config.pair_encoding == "siamese"
+        self.cnn = SequenceCNN(hidden_size, config.residual) if config.cnn else None
+
+        layers = config.mlp_layers if config.stack == "mlp" else 0
+        mlp_hidden = config.mlp_hidden or hidden_size
+        if config.output == "cosine":
+            self.stack = _stack(hidden_size, mlp_hidden, layers, config.dropout, None)
+        else:
+            in_dim = 3 * hidden_size if self.siamese else hidden_size
+            self.stack = _stack(in_dim, mlp_hidden, layers, config.dropout, num_outputs)
+
+    def extra_repr(self) -> str:
+        return f"hidden_size={self.hidden_size}, num_outputs={self.num_outputs}, config={self.config}"
+
+    # -- the SMART split ---------------------------------------------------------------------
+
+    def embed(self, encoder: nn.Module, inputs: Inputs) -> Tensor | tuple[Tensor, Tensor]:
+        """Embedding-layer output: ``[B, L, H]``, or ``(emb_a, emb_b)`` for a siamese head."""
+        if self.siamese:
+            a, b = self._pair(inputs)
+            return (_embed(encoder, a), _embed(encoder, b))
+        _check_batch(inputs, "inputs")
+        return _embed(encoder, inputs)
+
+    def embedding_mask(self, inputs: Inputs) -> Tensor | tuple[Tensor, Tensor]:
+        """The padding mask(s) matching :meth:`embed` (1 = real token)."""
+        if self.siamese:
+            a, b = self._pair(inputs)
+            return (a["attention_mask"], b["attention_mask"])
+        return inputs["attention_mask"]
+
+    def forward_from_embeddings(
+        self,
+        encoder: nn.Module,
+        embeddings: Tensor | tuple[Tensor, Tensor],
+        inputs: Inputs,
+    ) -> Tensor:
+        """Outputs from (possibly perturbed) embeddings; ``inputs`` supplies the masks."""
+        if not self.siamese:
+            if not isinstance(embeddings, Tensor):
+                raise TypeError("a cross/single head takes one embeddings tensor [B, L, H]")
+            mask = inputs["attention_mask"]
+            return self._output(self._pool(encoder, encoder.encode(embeddings, mask), mask))
+        if not (isinstance(embeddings, tuple) and len(embeddings) == 2):
+            raise TypeError("a siamese head takes embeddings as a tuple (emb_a, emb_b)")
+        a, b = self._pair(inputs)
+        u, v = self._encode_pair(encoder, embeddings, (a["attention_mask"], b["attention_mask"]))
+        if self.config.output == "cosine":
+            cos = F.cosine_similarity(self.stack(u), self.stack(v), dim=-1, eps=1e-8)
+            return 2.5 * (cos + 1.0)
+        return self._output(self.pair_features(u, v))
+
+    def forward(self, encoder: nn.Module, inputs: Inputs) -> Tensor:
+        return self.forward_from_embeddings(encoder, self.embed(encoder, inputs), inputs)
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    @staticmethod
+    def pair_features(u: Tensor, v: Tensor) -> Tensor:
+        """Siamese features ``(u, v, |u − v|)`` ``[B, 3H]``."""
+        return torch.cat([u, v, (u - v).abs()], dim=-1)
+
+    def pooled(self, encoder: nn.Module, inputs: Inputs) -> Tensor | tuple[Tensor, Tensor]:
+        """Sentence vector(s) after the CNN and pooling: ``[B, H]`` or ``(u, v)``."""
+        embeddings = self.embed(encoder, inputs)
+        if self.siamese:
+            a, b = self._pair(inputs)
+            return self._encode_pair(encoder, embeddings, (a["attention_mask"], b["attention_mask"]))  # type: ignore[arg-type]
+        mask = inputs["attention_mask"]
+        return self._pool(encoder, encoder.encode(embeddings, mask), mask)
+
+    def _pool(self, encoder: nn.Module, hidden: Tensor, mask: Tensor) -> Tensor:
+        if self.cnn is not None:
+            hidden = self.cnn(hidden, mask)
+        pooling = self.config.pooling
+        if pooling == "cls":
+            return hidden[:, 0]
+        if pooling == "pooler":
+            return encoder.pool(hidden)
+        if pooling == "mean":
+            return masked_mean(hidden, mask)
+        return masked_max(hidden, mask)
+
+    def _output(self, features: Tensor) -> Tensor:
+        out = self.stack(features)
+        return out.squeeze(-1) if self.num_outputs == 1 else out
+
+    def _encode_pair(
+        self,
+        encoder: nn.Module,
+        embeddings: tuple[Tensor, Tensor],
+        masks: tuple[Tensor, Tensor],
+    ) -> tuple[Tensor, Tensor]:
+        # One encoder call for both sides: pad to a common length and stack on the batch.
+        # Padded keys are masked out of attention and pooling, so results are unchanged.
+        (ea, eb), (ma, mb) = embeddings, masks
+        length = max(ea.shape[1], eb.shape[1])
+        emb = torch.cat([_pad_to(ea, length), _pad_to(eb, length)], dim=0)
+        mask = torch.cat([_pad_to(ma, length), _pad_to(mb, length)], dim=0)
+        pooled = self._pool(encoder, encoder.encode(emb, mask), mask)
+        return pooled[: ea.shape[0]], pooled[ea.shape[0] :]
+
+    @staticmethod
+    def _pair(inputs: Inputs) -> tuple[Inputs, Inputs]:
+        if "a" not in inputs or "b" not in inputs:
+            raise KeyError(
+                "a siamese head takes inputs {'a': batch, 'b': batch}; got keys "
+                f"{sorted(inputs)} (collate with pair_encoding='siamese')"
+            )
+        _check_batch(inputs["a"], "inputs['a']")
+        _check_batch(inputs["b"], "inputs['b']")
+        if len(inputs["a"]["input_ids"]) != len(inputs["b"]["input_ids"]):
+            raise ValueError("inputs['a'] and inputs['b'] hold different numbers of examples")
+        return inputs["a"], inputs["b"]
+
+
+def _embed(encoder: nn.Module, batch: Inputs) -> Tensor:
+    return encoder.embed(batch["input_ids"], batch.get("token_type_ids"))
+
+
+def _pad_to(x: Tensor, length: int) -> Tensor:
+    extra = length - x.shape[1]
+    if extra == 0:
+        return x
+    pad = (0, 0, 0, extra) if x.dim() == 3 else (0, extra)
+    return F.pad(x, pad)
+
+
+def build_head(config: HeadConfig, hidden_size: int, num_outputs: int) -> TaskHead:
+    """Build the head described by ``config`` for an encoder of width ``hidden_size``.
+
+    ``num_outputs``: classes for a multi-class task (SST: 5), 1 for a binary logit or a
+    regression score, the number of score bins for ``output='classes'`` (STS: 6), 1 for cosine.
+    """
+    if not isinstance(config, HeadConfig):
+        raise TypeError(f"config must be a HeadConfig; got {type(config).__name__}")
+    return TaskHead(config, hidden_size, num_outputs)
