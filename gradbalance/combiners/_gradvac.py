@@ -11,6 +11,15 @@ from torch import Tensor
 from .._combiner import GramianCombiner
 from ._order import generator_state, load_generator_state, make_generator, visiting_orders
 
+# ‖g_i'‖ counts as zero below this fraction of Σ_k |C_ik| ‖g_k‖, the norms it was built from:
+# an exact cancellation leaves float64 rounding noise there, whose "cosine" is meaningless.
+_ZERO_NORM = 1e-7
+
+# A cosine within this of its target counts as met. Below float64 noise the test φ < φ̂ is a
+# coin toss, and near φ̂ = ±1 the correction divides by √(1−φ̂²) ≈ 0 (only beta = 1 with
+# parallel gradients gets there).
+_COS_TOL = 1e-10
+
 # 1 − φ̂² is clamped below by this before its square root divides: φ̂ = ±1 exactly can only
 # arise with beta = 1 and exactly parallel gradients.
 _MIN_SIN_SQ = 1e-12
@@ -34,6 +43,9 @@ class GradVac(GramianCombiner):
     updates only when the correction fires, which makes GradVac a soft PCGrad); ``beta``
     defaults to 0.01 as the minBERT reports used it (torchjd and LibMTL default to 0.5); a pair
     where either gradient is zero has no cosine and is skipped (no correction, no EMA update).
+    "Zero" for ``g_i'`` means a norm below 1e-7 of ``Σ_k |c_ik| ‖g_k‖`` (the norms it is built
+    from), so an exact cancellation's rounding noise never updates a target; a cosine within
+    1e-10 of its target counts as met.
 
     Granularity: pass ``segments`` (per parameter tensor or per layer, e.g. from
     ``TaskGradients.segments``) for one target matrix per segment; ``None`` is the whole vector.
@@ -83,8 +95,9 @@ class GradVac(GramianCombiner):
             for j in order:
                 dots = torch.einsum("st,stu->su", row, gramian)  # g_i' · g_k for all k
                 norm_i = (row * dots).sum(-1).clamp_min(0).sqrt()  # ‖g_i'‖
+                bound = (row.abs() * norms).sum(-1)
                 norm_j = norms[:, j]
-                valid = (norm_i > 0) & (norm_j > 0)
+                valid = (norm_i > _ZERO_NORM * bound) & (norm_j > 0)
                 denom = torch.where(valid, norm_i * norm_j, 1.0)
                 phi = torch.where(valid, dots[:, j] / denom, 0.0).clamp(-1, 1)
                 target = targets[:, i, j]
@@ -95,7 +108,7 @@ class GradVac(GramianCombiner):
                     * (target * sin_phi - phi * sin_target)
                     / (torch.where(valid, norm_j, 1.0) * sin_target)
                 )
-                row[:, j] += torch.where(valid & (phi < target), coef, 0.0)
+                row[:, j] += torch.where(valid & (phi < target - _COS_TOL), coef, 0.0)
                 targets[:, i, j] = torch.where(valid, (1 - beta) * target + beta * phi, target)
         return coeffs.sum(1)
 

@@ -78,16 +78,18 @@ class ReferenceGradVac:
         for i in range(T):
             order = [j for j in torch.randperm(T, generator=self.gen).tolist() if j != i]
             g = G[i].clone()
+            bound = float(G[i].norm())  # Σ_k |c_ik| ‖g_k‖: what g is built from
             for j in order:
                 ni, nj = float(g.norm()), float(G[j].norm())
-                if ni == 0 or nj == 0:
+                if ni <= 1e-7 * bound or nj == 0:
                     continue
                 phi = max(-1.0, min(1.0, float(torch.dot(g, G[j])) / (ni * nj)))
                 hat = float(self.targets[i, j])
-                if phi < hat:
+                if phi < hat - 1e-10:
                     sin_hat = math.sqrt(max(1 - hat * hat, 1e-12))
                     coef = ni * (hat * math.sqrt(1 - phi * phi) - phi * sin_hat) / (nj * sin_hat)
                     g = g + coef * G[j]
+                    bound += abs(coef) * nj
                 self.targets[i, j] = (1 - self.beta) * hat + self.beta * phi
             out.append(g)
         return torch.stack(out).sum(0)
