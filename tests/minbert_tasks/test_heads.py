@@ -1,0 +1,277 @@
+"""Task heads on the tiny random minBERT: shapes, masking, the SMART split, siamese symmetry."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from minbert_tasks.heads import (
+    PRESETS,
+    HeadConfig,
+    TaskHead,
+    build_head,
+    masked_max,
+    masked_mean,
+)
+from minbert_tasks.model import BertConfig, MinBert
+
+H = 32  # BertConfig.tiny().hidden_size
+CNN_OPTIONS = [(False, False), (True, False), (True, True)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors: intra-op threads only add synchronisation (100x slower on a busy 2-core box).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> MinBert:
+    torch.manual_seed(0)
+    return MinBert(BertConfig.tiny()).eval()
+
+
+def batch(seed: int, lengths: list[int], pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    """Random ids with a [CLS]-like first token; rows padded (id 0, mask 0) to ``pad_to``."""
+    g = torch.Generator().manual_seed(seed)
+    width = pad_to or max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(5, 100, (n,), generator=g)
+        ids[i, 0] = 2
+        mask[i, :n] = 1
+    types = torch.zeros_like(ids)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def pad(inputs: dict[str, torch.Tensor], extra: int) -> dict[str, torch.Tensor]:
+    return {k: torch.nn.functional.pad(v, (0, extra)) for k, v in inputs.items()}
+
+
+def inputs_for(config: HeadConfig, extra_pad: int = 0) -> dict:
+    a = batch(1, [6, 3, 5])
+    if config.pair_encoding == "cross":
+        return pad(a, extra_pad)
+    b = batch(2, [4, 7, 2])
+    return {"a": pad(a, extra_pad), "b": pad(b, extra_pad)}
+
+
+def all_configs() -> list[HeadConfig]:
+    configs = []
+    for pooling, stack, (cnn, residual), pair in itertools.product(
+        ("cls", "mean", "max", "pooler"), ("linear", "mlp"), CNN_OPTIONS, ("cross", "siamese")
+    ):
+        outputs = ("linear", "classes") + (("cosine",) if pair == "siamese" else ())
+        for output in outputs:
+            configs.append(
+                HeadConfig(
+                    pooling=pooling,
+                    stack=stack,
+                    mlp_layers=2,
+                    mlp_hidden=16,
+                    cnn=cnn,
+                    residual=residual,
+                    pair_encoding=pair,
+                    output=output,
+                )
+            )
+    return configs
+
+
+CONFIGS = all_configs()
+
+
+def config_id(c: HeadConfig) -> str:
+    cnn = "res" if c.residual else ("cnn" if c.cnn else "nocnn")
+    return f"{c.pooling}-{c.stack}-{cnn}-{c.pair_encoding}-{c.output}"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+def test_every_combination_shapes_smart_split_and_padding(encoder: MinBert, config: HeadConfig) -> None:
+    torch.manual_seed(0)
+    num_outputs = 6 if config.output == "classes" else 1
+    head = build_head(config, H, num_outputs).eval()
+    inputs = inputs_for(config)
+    out = head(encoder, inputs)
+    assert out.shape == ((3,) if num_outputs == 1 else (3, num_outputs))
+    assert torch.isfinite(out).all()
+    # The SMART split is exactly the forward.
+    emb = head.embed(encoder, inputs)
+    if config.pair_encoding == "siamese":
+        assert isinstance(emb, tuple) and len(emb) == 2
+        assert emb[0].shape == (3, 6, H) and emb[1].shape == (3, 7, H)
+    else:
+        assert emb.shape == (3, 6, H)
+    torch.testing.assert_close(head.forward_from_embeddings(encoder, emb, inputs), out, rtol=0, atol=0)
+    # Perturbing the embeddings changes the output (the split is not a detached shortcut).
+    if isinstance(emb, tuple):
+        bumped = (emb[0] + 0.5 * torch.randn_like(emb[0]), emb[1])
+    else:
+        bumped = emb + 0.5 * torch.randn_like(emb)
+    assert not torch.allclose(head.forward_from_embeddings(encoder, bumped, inputs), out)
+    # Appending padding changes nothing (masked attention, CNN and pooling).
+    with torch.no_grad():
+        padded = head(encoder, inputs_for(config, extra_pad=4))
+    torch.testing.assert_close(padded, out.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_masked_pooling_ignores_padded_values() -> None:
+    hidden = torch.randn(2, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    poisoned = hidden.clone()
+    poisoned[0, 3:] = 1e4  # would dominate a max and a mean if padding leaked in
+    torch.testing.assert_close(masked_mean(poisoned, mask)[0], hidden[0, :3].mean(0))
+    torch.testing.assert_close(masked_max(poisoned, mask)[0], hidden[0, :3].amax(0))
+    torch.testing.assert_close(masked_mean(poisoned, mask)[1], hidden[1].mean(0))
+    torch.testing.assert_close(masked_max(poisoned, mask)[1], hidden[1].amax(0))
+    # An all-padding row gives zeros, not NaN or -inf.
+    empty = torch.zeros(1, 5, dtype=torch.long)
+    assert masked_mean(hidden[:1], empty).eq(0).all()
+    assert masked_max(hidden[:1], empty).eq(0).all()
+
+
+def test_pooling_matches_reference(encoder: MinBert) -> None:
+    inputs = batch(3, [6, 3, 5])
+    with torch.no_grad():
+        hidden = encoder(**inputs)
+        pooled = {
+            p: build_head(HeadConfig(pooling=p), H, 2).pooled(encoder, inputs)
+            for p in ("cls", "mean", "max", "pooler")
+        }
+    torch.testing.assert_close(pooled["cls"], hidden[:, 0])
+    torch.testing.assert_close(pooled["pooler"], encoder.pool(hidden))
+    torch.testing.assert_close(pooled["mean"][1], hidden[1, :3].mean(0))
+    torch.testing.assert_close(pooled["max"][1], hidden[1, :3].amax(0))
+
+
+def test_siamese_encodes_each_sentence_on_its_own(encoder: MinBert) -> None:
+    # The head encodes both sides in one padded call; that must equal separate encodings.
+    head = build_head(HeadConfig(pooling="mean", pair_encoding="siamese"), H, 1)
+    a, b = batch(1, [6, 3]), batch(2, [4, 8])
+    with torch.no_grad():
+        u, v = head.pooled(encoder, {"a": a, "b": b})
+        torch.testing.assert_close(u, masked_mean(encoder(**a), a["attention_mask"]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(v, masked_mean(encoder(**b), b["attention_mask"]), atol=1e-5, rtol=1e-5)
+
+
+def test_siamese_features_and_cosine_are_symmetric(encoder: MinBert) -> None:
+    a, b = batch(1, [6, 3, 5]), batch(2, [4, 7, 2])
+    with torch.no_grad():
+        feats = build_head(HeadConfig(pooling="mean", pair_encoding="siamese"), H, 1)
+        u, v = feats.pooled(encoder, {"a": a, "b": b})
+        v2, u2 = feats.pooled(encoder, {"a": b, "b": a})
+        torch.testing.assert_close((u2, v2), (u, v), atol=1e-5, rtol=1e-5)
+        f_ab, f_ba = TaskHead.pair_features(u, v), TaskHead.pair_features(v, u)
+        assert f_ab.shape == (3, 3 * H)
+        torch.testing.assert_close(f_ab[:, 2 * H :], f_ba[:, 2 * H :])  # |u − v| is symmetric
+        torch.testing.assert_close(f_ab[:, :H], f_ba[:, H : 2 * H])  # u and v swap places
+        assert not torch.allclose(f_ab, f_ba)
+
+        for stack in ("linear", "mlp"):
+            cos = build_head(
+                HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine", stack=stack), H, 1
+            ).eval()
+            ab, ba = cos(encoder, {"a": a, "b": b}), cos(encoder, {"a": b, "b": a})
+            torch.testing.assert_close(ab, ba, atol=1e-5, rtol=1e-5)
+            assert ((ab >= 0) & (ab <= 5)).all()
+            same = cos(encoder, {"a": a, "b": a})
+            torch.testing.assert_close(same, torch.full_like(same, 5.0), atol=1e-4, rtol=0)
+
+
+def test_cosine_head_maps_to_zero_five_even_for_opposite_vectors() -> None:
+    class Fixed(torch.nn.Module):  # an "encoder" whose hidden states are the embeddings
+        def embed(self, ids: torch.Tensor, types: torch.Tensor | None) -> torch.Tensor:
+            return torch.nn.functional.one_hot(ids, 4).float() * 2.0 - 1.0
+
+        def encode(self, emb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return emb
+
+    head = build_head(HeadConfig(pooling="cls", pair_encoding="siamese", output="cosine"), 4, 1)
+    head.eval()
+    ids = torch.tensor([[0], [1]])
+    one = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    out = head(Fixed(), {"a": one, "b": {**one, "input_ids": torch.tensor([[0], [0]])}})
+    # cos = 1 -> 5; cos([-1, 1, -1, -1], [1, -1, -1, -1]) = 0 -> 2.5
+    torch.testing.assert_close(out, torch.tensor([5.0, 2.5]))
+    neg = {**one, "input_ids": torch.tensor([[0], [0]])}
+    out = head.forward_from_embeddings(
+        Fixed(), (torch.ones(2, 1, 4), -torch.ones(2, 1, 4)), {"a": neg, "b": neg}
+    )
+    torch.testing.assert_close(out, torch.zeros(2))
+
+
+def test_cnn_residual_changes_features_and_grads_reach_encoder(encoder: MinBert) -> None:
+    inputs = batch(4, [6, 3, 5])
+    torch.manual_seed(0)
+    plain = build_head(HeadConfig(pooling="mean", cnn=True), H, 2).eval()
+    torch.manual_seed(0)
+    residual = build_head(HeadConfig(pooling="mean", cnn=True, residual=True), H, 2).eval()
+    assert plain.cnn is not None and plain.cnn.conv.kernel_size == (3,)
+    with torch.no_grad():
+        p, r = plain.pooled(encoder, inputs), residual.pooled(encoder, inputs)
+        hidden = encoder(**inputs)
+        torch.testing.assert_close(r - p, masked_mean(hidden, inputs["attention_mask"]), atol=1e-5, rtol=1e-5)
+
+    encoder.zero_grad()
+    residual(encoder, inputs).sum().backward()
+    assert encoder.embeddings.word_embeddings.weight.grad is not None
+    assert residual.cnn.conv.weight.grad is not None
+    encoder.zero_grad()
+
+
+def test_mlp_depth_and_dropout() -> None:
+    head = build_head(HeadConfig(stack="mlp", mlp_layers=3, mlp_hidden=8, dropout=0.5), H, 5)
+    linears = [m for m in head.stack if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(H, 8), (8, 8), (8, 8), (8, 5)]
+    assert sum(isinstance(m, torch.nn.GELU) for m in head.stack) == 3
+    assert all(m.p == 0.5 for m in head.stack if isinstance(m, torch.nn.Dropout))
+    siamese = build_head(HeadConfig(pair_encoding="siamese"), H, 1)
+    assert [m.in_features for m in siamese.stack if isinstance(m, torch.nn.Linear)] == [3 * H]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"pooling": "first"},
+        {"stack": "cnn"},
+        {"mlp_layers": 0},
+        {"mlp_layers": True},
+        {"mlp_hidden": 0},
+        {"dropout": 1.0},
+        {"dropout": -0.1},
+        {"residual": True},
+        {"output": "cosine"},  # needs siamese
+        {"output": "softmax"},
+        {"pair_encoding": "bi"},
+        {"cnn": 1},
+    ],
+)
+def test_bad_options_are_refused(options: dict) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        HeadConfig(**options)
+
+
+def test_config_aliases_repr_and_presets() -> None:
+    assert HeadConfig(output="regression") == HeadConfig(output="logits") == HeadConfig()
+    assert "pooling='mean'" in repr(HeadConfig(pooling="mean"))
+    assert all(isinstance(c, HeadConfig) for c in PRESETS.values())
+    with pytest.raises(ValueError, match="cosine head"):
+        build_head(HeadConfig(pair_encoding="siamese", output="cosine"), H, 5)
+    with pytest.raises(ValueError, match="num_outputs"):
+        build_head(HeadConfig(), H, 0)
+    with pytest.raises(TypeError):
+        build_head({"pooling": "cls"}, H, 2)  # type: ignore[arg-type]
+
+
+def test_wrong_input_layout_is_explained(encoder: MinBert) -> None:
+    inputs = batch(1, [3, 2])
+    with pytest.raises(KeyError, match="siamese"):
+        build_head(HeadConfig(pair_encoding="siamese"), H, 1)(encoder, inputs)
+    with pytest.raises(KeyError, match="input_ids"):
+        build_head(HeadConfig(), H, 1)(encoder, {"a": inputs, "b": inputs})
