@@ -1,0 +1,249 @@
+"""Task specs: collation, losses (reference values and training), predictions, metrics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gradbalance.regularizers import SmoothnessRegularizer, divergence
+from minbert_tasks import metrics
+from minbert_tasks.data import PairExample, SentenceExample, default_data_dir
+from minbert_tasks.heads import HeadConfig
+from minbert_tasks.model import BertConfig, MinBert, Tokenizer
+from minbert_tasks.tasks import BUILTIN_TASKS, PARA, SST, STS, StandardReader, TaskSpec, inputs_to, overall
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog",
+         "ran", "a", "good", "bad", "film", "very", "is", "."]  # fmt: skip
+
+SENTENCES = [
+    SentenceExample("s1", "a very good film .", 4),
+    SentenceExample("s2", "a bad film", 0),
+    SentenceExample("s3", "the film is good", 3),
+    SentenceExample("s4", "the cat sat on the mat", 2),
+]
+PARAS = [
+    PairExample("p1", "the cat sat", "the cat sat on the mat", 1),
+    PairExample("p2", "a dog ran", "a good film", 0),
+    PairExample("p3", "the film is bad", "a bad film", 1),
+    PairExample("p4", "the dog", "very good", 0),
+]
+STSS = [
+    PairExample("t1", "the cat sat", "the cat sat", 5.0),
+    PairExample("t2", "a dog ran", "a good film", 0.4),
+    PairExample("t3", "the film is bad", "a bad film", 3.6),
+    PairExample("t4", "the dog", "the cat", 1.8),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors: intra-op threads only add synchronisation on a busy 2-core machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
+    folder = tmp_path_factory.mktemp("vocab")
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    return Tokenizer.from_folder(folder)
+
+
+def test_builtins_describe_the_three_tasks() -> None:
+    assert set(BUILTIN_TASKS) == {"sst", "para", "sts"}
+    assert (SST.kind, SST.output, SST.num_outputs) == ("single", "multiclass", 5)
+    assert (PARA.kind, PARA.output, PARA.num_outputs) == ("pair", "binary", 1)
+    assert (STS.kind, STS.output, STS.num_outputs, STS.score_range) == ("pair", "regression", 1, (0.0, 5.0))
+    assert (SST.metric_name, PARA.metric_name, STS.metric_name) == ("accuracy", "accuracy", "pearson")
+
+
+def test_divergences_match_the_head_and_exist_in_gradbalance() -> None:
+    assert (SST.divergence, PARA.divergence, STS.divergence) == ("softmax_kl", "bernoulli_kl", "squared_error")
+    assert STS.divergence_for(HeadConfig(output="classes")) == "softmax_kl"
+    assert STS.divergence_for(HeadConfig(pair_encoding="siamese", output="cosine")) == "squared_error"
+    for name in ("softmax_kl", "bernoulli_kl", "squared_error"):
+        assert callable(divergence(name))
+
+
+def test_collate_single_cross_and_siamese(tokenizer: Tokenizer) -> None:
+    inputs, labels = SST.collate(SENTENCES, tokenizer, max_length=16)
+    assert set(inputs) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert inputs["input_ids"].shape == (4, 8)  # "the cat sat on the mat" + [CLS] [SEP]
+    assert labels.dtype == torch.long and labels.tolist() == [4, 0, 3, 2]
+
+    inputs, labels = PARA.collate(PARAS, tokenizer, max_length=16, pair_encoding="cross")
+    assert inputs["token_type_ids"][0].tolist() == [0] * 5 + [1] * 7  # [CLS] a [SEP] | b [SEP]
+    assert labels.dtype == torch.float32 and labels.tolist() == [1.0, 0.0, 1.0, 0.0]
+
+    inputs, labels = STS.collate(STSS, tokenizer, max_length=16, pair_encoding="siamese")
+    assert set(inputs) == {"a", "b"}
+    assert inputs["a"]["input_ids"].shape == (4, 6) and inputs["b"]["input_ids"].shape == (4, 5)
+    assert inputs["b"]["token_type_ids"].eq(0).all()
+    torch.testing.assert_close(labels, torch.tensor([5.0, 0.4, 3.6, 1.8]))
+
+    # The default encoding is the task's head's; truncation respects max_length.
+    inputs, _ = PARA.collate(PARAS, tokenizer, max_length=6)
+    assert "input_ids" in inputs and inputs["input_ids"].shape[1] == 6
+
+
+def test_collate_labels_and_errors(tokenizer: Tokenizer) -> None:
+    unlabeled = [SentenceExample("u1", "a film", None), SentenceExample("u2", "the cat", None)]
+    _, labels = SST.collate(unlabeled, tokenizer)
+    assert labels is None
+    with pytest.raises(ValueError, match="1 of 3 examples have no label"):
+        SST.collate([*unlabeled[:1], *SENTENCES[:2]], tokenizer)
+    with pytest.raises(ValueError, match="siamese"):
+        SST.collate(SENTENCES, tokenizer, pair_encoding="siamese")
+    with pytest.raises(TypeError, match="PairExample"):
+        PARA.collate(SENTENCES, tokenizer)
+    with pytest.raises(ValueError, match="empty"):
+        STS.collate([], tokenizer)
+
+
+def test_loss_reference_values() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5, 0.0], [0.0, 1.0, 0.0, 0.0, 3.0]])
+    gold = torch.tensor([0, 4])
+    torch.testing.assert_close(SST.loss(logits, gold), F.cross_entropy(logits, gold))
+
+    logit = torch.tensor([1.5, -0.5, 0.0])
+    y = torch.tensor([1.0, 0.0, 1.0])
+    expected = -(y * torch.log(torch.sigmoid(logit)) + (1 - y) * torch.log(1 - torch.sigmoid(logit))).mean()
+    torch.testing.assert_close(PARA.loss(logit, y), expected)
+
+    score = torch.tensor([4.0, 7.0])  # raw regression output is not clamped for the loss
+    torch.testing.assert_close(STS.loss(score, torch.tensor([5.0, 5.0])), torch.tensor(2.5))
+
+    bins = torch.randn(3, 6)
+    labels = torch.tensor([2.6, 0.2, 4.5])  # rounded: 3, 0, 4 (round half to even)
+    torch.testing.assert_close(STS.loss(bins, labels), F.cross_entropy(bins, torch.tensor([3, 0, 4])))
+
+
+def test_predictions_are_formatted() -> None:
+    sst = SST.predict(torch.tensor([[0.1, 0.0, 0.0, 0.0, 2.0], [3.0, 0.0, 0.0, 0.0, 0.0]]))
+    assert sst == [4, 0] and all(type(p) is int for p in sst)
+    para = PARA.predict(torch.tensor([0.3, -0.1, 0.0]))
+    assert para == [1, 0, 0] and all(type(p) is int for p in para)
+    sts = STS.predict(torch.tensor([6.2, -0.4, 2.25]))
+    assert sts == [5.0, 0.0, 2.25] and all(type(p) is float for p in sts)
+    # A classes head predicts the expected bin value.
+    big = 50.0
+    bins = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, big, big, 0.0, 0.0]])
+    got = STS.predict(bins)
+    assert got[0] == pytest.approx(2.5) and got[1] == pytest.approx(2.5, abs=1e-6)
+    assert STS.predict(torch.tensor([[-big, -big, -big, -big, -big, big]])) == [pytest.approx(5.0)]
+
+
+def test_metrics_and_overall() -> None:
+    assert SST.metric([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
+    assert PARA.metric(torch.tensor([1, 0]), torch.tensor([1.0, 1.0])) == 0.5
+    assert STS.metric([1.0, 2.0, 3.0], [2.0, 4.0, 7.0]) == pytest.approx(metrics.pearson([1, 2, 3], [2, 4, 7]))
+    assert math.isnan(STS.metric([1.0, 1.0], [0.0, 5.0]))
+    assert overall({"sst": 0.521, "para": 0.871, "sts": 0.891}) == pytest.approx(
+        metrics.overall_score(0.521, 0.871, 0.891)
+    )
+    with pytest.raises(KeyError, match="sts"):
+        overall({"sst": 0.5, "para": 0.5})
+
+
+@pytest.mark.parametrize(
+    ("task", "examples", "config"),
+    [
+        (SST, SENTENCES, HeadConfig(pooling="mean", stack="mlp", mlp_layers=2, cnn=True, residual=True)),
+        (PARA, PARAS, HeadConfig()),
+        (PARA, PARAS, HeadConfig(pooling="mean", pair_encoding="siamese")),
+        (STS, STSS, HeadConfig(pooling="max")),
+        (STS, STSS, HeadConfig(pooling="pooler", output="classes")),
+        (STS, STSS, HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine")),
+    ],
+    ids=["sst-cnn-mlp", "para-cross", "para-siamese", "sts-regression", "sts-classes", "sts-cosine"],
+)
+def test_loss_decreases_with_training(tokenizer: Tokenizer, task: TaskSpec, examples: list, config: HeadConfig) -> None:
+    torch.manual_seed(0)
+    encoder = MinBert(BertConfig.tiny(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    head = task.build_head(encoder.config.hidden_size, config)
+    inputs, labels = task.collate(examples, tokenizer, max_length=16, pair_encoding=config.pair_encoding)
+    params = [*encoder.parameters(), *head.parameters()]
+    # Adam: plain SGD on a random tiny BERT stalls (near-identical [CLS] states) or diverges.
+    optimizer = torch.optim.Adam(params, lr=3e-3)
+    head.eval()  # no dropout: the loss curve is deterministic
+    losses = []
+    for _ in range(20):
+        optimizer.zero_grad()
+        loss = task.loss(head(encoder, inputs), labels)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(x) for x in losses)
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_head_fit_is_checked() -> None:
+    with pytest.raises(ValueError, match="siamese"):
+        SST.build_head(32, HeadConfig(pair_encoding="siamese"))
+    with pytest.raises(ValueError, match="regression"):
+        PARA.build_head(32, HeadConfig(pair_encoding="siamese", output="cosine"))
+    with pytest.raises(ValueError, match="regression"):
+        SST.build_head(32, HeadConfig(output="classes"))
+    assert STS.num_outputs_for(HeadConfig(output="classes")) == 6
+    assert STS.build_head(32, HeadConfig(output="classes")).num_outputs == 6
+    assert SST.build_head(32).num_outputs == 5
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"name": "two words"},
+        {"kind": "triple"},
+        {"output": "ranking"},
+        {"num_outputs": 0},
+        {"output": "binary", "num_outputs": 2},
+        {"output": "multiclass", "num_outputs": 1},
+        {"output": "regression", "score_range": (5, 0)},
+        {"output": "multiclass", "num_outputs": 3, "score_range": (0, 5)},
+        {"kind": "single", "head": HeadConfig(pair_encoding="siamese")},
+        {"reader": "not callable"},
+    ],
+)
+def test_bad_task_specs_are_refused(options: dict) -> None:
+    base = {"name": "toy", "kind": "pair", "output": "regression", "num_outputs": 1,
+            "reader": StandardReader("sts")}  # fmt: skip
+    with pytest.raises((ValueError, TypeError)):
+        TaskSpec(**{**base, **options})
+
+
+def test_inputs_to_moves_nested_tensors(tokenizer: Tokenizer) -> None:
+    inputs, _ = STS.collate(STSS, tokenizer, pair_encoding="siamese")
+    moved = inputs_to(inputs, "cpu")
+    assert moved is not inputs and set(moved) == {"a", "b"}
+    assert torch.equal(moved["a"]["input_ids"], inputs["a"]["input_ids"])
+
+
+def test_head_works_with_gradbalance_smart(tokenizer: Tokenizer) -> None:
+    torch.manual_seed(0)
+    encoder = MinBert(BertConfig.tiny()).eval()
+    head = PARA.build_head(32).eval()
+    inputs, _ = PARA.collate(PARAS, tokenizer)
+    emb = head.embed(encoder, inputs)
+    outputs = head.forward_from_embeddings(encoder, emb, inputs)
+    smart = SmoothnessRegularizer(sigma=1e-2, epsilon=1e-1, step_size=1e-1, divergence=PARA.divergence)
+    term = smart(lambda e: head.forward_from_embeddings(encoder, e, inputs), emb, outputs,
+                 mask=head.embedding_mask(inputs))  # fmt: skip
+    assert term.item() > 0
+    term.backward()
+    assert head.stack[-1].weight.grad is not None
+
+
+@pytest.mark.skipif(not (default_data_dir() / "sts-dev.csv").is_file(), reason="no task data")
+def test_standard_reader_reads_the_dev_files() -> None:
+    for task in (SST, PARA, STS):
+        result = task.read("dev")
+        assert len(result) > 100
+        assert Path(result.path).name.endswith("-dev.csv")
+    first = STS.read("dev").examples[0]
+    assert isinstance(first, PairExample) and 0.0 <= first.label <= 5.0
