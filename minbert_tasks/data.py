@@ -27,7 +27,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -250,7 +250,7 @@ def _read(
     path: str | os.PathLike[str],
     text_names: Sequence[str],
     labeled: bool,
-    parse_label: object,
+    parse_label: Callable[[str], float | int],
     strict: bool,
 ) -> tuple[Path, list[tuple[str, list[str], float | int | None]], list[SkippedRow]]:
     path = Path(path)
@@ -269,7 +269,7 @@ def _read(
                 raise _RowError(f"missing columns (expected {width}, got {len(fields)})")
             if len(fields) > width:
                 raise _RowError(f"too many columns (expected {width}, got {len(fields)})")
-            label = parse_label(fields[label_col]) if label_col is not None else None  # type: ignore[operator]
+            label = parse_label(fields[label_col]) if label_col is not None else None
             ex_id = fields[id_col].strip()
             if not ex_id:
                 raise _RowError("empty id")
@@ -324,7 +324,10 @@ def read_sentences(
     path, rows, skipped = _read(
         path, ("sentence",), labeled, lambda raw: _int_label(raw, low, high), strict
     )
-    examples = [SentenceExample(ex_id, texts[0], label) for ex_id, texts, label in rows]  # type: ignore[arg-type]
+    examples = [
+        SentenceExample(ex_id, texts[0], None if label is None else int(label))
+        for ex_id, texts, label in rows
+    ]
     return ReadResult(path, examples, skipped)
 
 

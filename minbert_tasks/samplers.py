@@ -395,8 +395,9 @@ class TemperatureSampler:
         """Per-task draw probability, in the order of ``tasks``."""
         sizes = np.array([t.num_batches for t in tasks], dtype=np.float64)
         logits = np.log(sizes) / self.temperature
-        weights = np.exp(logits - logits.max())
-        return weights / weights.sum()
+        weights = np.exp(logits - logits.max())  # stable for huge sizes and small T
+        probs: NDArray[np.float64] = weights / weights.sum()
+        return probs
 
     def num_steps(self, tasks: Sequence[TaskData]) -> int:
         return self.steps if self.steps is not None else sum(t.num_batches for t in tasks)
