@@ -13,6 +13,7 @@ once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -23,6 +24,8 @@ from ._checks import first_nonfinite_row
 
 #: Columns per block product; float32 error grows with the block length, not with P.
 BLOCK = 65536
+#: Below this common block length, per-segment products beat one batched product of tiny blocks.
+MIN_SHARED_BLOCK = 64
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -48,20 +51,47 @@ def _block_gramian(G: Tensor) -> Tensor:
     return K
 
 
+def _common_block(sizes: Sequence[int]) -> int:
+    """The largest block length ≤ :data:`BLOCK` that divides every segment size (maybe 1)."""
+    g = 0
+    for size in sizes:
+        g = math.gcd(g, size)
+    for parts in range(-(-g // BLOCK), g + 1):
+        if g % parts == 0:
+            return g // parts
+    return 1
+
+
 def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     """Gramians of the column segments of ``G`` as a float64 CPU tensor ``[S, T, T]``.
 
     Raises :class:`NonFiniteGradientError` naming the task (and segment) when a row holds NaN or
     Inf. Rows large enough to overflow float32 products are recomputed in float64.
     """
-    parts = []
-    start = 0
-    for size in sizes:
-        parts.append(_block_gramian(G[:, start : start + size]))
-        start += size
+    block = _common_block(sizes) if len(sizes) > 1 and G.dtype == torch.float32 else 0
+    if block >= MIN_SHARED_BLOCK:
+        # Segments that share a block length (per-tensor segments of a network are multiples of
+        # its width): one batched product over the whole of G, then a float64 sum per segment,
+        # instead of a handful of small kernels per segment.
+        T, P = G.shape
+        blocks = G.view(T, P // block, block).transpose(0, 1)
+        products = torch.bmm(blocks, blocks.transpose(1, 2)).to(torch.float64).view(-1, T * T)
+        owner = torch.repeat_interleave(
+            torch.arange(len(sizes), device=G.device),
+            torch.tensor([s // block for s in sizes], device=G.device),
+        )
+        K = torch.zeros(len(sizes), T * T, dtype=torch.float64, device=G.device)
+        K = K.index_add_(0, owner, products).view(len(sizes), T, T)
+    else:
+        parts = []
+        start = 0
+        for size in sizes:
+            parts.append(_block_gramian(G[:, start : start + size]))
+            start += size
+        K = torch.stack(parts)
     # One device-to-host transfer per step: the T×T algebra then runs on the CPU without
     # stalling the stream once per task pair.
-    K = torch.stack(parts).cpu()
+    K = K.cpu()
     if not bool(torch.isfinite(K).all()):
         K = _recover_nonfinite(G, sizes, K)
     return K

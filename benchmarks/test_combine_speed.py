@@ -1,0 +1,101 @@
+"""Combine time against the one-pass floor ``G.sum(0)`` on the same buffer, in the same run.
+
+Full size (``GRADBALANCE_BENCH_FULL=1``): P = 22,713,216 float32 columns, the shared parameters
+of a 6-layer, 384-wide BERT (all-MiniLM-L6-v2), for T = 3 and 8. Goals at T = 3 on CPU:
+PCGrad and whole-vector GradVac within 2.5× of ``G.sum(0)``, per-tensor GradVac within 3×.
+With torchjd installed (the ``compare`` extra) its PCGrad and GradVac are timed on the same G.
+
+    GRADBALANCE_BENCH_FULL=1 pytest benchmarks/test_combine_speed.py -s
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gradbalance
+from timing import FULL, interleaved_medians, report
+
+
+def bert_tensor_sizes(layers: int = 6, hidden: int = 384, vocab: int = 30522, positions: int = 512) -> list[int]:
+    """numel of every parameter tensor of a BERT encoder with pooler, in named_parameters order."""
+    inter = 4 * hidden
+    sizes = [vocab * hidden, positions * hidden, 2 * hidden, hidden, hidden]
+    for _ in range(layers):
+        for _ in range(4):  # query, key, value, attention output
+            sizes += [hidden * hidden, hidden]
+        sizes += [hidden, hidden]  # attention LayerNorm
+        sizes += [inter * hidden, inter, hidden * inter, hidden, hidden, hidden]
+    return sizes + [hidden * hidden, hidden]
+
+
+SEGMENTS = bert_tensor_sizes() if FULL else bert_tensor_sizes(layers=2, hidden=64, vocab=2000)
+P = sum(SEGMENTS)
+REPEATS = 9 if FULL else 5
+GOALS = {"pcgrad": 2.5, "gradvac": 2.5, "gradvac per-tensor": 3.0}
+
+
+def test_bert_sizes_are_the_minilm_shared_parameters():
+    assert sum(bert_tensor_sizes()) == 22_713_216
+
+
+def conflicting(T: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(T)
+    G = torch.randn(T, P, generator=gen)
+    G[1] = -0.5 * G[0] + G[1]  # at least one conflicting pair so the projections do work
+    return G
+
+
+def combiners() -> dict[str, tuple[gradbalance.GradientCombiner, list[int] | None]]:
+    return {
+        "sum": (gradbalance.create("sum"), None),
+        "pcgrad": (gradbalance.create("pcgrad", seed=0), None),
+        "gradvac": (gradbalance.create("gradvac", seed=0), None),
+        "gradvac per-tensor": (gradbalance.create("gradvac", seed=0), SEGMENTS),
+    }
+
+
+def torchjd_candidates(G: torch.Tensor) -> dict[str, object]:
+    try:
+        from torchjd import aggregation
+    except ImportError:
+        return {}
+    found = {}
+    for name in ("PCGrad", "GradVac"):
+        cls = getattr(aggregation, name, None)
+        if cls is not None:
+            aggregator = cls()
+            found[f"torchjd {name}"] = lambda a=aggregator: a(G)
+    return found
+
+
+@pytest.mark.parametrize("T", [3, 8])
+def test_combine_against_sum_floor(benchmark, T):
+    G = conflicting(T)
+    candidates: dict[str, object] = {"G.sum(0)": lambda: G.sum(0)}
+    for name, (combiner, segments) in combiners().items():
+        candidates[name] = lambda c=combiner, s=segments: c.combine(G, s)
+    candidates.update(torchjd_candidates(G))
+    ratios = report(f"combine, T={T}, P={P:,}", interleaved_medians(candidates, REPEATS), "G.sum(0)")
+    benchmark.extra_info.update({f"ratio {k}": v for k, v in ratios.items()})
+    pcgrad = gradbalance.create("pcgrad", seed=0)
+    benchmark(lambda: pcgrad.combine(G))
+    if FULL and T == 3:
+        for name, goal in GOALS.items():
+            assert ratios[name] <= goal, f"{name}: {ratios[name]:.2f}x > {goal}x"
+
+
+@pytest.mark.parametrize("T", [3, 8])
+def test_buffer_path_against_sum_out(benchmark, T):
+    G = conflicting(T)
+    out = torch.empty(P)
+    candidates: dict[str, object] = {"torch.sum(G, 0, out=out)": lambda: torch.sum(G, 0, out=out)}
+    for name, (combiner, segments) in combiners().items():
+        candidates[name + " (out=)"] = lambda c=combiner, s=segments: c.combine(G, s, out=out)
+    ratios = report(
+        f"buffer path, T={T}, P={P:,}", interleaved_medians(candidates, REPEATS), "torch.sum(G, 0, out=out)"
+    )
+    benchmark.extra_info.update({f"ratio {k}": v for k, v in ratios.items()})
+    pcgrad = gradbalance.create("pcgrad", seed=0)
+    benchmark(lambda: pcgrad.combine(G, out=out))
+    assert all(r == r and r > 0 for r in ratios.values())

@@ -1,0 +1,137 @@
+"""Plugin discovery through real distributions in a temporary site directory."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import gradbalance
+from gradbalance import PCGrad, Registry, UnknownCombinerError
+
+
+def make_distribution(site: Path, dist: str, module: str, source: str) -> None:
+    """Write an installed distribution (dist-info with an entry point) and its module."""
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[gradbalance]\n{module} = {module}\n")
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+GOOD = """
+    import torch
+    import gradbalance
+
+    class HalfSum(gradbalance.GramianCombiner):
+        '''Half the sum of the task gradients.'''
+        name = "half-sum"
+
+        def weights(self, gramian):
+            return torch.full(gramian.shape[:2], 0.5, dtype=gramian.dtype)
+
+    @gradbalance.hookimpl
+    def gradbalance_combiners():
+        return [HalfSum]
+"""
+
+BROKEN = """
+    raise ImportError("this plugin needs a package that is not installed")
+"""
+
+CLASH = """
+    import gradbalance
+
+    class MyPCGrad(gradbalance.Sum):
+        name = "pcgrad"
+
+    @gradbalance.hookimpl
+    def gradbalance_combiners():
+        return [MyPCGrad]
+"""
+
+
+def run_python(site: Path, code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(site))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_builtins_come_through_the_packages_own_entry_point():
+    entries = gradbalance.plugin_entries()
+    assert {e.name for e in entries} >= {"sum", "mean", "pcgrad", "gradvac"}
+    assert {e.source for e in entries if e.name in ("sum", "pcgrad")} == {"gradbalance"}
+
+
+def test_unknown_name_lists_what_is_available():
+    with pytest.raises(UnknownCombinerError, match="available: .*gradvac.*pcgrad"):
+        gradbalance.create("pc-grad")
+
+
+def test_bad_options_name_the_accepted_ones():
+    with pytest.raises(TypeError, match="it accepts: seed, reduction"):
+        gradbalance.create("pcgrad", sed=1)
+
+
+def test_third_party_distribution_is_discovered_and_broken_one_isolated(tmp_path):
+    make_distribution(tmp_path, "acme-balancers", "acme_balancers", GOOD)
+    make_distribution(tmp_path, "broken-plugin", "broken_plugin", BROKEN)
+    result = run_python(
+        tmp_path,
+        """
+        import torch, gradbalance
+        print(gradbalance.available())
+        c = gradbalance.create("half-sum")
+        print(c.combine(torch.ones(2, 3)).tolist())
+        print([e.source for e in gradbalance.plugin_entries() if e.name == "half-sum"])
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "half-sum" in lines[0] and "pcgrad" in lines[0]
+    assert lines[1] == "[1.0, 1.0, 1.0]"
+    assert lines[2] == "['acme-balancers']"
+    assert "PluginLoadWarning" in result.stderr
+    assert "'broken-plugin'" in result.stderr and "not installed" in result.stderr
+
+
+def test_two_plugins_claiming_one_name_is_an_error_naming_both(tmp_path):
+    make_distribution(tmp_path, "pcgrad-fork", "pcgrad_fork", CLASH)
+    result = run_python(tmp_path, "import gradbalance; gradbalance.available()")
+    assert result.returncode != 0
+    assert "PluginConflictError" in result.stderr
+    assert "'gradbalance'" in result.stderr and "'pcgrad-fork'" in result.stderr
+
+
+def test_in_process_registration_and_bad_plugins():
+    registry = Registry(group="gradbalance-test-empty-group")
+
+    class Doubled(gradbalance.Sum):
+        """Twice the sum."""
+
+        name = "doubled"
+
+    class Plugin:
+        @gradbalance.hookimpl
+        def gradbalance_combiners(self):
+            return [Doubled, PCGrad]
+
+    registry.register(Plugin(), source="tests")
+    assert registry.available() == ["doubled", "pcgrad"]
+    assert registry.entries()["doubled"].source == "tests"
+    assert registry.entries()["doubled"].summary == "Twice the sum."
+
+    class NotACombiner:
+        name = "nope"
+
+    class BadPlugin:
+        @gradbalance.hookimpl
+        def gradbalance_combiners(self):
+            return [NotACombiner]
+
+    registry.register(BadPlugin(), source="bad")
+    with pytest.raises(TypeError, match="does not subclass gradbalance.GradientCombiner"):
+        registry.available()
