@@ -30,12 +30,13 @@ Pipeline, in order (every step masked, so padding never changes a result):
 For SMART, which perturbs the embedding-layer output once and continues from there, every head
 splits its forward: ``head(encoder, inputs) == head.forward_from_embeddings(encoder,
 head.embed(encoder, inputs), inputs)``. For a siamese head the embeddings are a tuple
-``(emb_a, emb_b)``; :meth:`TaskHead.embedding_mask` gives the matching padding mask(s).
+``(emb_a, emb_b)``; :meth:`TaskHead.embedding_mask` gives the matching padding mask(s), and
+:meth:`TaskHead.smart_view` packs everything as one tensor for a regulariser that wants that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -289,6 +290,27 @@ class TaskHead(nn.Module):
 
     def forward(self, encoder: nn.Module, inputs: Inputs) -> Tensor:
         return self.forward_from_embeddings(encoder, self.embed(encoder, inputs), inputs)
+
+    def smart_view(
+        self, encoder: nn.Module, inputs: Inputs
+    ) -> tuple[Callable[[Tensor], Tensor], Tensor, Tensor]:
+        """``(forward, embeddings, mask)`` with one embeddings tensor, for regularisers such as
+        ``gradbalance.regularizers.SmoothnessRegularizer`` that perturb a single ``[B, L, H]``
+        tensor: ``forward(embeddings)`` equals ``self(encoder, inputs)``. A siamese pair's two
+        embeddings are joined along the token axis (``[B, L_a + L_b, H]``) and split again by
+        ``forward``, so the perturbation and its per-example ℓ∞ ball cover both sentences.
+        """
+        embeddings = self.embed(encoder, inputs)
+        mask = self.embedding_mask(inputs)
+        if not self.siamese:
+            return (lambda e: self.forward_from_embeddings(encoder, e, inputs)), embeddings, mask  # type: ignore[return-value]
+        split = embeddings[0].shape[1]
+
+        def forward(joined: Tensor) -> Tensor:
+            pair = (joined[:, :split], joined[:, split:])
+            return self.forward_from_embeddings(encoder, pair, inputs)
+
+        return forward, torch.cat(embeddings, dim=1), torch.cat(mask, dim=1)
 
     # -- pieces ------------------------------------------------------------------------------
 

@@ -224,19 +224,33 @@ def test_inputs_to_moves_nested_tensors(tokenizer: Tokenizer) -> None:
     assert torch.equal(moved["a"]["input_ids"], inputs["a"]["input_ids"])
 
 
-def test_head_works_with_gradbalance_smart(tokenizer: Tokenizer) -> None:
+@pytest.mark.parametrize(
+    ("task", "examples", "config"),
+    [
+        (SST, SENTENCES, HeadConfig()),
+        (PARA, PARAS, HeadConfig()),
+        (STS, STSS, HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine")),
+    ],
+    ids=["sst", "para-cross", "sts-siamese-cosine"],
+)
+def test_heads_work_with_gradbalance_smart(
+    tokenizer: Tokenizer, task: TaskSpec, examples: list, config: HeadConfig
+) -> None:
     torch.manual_seed(0)
     encoder = MinBert(BertConfig.tiny()).eval()
-    head = PARA.build_head(32).eval()
-    inputs, _ = PARA.collate(PARAS, tokenizer)
-    emb = head.embed(encoder, inputs)
-    outputs = head.forward_from_embeddings(encoder, emb, inputs)
-    smart = SmoothnessRegularizer(sigma=1e-2, epsilon=1e-1, step_size=1e-1, divergence=PARA.divergence)
-    term = smart(lambda e: head.forward_from_embeddings(encoder, e, inputs), emb, outputs,
-                 mask=head.embedding_mask(inputs))  # fmt: skip
+    head = task.build_head(32, config).eval()
+    inputs, _ = task.collate(examples, tokenizer, pair_encoding=config.pair_encoding)
+    forward, emb, mask = head.smart_view(encoder, inputs)
+    assert emb.dim() == 3 and mask.shape == emb.shape[:2]
+    outputs = forward(emb)
+    torch.testing.assert_close(outputs, head(encoder, inputs))
+    smart = SmoothnessRegularizer(
+        sigma=1e-2, epsilon=1e-1, step_size=1e-1, divergence=task.divergence_for(config)
+    )
+    term = smart(forward, emb, outputs, mask=mask)
     assert term.item() > 0
     term.backward()
-    assert head.stack[-1].weight.grad is not None
+    assert encoder.encoder.layer[0].attention.self.query.weight.grad is not None
 
 
 @pytest.mark.skipif(not (default_data_dir() / "sts-dev.csv").is_file(), reason="no task data")
