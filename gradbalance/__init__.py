@@ -16,10 +16,12 @@ from .errors import (
     UnknownCombinerError,
 )
 from .hookspecs import hookimpl, hookspec
+from .regularizers import BregmanProximalPoint, SmoothnessRegularizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BregmanProximalPoint",
     "Combination",
     "GradVac",
     "GradbalanceError",
@@ -32,6 +34,7 @@ __all__ = [
     "PluginEntry",
     "PluginLoadWarning",
     "Registry",
+    "SmoothnessRegularizer",
     "Sum",
     "TaskGradients",
     "UnknownCombinerError",

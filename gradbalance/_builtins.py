@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from .combiners import GradVac, Mean, PCGrad, Sum
 from .hookspecs import hookimpl
+from .regularizers import BregmanProximalPoint, SmoothnessRegularizer
 
 
 @hookimpl
 def gradbalance_combiners() -> list[type]:
     return [Sum, Mean, PCGrad, GradVac]
+
+
+@hookimpl
+def gradbalance_regularizers() -> list[type]:
+    return [SmoothnessRegularizer, BregmanProximalPoint]

@@ -135,3 +135,11 @@ def test_in_process_registration_and_bad_plugins():
     registry.register(BadPlugin(), source="bad")
     with pytest.raises(TypeError, match="does not subclass gradbalance.GradientCombiner"):
         registry.available()
+
+
+def test_regularizers_are_a_plugin_kind_of_their_own():
+    names = gradbalance.available("regularizer")
+    assert names == sorted(names) and {"smart", "bregman"} <= set(names)
+    assert "smart" not in gradbalance.available()
+    with pytest.raises(ValueError, match="unknown plugin kind"):
+        gradbalance.available("optimizer")
