@@ -1,0 +1,4 @@
+"""minbert_tasks: multi-task minBERT fine-tuning on SST-5, Quora paraphrase and STS-B, built on
+gradbalance (every multi-task step goes through its task-gradient buffer and a combiner)."""
+
+__version__ = "0.1.0"

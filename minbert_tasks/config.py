@@ -1,0 +1,297 @@
+"""Training configuration: attrs records built from TOML presets plus ``--set`` overrides.
+
+A config file mirrors :class:`TrainConfig`::
+
+    combiner = "pcgrad"
+    [combiner_options]
+    seed = 0
+
+    [[tasks]]
+    name = "sst"
+    batch_size = 32
+    [tasks.head]
+    pooling = "mean"
+
+    [[phases]]
+    tasks = ["para"]
+    epochs = 1
+    sampler = "sequential"
+
+Overrides are ``KEY=VALUE`` with a dotted key and a TOML value: ``lr=5e-5``,
+``tasks.sst.batch_size=16`` (tasks are addressed by name), ``phases.0.epochs=2``,
+``combiner_options.beta=0.5``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import typing
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from minbert_tasks.heads import HeadConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "ConfigError",
+    "PhaseConfig",
+    "SmartConfig",
+    "TaskConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "preset_names",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is wrong; the message names it."""
+
+
+def _positive(_inst: object, attribute: attrs.Attribute, value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise ConfigError(f"{attribute.name} must be positive, got {value!r}")
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _one_of(*choices: str) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute, value: object) -> None:
+        if value not in choices:
+            raise ConfigError(f"{attribute.name} must be one of {', '.join(choices)}; got {value!r}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class SmartConfig:
+    """SMART's adversarial search (Jiang et al. 2019, Alg. 1), shared by every task that turns
+    it on with a positive ``smart_weight``."""
+
+    sigma: float = attrs.field(default=1e-5, validator=_non_negative)
+    epsilon: float = attrs.field(default=1e-5, validator=_non_negative)
+    step_size: float = attrs.field(default=1e-3, validator=_non_negative)
+    steps: int = attrs.field(default=1, validator=_non_negative)
+    bregman_beta: float = attrs.field(default=0.99, validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class TaskConfig:
+    """One task of the run.
+
+    Args:
+        name: a registered task (``sst``, ``para``, ``sts`` or a plugin's).
+        batch_size: examples per batch.
+        head: head options; ``None`` is the task's default head.
+        max_length: tokens per input after truncation.
+        train_limit / dev_limit: read only the first N examples (quick runs and tests).
+        smart_weight: λ_s of the SMART smoothness term (0 = off).
+        bregman_weight: μ of the Bregman proximal term (0 = off).
+    """
+
+    name: str
+    batch_size: int = attrs.field(default=32, validator=_positive)
+    head: HeadConfig | None = None
+    max_length: int = attrs.field(default=128, validator=_positive)
+    train_limit: int | None = attrs.field(default=None, validator=_positive)
+    dev_limit: int | None = attrs.field(default=None, validator=_positive)
+    smart_weight: float = attrs.field(default=0.0, validator=_non_negative)
+    bregman_weight: float = attrs.field(default=0.0, validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class PhaseConfig:
+    """A stretch of training over some tasks with one sampler (e.g. paraphrase-first)."""
+
+    name: str = "main"
+    tasks: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
+    epochs: int = attrs.field(default=1, validator=_positive)
+    sampler: str = "round_robin"
+    sampler_options: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """Everything a training run needs; saved as ``config.json`` in the run directory."""
+
+    tasks: tuple[TaskConfig, ...] = attrs.field(converter=tuple)
+    phases: tuple[PhaseConfig, ...] = attrs.field(default=(PhaseConfig(),), converter=tuple)
+    model: str | None = None  # a BERT folder; None = the bundled all-MiniLM-L6-v2; "tiny-random"
+    data_dir: str | None = None
+    combiner: str = "sum"
+    combiner_options: dict[str, Any] = attrs.field(factory=dict)
+    segments: str = attrs.field(default="whole", validator=_one_of("whole", "tensor", "module"))
+    lr: float = attrs.field(default=3e-5, validator=_positive)
+    head_lr: float | None = attrs.field(default=None, validator=_positive)
+    weight_decay: float = attrs.field(default=0.01, validator=_non_negative)
+    warmup: float = attrs.field(default=0.1, validator=_non_negative)
+    schedule: str = attrs.field(default="linear", validator=_one_of("linear", "cosine", "constant"))
+    grad_accumulation: int = attrs.field(default=1, validator=_positive)
+    clip_norm: float | None = attrs.field(default=1.0, validator=_positive)
+    dropout: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: str = attrs.field(default="auto", validator=_one_of("auto", "bf16", "off"))
+    eval_every: int | None = attrs.field(default=None, validator=_positive)
+    eval_batch_size: int = attrs.field(default=128, validator=_positive)
+    checkpoint_every: int | None = attrs.field(default=200, validator=_positive)
+    log_every: int = attrs.field(default=10, validator=_positive)
+    time_budget_minutes: float | None = attrs.field(default=None, validator=_positive)
+    max_steps: int | None = attrs.field(default=None, validator=_positive)
+    smart: SmartConfig = attrs.field(factory=SmartConfig)
+    strict_data: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if not self.tasks:
+            raise ConfigError("a run needs at least one task ([[tasks]] with a name)")
+        names = [t.name for t in self.tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"task(s) listed twice: {', '.join(duplicates)}")
+        for k, phase in enumerate(self.phases):
+            unknown = sorted(set(phase.tasks or ()) - set(names))
+            if unknown:
+                raise ConfigError(f"phases.{k} trains {', '.join(unknown)}, which are not in [[tasks]]")
+        if self.warmup >= 1:
+            raise ConfigError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+
+    def task(self, name: str) -> TaskConfig:
+        return next(t for t in self.tasks if t.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# --------------------------------------------------------------------------- building from dicts
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Build attrs class ``cls`` from a mapping, naming the path of any bad key."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'} must be a table, got {data!r}")
+    fields = attrs.fields_dict(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in {where or 'config'}; "
+            f"valid keys: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        kwargs[key] = _convert(hints[key], value, path)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in args if a is not type(None)]
+        if value is None:
+            return None
+        if len(inner) == 1:
+            return _convert(inner[0], value, path)
+        return value
+    if attrs.has(hint):
+        return _build(hint, value, path)
+    if origin is tuple and args and attrs.has(args[0]):
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise ConfigError(f"{path} must be a list of tables")
+        return tuple(_build(args[0], v, f"{path}.{k}") for k, v in enumerate(value))
+    return value
+
+
+def _task_index(tasks: list[Any], name: str, key: str) -> int:
+    for k, task in enumerate(tasks):
+        if task.get("name") == name:
+            return k
+    if name.isdigit() and int(name) < len(tasks):
+        return int(name)
+    raise ConfigError(f"override {key!r}: no task named {name!r} (tasks: {[t.get('name') for t in tasks]})")
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides (dotted keys, TOML values) to a config mapping in place."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like KEY=VALUE (e.g. lr=5e-5)")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word: a string
+        parts = key.split(".")
+        node: Any = data
+        for k, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                index = _task_index(node, part, key) if parts[k - 1] == "tasks" else int(part)
+                node = node[index]
+            else:
+                node = node.setdefault(part, {})
+        last = parts[-1]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def preset_names() -> list[str]:
+    """Names of the bundled presets (``minbert_tasks/presets/*.toml``)."""
+    folder = resources.files("minbert_tasks") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _read_toml(source: str) -> dict[str, Any]:
+    path = Path(source)
+    if path.suffix != ".toml" and not path.exists():
+        if source not in preset_names():
+            raise ConfigError(f"no config file {source!r} and no preset of that name; presets: {', '.join(preset_names())}")
+        text = (resources.files("minbert_tasks") / "presets" / f"{source}.toml").read_text()
+        where = f"preset {source!r}"
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        where = str(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+
+
+def load_config(source: str | Mapping[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
+    """A :class:`TrainConfig` from a TOML file, a preset name or a mapping, plus overrides."""
+    data = json.loads(json.dumps(source)) if isinstance(source, Mapping) else _read_toml(source)
+    apply_overrides(data, overrides)
+    return _build(TrainConfig, data, "")
+
+
+def config_from_json(text: str) -> TrainConfig:
+    """Rebuild the config saved in a run directory."""
+    return _build(TrainConfig, json.loads(text), "")

@@ -1,0 +1,86 @@
+"""Batched inference and dev-set scoring."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from minbert_tasks.data import PairExample, SentenceExample
+from minbert_tasks.model import Tokenizer
+from minbert_tasks.system import MultiTaskModel, TaskSetup
+from minbert_tasks.tasks import inputs_to, overall
+
+__all__ = ["predict_examples", "evaluate", "summary_score"]
+
+Example = SentenceExample | PairExample
+
+
+def _length(example: Example) -> int:
+    if isinstance(example, SentenceExample):
+        return len(example.text)
+    return len(example.text_a) + len(example.text_b)
+
+
+@torch.no_grad()
+def predict_examples(
+    model: MultiTaskModel,
+    task: str,
+    setup: TaskSetup,
+    examples: Sequence[Example],
+    tokenizer: Tokenizer,
+    *,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[list[Any], list[Any]]:
+    """Predictions (output-file format) and raw outputs, in input order.
+
+    Batches are formed from length-sorted examples so padding stays small; the results are put
+    back in the original order.
+    """
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(examples)), key=lambda i: _length(examples[i]))
+    preds: list[Any] = [None] * len(examples)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        inputs, _ = setup.spec.collate(
+            [examples[i] for i in chunk], tokenizer, setup.max_length, setup.head.pair_encoding
+        )
+        inputs = inputs_to(inputs, device)
+        with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            outputs = model(task, inputs)
+        for i, p in zip(chunk, setup.spec.predict(outputs.float())):
+            preds[i] = p
+    model.train(was_training)
+    return preds, [e.label for e in examples]
+
+
+def evaluate(
+    model: MultiTaskModel,
+    setups: Mapping[str, TaskSetup],
+    dev: Mapping[str, Sequence[Example]],
+    tokenizer: Tokenizer,
+    **kwargs: Any,
+) -> tuple[dict[str, float], dict[str, tuple[list[Any], list[Any]]]]:
+    """Per-task dev metric and the predictions behind it."""
+    scores, predictions = {}, {}
+    for task, examples in dev.items():
+        preds, golds = predict_examples(model, task, setups[task], examples, tokenizer, **kwargs)
+        scores[task] = float(setups[task].spec.metric(preds, golds))
+        predictions[task] = (preds, golds)
+    return scores, predictions
+
+
+def summary_score(scores: Mapping[str, float]) -> float | None:
+    """The CS224N overall score when sst, para and sts are all present, else the mean of the
+    task metrics (STS Pearson mapped to [0, 1] the same way); ``None`` if nothing is finite."""
+    if {"sst", "para", "sts"} <= set(scores):
+        value = overall(scores)
+    else:
+        parts = [(v + 1) / 2 if k == "sts" else v for k, v in scores.items()]
+        value = sum(parts) / len(parts) if parts else float("nan")
+    return None if math.isnan(value) else float(value)

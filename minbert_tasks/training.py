@@ -1,0 +1,387 @@
+"""Multi-task training: every step fills one gradient row per task in a zero-copy
+``gradbalance.TaskGradients`` buffer and combines the rows with a registry combiner.
+
+Run directory layout::
+
+    RUN/config.json        the full configuration
+    RUN/metrics.jsonl      one JSON object per log step ("train") and evaluation ("eval")
+    RUN/checkpoint.pt      the latest full state (model, optimizer, schedule, combiner,
+                           sampler position, RNG): ``--resume RUN`` continues from it
+    RUN/best.pt            the model with the best dev score so far
+    RUN/tokenizer/         the vocabulary, so the run directory is self-contained
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor
+
+import gradbalance
+from gradbalance.regularizers import BregmanProximalPoint, SmoothnessRegularizer
+from minbert_tasks import plugins
+from minbert_tasks.checkpointing import atomic_save, atomic_write_text, load
+from minbert_tasks.config import TrainConfig, config_from_json
+from minbert_tasks.evaluation import evaluate, summary_score
+from minbert_tasks.samplers import TaskData
+from minbert_tasks.system import MultiTaskModel, TaskSetup, build_model, save_tokenizer
+from minbert_tasks.tasks import inputs_to
+
+__all__ = ["Position", "Trainer", "train"]
+
+
+@attrs.define
+class Position:
+    """Where training stands: phase, epoch within it, sampler steps consumed in that epoch,
+    and optimizer steps overall. A plan is a pure function of (seed, epoch), so this is all a
+    resumed run needs to continue the data stream exactly."""
+
+    phase: int = 0
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+
+
+class Interrupted(Exception):
+    """Raised by a step callback to stop training (used by tests to simulate a crash)."""
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Owns the model, data, optimizer and combiner of one run directory."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike[str], *, progress: bool = True) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.device = _device(config.device)
+        use_bf16 = config.amp == "bf16" or (config.amp == "auto" and self.device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+
+        self.model, self.tokenizer, self.setups = build_model(config)
+        self.model.to(self.device)
+        self.task_names = [t.name for t in config.tasks]
+        self.train_data, self.dev_data = self._read_data()
+
+        self.buffer = gradbalance.TaskGradients(self.model.encoder, num_tasks=len(self.task_names))
+        self.segments = None if config.segments == "whole" else self.buffer.segments(config.segments)
+        self.combiner = gradbalance.create(config.combiner, **config.combiner_options)
+        self.optimizer = self._optimizer()
+        self.total_steps = sum(self._steps_in_phase(k) * p.epochs for k, p in enumerate(config.phases))
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.smart, self.bregman, self.teacher = self._regularizers()
+        self.smart_generator = torch.Generator().manual_seed(config.seed + 17)
+        self.position = Position()
+        self.best_score: float | None = None
+        self._loss_avg: dict[str, float] = {}
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _read_data(self) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+        train, dev = {}, {}
+        for task in self.config.tasks:
+            spec = self.setups[task.name].spec
+            for split, store, limit in (("train", train, task.train_limit), ("dev", dev, task.dev_limit)):
+                result = spec.read(split, data_dir=self.config.data_dir, strict=self.config.strict_data)
+                if result.skipped:
+                    print(result.report())
+                store[task.name] = list(result.examples)[:limit]
+                if not store[task.name]:
+                    raise ValueError(f"{task.name} {split}: no examples read from {result.path}")
+        return train, dev
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        decay, no_decay, heads = [], [], []
+        for name, p in self.model.named_parameters():
+            if name.startswith("heads."):
+                heads.append(p)
+            elif p.dim() < 2:  # biases and LayerNorm
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        head_lr = self.config.head_lr or self.config.lr
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+            {"params": heads, "weight_decay": self.config.weight_decay, "lr": head_lr},
+        ]
+        return torch.optim.AdamW(groups, lr=self.config.lr)
+
+    def _lr_factor(self, step: int) -> float:
+        warmup = int(self.config.warmup * self.total_steps)
+        if step < warmup:
+            return (step + 1) / warmup
+        if self.config.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
+        if self.config.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return max(0.0, 1.0 - progress)
+
+    def _regularizers(self) -> tuple[dict[str, SmoothnessRegularizer], dict[str, BregmanProximalPoint], BregmanProximalPoint | None]:
+        s = self.config.smart
+        smart, bregman = {}, {}
+        teacher = None
+        for task in self.config.tasks:
+            setup = self.setups[task.name]
+            divergence = setup.spec.divergence_for(setup.head)
+            if task.smart_weight > 0:
+                smart[task.name] = SmoothnessRegularizer(
+                    sigma=s.sigma, epsilon=s.epsilon, step_size=s.step_size, steps=s.steps,
+                    weight=task.smart_weight, divergence=divergence,
+                )
+            if task.bregman_weight > 0:
+                if teacher is None:
+                    teacher = BregmanProximalPoint.from_module(self.model, beta=s.bregman_beta)
+                # One teacher for the whole model; each task reads it with its own ℓ_s and μ.
+                bregman[task.name] = attrs.evolve(teacher, weight=task.bregman_weight, divergence=divergence)
+        return smart, bregman, teacher
+
+    def _phase_tasks(self, phase_index: int) -> list[str]:
+        phase = self.config.phases[phase_index]
+        return list(phase.tasks) if phase.tasks else list(self.task_names)
+
+    def _task_data(self, phase_index: int) -> list[TaskData]:
+        return [
+            TaskData(name, len(self.train_data[name]), self.setups[name].batch_size)
+            for name in self._phase_tasks(phase_index)
+        ]
+
+    def _sampler(self, phase_index: int) -> Any:
+        phase = self.config.phases[phase_index]
+        return plugins.get_sampler(phase.sampler)(**phase.sampler_options)
+
+    def _plan(self, phase_index: int, epoch: int) -> list[dict[str, Any]]:
+        return self._sampler(phase_index).plan(self._task_data(phase_index), epoch, self.config.seed + 1000 * phase_index)
+
+    def _steps_in_phase(self, phase_index: int) -> int:
+        plan_length = len(self._plan(phase_index, 0))
+        return math.ceil(plan_length / self.config.grad_accumulation)
+
+    # -- one optimizer step ----------------------------------------------------------------------
+
+    def _task_loss(self, task: str, indices: Any) -> tuple[Tensor, float]:
+        setup: TaskSetup = self.setups[task]
+        examples = [self.train_data[task][int(i)] for i in indices]
+        inputs, labels = setup.spec.collate(examples, self.tokenizer, setup.max_length, setup.head.pair_encoding)
+        inputs = inputs_to(inputs, self.device)
+        labels = labels.to(self.device)
+        head = self.model.heads[task]
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            if task in self.smart:
+                forward, embeddings, mask = head.smart_view(self.model.encoder, inputs)
+                outputs = forward(embeddings)
+            else:
+                outputs = self.model(task, inputs)
+            loss = setup.spec.loss(outputs, labels)
+            plain = float(loss.detach())
+            if task in self.smart:
+                loss = loss + self.smart[task].loss(forward, embeddings, outputs, mask, generator=self.smart_generator)
+            if task in self.bregman:
+                teacher_outputs = self.bregman[task].teacher_outputs(self.model, task, inputs)
+                loss = loss + self.bregman[task].loss(outputs, teacher_outputs)
+        return loss, plain
+
+    def _micro_step(self, step: dict[str, Any]) -> dict[str, float]:
+        losses = {}
+        for task, indices in step.items():
+            t = self.task_names.index(task)
+            loss, plain = self._task_loss(task, indices)
+            with self.buffer.task(t):
+                (loss / self.config.grad_accumulation).backward()
+            losses[task] = plain
+        return losses
+
+    def _optimizer_step(self) -> gradbalance.Combination:
+        info = self.buffer.combine(self.combiner, self.segments)
+        if self.config.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.teacher is not None:
+            self.teacher.update(self.model)
+        return info
+
+    # -- logging, evaluation, checkpoints ---------------------------------------------------------
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _cosines(self, info: gradbalance.Combination) -> list[list[float]] | None:
+        gramian = info.gramian
+        if gramian is None:
+            return None
+        whole = gramian.sum(0, keepdim=True)  # segment Gramians add up to the whole one
+        cos = gradbalance.Combination(info.direction, whole).cosines()
+        return [[round(float(x), 5) for x in row] for row in cos[0]]
+
+    def evaluate(self) -> dict[str, float]:
+        scores, _ = evaluate(
+            self.model, self.setups, self.dev_data, self.tokenizer,
+            batch_size=self.config.eval_batch_size, device=self.device, autocast_dtype=self.autocast_dtype,
+        )
+        score = summary_score(scores)
+        p = self.position
+        self._log({"kind": "eval", "step": p.global_step, "phase": p.phase, "epoch": p.epoch,
+                   "scores": scores, "overall": score})
+        if score is not None and (self.best_score is None or score > self.best_score):
+            self.best_score = score
+            atomic_save(self._model_state(scores), self.run_dir / "best.pt")
+        return scores
+
+    def _model_state(self, scores: dict[str, float] | None = None) -> dict[str, Any]:
+        return {
+            "config": self.config.to_json(),
+            "encoder_config": self.model.encoder.config.to_dict(),
+            "model": self.model.state_dict(),
+            "scores": scores,
+            "position": attrs.asdict(self.position),
+        }
+
+    def save_checkpoint(self) -> None:
+        state = self._model_state()
+        state.update(
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            combiner=self.combiner.state_dict(),
+            teacher=None if self.teacher is None else self.teacher.state_dict(),
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            smart_rng=self.smart_generator.get_state(),
+            best_score=self.best_score,
+            loss_avg=self._loss_avg,
+        )
+        atomic_save(state, self.run_dir / "checkpoint.pt")
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.combiner.load_state_dict(state["combiner"])
+        if self.teacher is not None and state.get("teacher") is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.smart_generator.set_state(state["smart_rng"])
+        self.best_score = state["best_score"]
+        self._loss_avg = dict(state.get("loss_avg") or {})
+        self.position = Position(**state["position"])
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def fit(self, on_step: Callable[[Trainer], None] | None = None) -> dict[str, float]:
+        """Train to the end of the last phase (or ``max_steps`` / the time budget); returns the
+        last dev scores. ``on_step`` runs after every optimizer step and checkpoint."""
+        from tqdm.auto import tqdm
+
+        config = self.config
+        started = time.monotonic()
+        budget = None if config.time_budget_minutes is None else config.time_budget_minutes * 60
+        scores: dict[str, float] = {}
+        bar = tqdm(total=self.total_steps, initial=self.position.global_step, disable=not self.progress,
+                   desc="train", dynamic_ncols=True)
+        stop = False
+        while self.position.phase < len(config.phases) and not stop:
+            phase = config.phases[self.position.phase]
+            while self.position.epoch < phase.epochs and not stop:
+                plan = self._plan(self.position.phase, self.position.epoch)
+                pending = 0
+                for index in range(self.position.step, len(plan)):
+                    losses = self._micro_step(plan[index])
+                    pending += 1
+                    if pending < config.grad_accumulation and index + 1 < len(plan):
+                        continue
+                    pending = 0
+                    info = self._optimizer_step()
+                    self.position.step = index + 1
+                    self.position.global_step += 1
+                    self._after_step(losses, info, bar)
+                    if on_step is not None:
+                        on_step(self)
+                    out_of_steps = config.max_steps is not None and self.position.global_step >= config.max_steps
+                    out_of_time = budget is not None and time.monotonic() - started > budget
+                    if out_of_steps or out_of_time:
+                        stop = True
+                        break
+                if not stop:
+                    self.position.epoch += 1
+                    self.position.step = 0
+                    scores = self.evaluate()
+                    self.save_checkpoint()
+                    bar.set_description(f"train (dev {self._score_text(scores)})")
+            if not stop:
+                self.position.phase += 1
+                self.position.epoch = 0
+        bar.close()
+        if stop or not scores:
+            scores = self.evaluate()
+            self.save_checkpoint()
+        return scores
+
+    def _after_step(self, losses: dict[str, float], info: gradbalance.Combination, bar: Any) -> None:
+        config = self.config
+        for task, value in losses.items():
+            previous = self._loss_avg.get(task)
+            self._loss_avg[task] = value if previous is None else 0.95 * previous + 0.05 * value
+        bar.update(1)
+        bar.set_postfix({t: f"{v:.3f}" for t, v in self._loss_avg.items()}, refresh=False)
+        step = self.position.global_step
+        if step % config.log_every == 0 or step == 1:
+            self._log({"kind": "train", "step": step, "phase": self.position.phase, "epoch": self.position.epoch,
+                       "tasks": self.task_names, "losses": losses, "lr": self.scheduler.get_last_lr()[0],
+                       "cosines": self._cosines(info)})
+        if config.eval_every is not None and step % config.eval_every == 0:
+            self.evaluate()
+        if config.checkpoint_every is not None and step % config.checkpoint_every == 0:
+            self.save_checkpoint()
+
+    @staticmethod
+    def _score_text(scores: dict[str, float]) -> str:
+        return " ".join(f"{k} {v:.3f}" for k, v in scores.items())
+
+
+def train(
+    config: TrainConfig | None,
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[Trainer], None] | None = None,
+) -> dict[str, float]:
+    """Train ``config`` into ``run_dir`` (or continue the run there with ``resume=True``)."""
+    run_dir = Path(run_dir)
+    if resume:
+        state = load(run_dir / "checkpoint.pt")
+        saved = config_from_json(state["config"])
+        trainer = Trainer(saved, run_dir, progress=progress)
+        trainer.restore(state)
+        print(f"resuming {run_dir} at phase {trainer.position.phase}, epoch {trainer.position.epoch}, "
+              f"step {trainer.position.step} (optimizer step {trainer.position.global_step})")
+    else:
+        if config is None:
+            raise ValueError("train() needs a config unless resume=True")
+        if (run_dir / "checkpoint.pt").exists():
+            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or pick another --run-dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(config.to_json(), run_dir / "config.json")
+        trainer = Trainer(config, run_dir, progress=progress)
+        save_tokenizer(config, run_dir)
+    return trainer.fit(on_step)
