@@ -143,10 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from minbert_tasks.data import DataError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+    except (DataError, FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"minbert-tasks {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -141,6 +141,7 @@ class TrainConfig:
     grad_accumulation: int = attrs.field(default=1, validator=_positive)
     clip_norm: float | None = attrs.field(default=1.0, validator=_positive)
     dropout: float | None = None
+    freeze_word_embeddings: bool = False
     seed: int = 0
     device: str = "auto"
     amp: str = attrs.field(default="auto", validator=_one_of("auto", "bf16", "off"))

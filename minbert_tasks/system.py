@@ -68,6 +68,9 @@ def _encoder(config: TrainConfig, vocab_size: int) -> MinBert:
         encoder = MinBert(BertConfig.tiny(vocab_size=vocab_size, max_position_embeddings=512))
     else:
         encoder = load_pretrained(config.model if config.model is not None else default_model_path())
+    if config.freeze_word_embeddings:
+        # Half of MiniLM's parameters; frozen, they cost no gradient rows, combine or Adam work.
+        encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     if config.dropout is not None:
         for module in encoder.modules():
             if isinstance(module, nn.Dropout):

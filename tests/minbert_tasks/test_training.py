@@ -1,0 +1,130 @@
+"""The trainer end to end on tiny files and a tiny random encoder (no pretrained weights)."""
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from minbert_tasks.cli import main
+from minbert_tasks.config import load_config, preset_names
+from minbert_tasks.training import Interrupted, train
+
+WORDS = "good bad movie great awful plot actor scene story fine dull bright dark happy sad film".split()
+
+
+def sentence(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
+
+
+def write(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t")
+        writer.writerow(["", *header])
+        for k, row in enumerate(rows):
+            writer.writerow([k, *row])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    rng = random.Random(0)
+    for split, n in (("train", 24), ("dev", 12)):
+        write(folder / f"ids-sst-{split}.csv", ["id", "sentence", "sentiment"],
+              [[f"s{split}{k}", sentence(rng), str(rng.randint(0, 4))] for k in range(n)])
+        para = [[f"q{split}{k}", sentence(rng), sentence(rng), str(rng.randint(0, 1))] for k in range(n)]
+        para.append([f"q{split}bad", sentence(rng), sentence(rng), ""])  # malformed: empty label
+        write(folder / f"quora-{split}.csv", ["id", "sentence1", "sentence2", "is_duplicate"], para)
+        write(folder / f"sts-{split}.csv", ["id", "sentence1", "sentence2", "similarity"],
+              [[f"t{split}{k}", sentence(rng), sentence(rng), f"{rng.uniform(0, 5):.3f}"] for k in range(n)])
+    return folder
+
+
+def tiny(data_dir: Path, source="default", *overrides: str):
+    base = [f'data_dir="{data_dir}"', 'model="tiny-random"', "log_every=1", "checkpoint_every=1",
+            "time_budget_minutes=5"]
+    for task in ("sst", "para", "sts"):
+        base += [f"tasks.{task}.batch_size=4", f"tasks.{task}.max_length=24"]
+    return load_config(source, [*base, *overrides])
+
+
+def test_a_run_writes_config_metrics_checkpoints_and_tokenizer(data_dir, tmp_path, capsys):
+    scores = train(tiny(data_dir, "default", "phases.0.epochs=2"), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert set(scores) == {"sst", "para", "sts"}
+    assert {"config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "tokenizer"} <= {p.name for p in run.iterdir()}
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if r["kind"] == "train"]
+    assert len([r for r in records if r["kind"] == "eval"]) == 2  # one per epoch
+    assert train_records[0]["tasks"] == ["sst", "para", "sts"]
+    cos = torch.tensor(train_records[0]["cosines"])  # from PCGrad's own Gramian
+    assert cos.shape == (3, 3) and torch.allclose(cos.diagonal(), torch.ones(3), atol=1e-4)
+    assert "line 14: empty label" in capsys.readouterr().out  # the malformed row is reported
+    assert not list(run.glob(".*.tmp"))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny(data_dir), run, progress=False)
+
+
+@pytest.mark.parametrize("combiner", ["gradvac", "pcgrad"])
+def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(data_dir, tmp_path, combiner):
+    overrides = [f'combiner="{combiner}"', "phases.0.epochs=2", "segments=\"tensor\"",
+                 "tasks.sst.smart_weight=1.0", "tasks.para.bregman_weight=1.0"]
+    whole = train(tiny(data_dir, "default", *overrides), tmp_path / "whole", progress=False)
+
+    def crash(trainer):
+        if trainer.position.global_step == 4:  # mid-epoch, after that step's checkpoint
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(tiny(data_dir, "default", *overrides), tmp_path / "killed", progress=False, on_step=crash)
+    resumed = train(None, tmp_path / "killed", resume=True, progress=False)
+    assert resumed == whole
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["position"] == b["position"]
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_every_preset_trains_a_step(data_dir, tmp_path, preset):
+    extra = ["phases.0.sampler_options.subset_size=8"] if preset.startswith("rss") else []
+    config = tiny(data_dir, preset, "max_steps=2", "warmup=0.0", *extra)
+    scores = train(config, tmp_path / preset, progress=False)
+    assert set(scores) == {"sst", "para", "sts"}
+
+
+def test_predict_writes_one_row_per_input_row_in_order(data_dir, tmp_path):
+    run = tmp_path / "run"
+    train(tiny(data_dir, "default", "max_steps=1"), run, progress=False)
+    unlabeled = tmp_path / "sts-test.csv"
+    rows = [[f"id{k}", f"a man plays {k}", f"a woman sings {k}"] for k in range(7)]
+    write(unlabeled, ["id", "sentence1", "sentence2"], rows)
+    for task, source in (("sts", unlabeled), ("sst", data_dir / "ids-sst-dev.csv"), ("para", data_dir / "quora-dev.csv")):
+        out = tmp_path / f"{task}.csv"
+        assert main(["predict", "--checkpoint", str(run), "--task", task, "--input", str(source), "--out", str(out)]) == 0
+        lines = out.read_text().splitlines()
+        assert lines[0] == "id,prediction"
+        ids = [line.split(",")[0] for line in lines[1:]]
+        values = [line.split(",")[1] for line in lines[1:]]
+        if task == "sts":
+            assert ids == [r[0] for r in rows]
+            assert all(0.0 <= float(v) <= 5.0 for v in values)
+        elif task == "sst":
+            assert len(ids) == 12 and set(values) <= {"0", "1", "2", "3", "4"}
+        else:
+            # prediction ignores labels, so the row with an empty label is predicted too
+            assert len(ids) == 13 and set(values) <= {"0", "1"}
+
+
+def test_cli_errors_are_one_line_and_name_the_problem(data_dir, tmp_path, capsys):
+    assert main(["train", "--config", "nope", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "no preset of that name" in capsys.readouterr().err
+    assert main(["train", "--set", 'model="tiny-random"', "--data-dir", str(tmp_path / "missing"),
+                 "--run-dir", str(tmp_path / "r2"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "missing" in err and err.count("\n") == 1
+    assert main(["predict", "--checkpoint", str(tmp_path / "none"), "--task", "sst", "--input", "x", "--out", "y"]) == 2
+    assert "no checkpoint or run directory" in capsys.readouterr().err
