@@ -128,3 +128,12 @@ def test_cli_errors_are_one_line_and_name_the_problem(data_dir, tmp_path, capsys
     assert "missing" in err and err.count("\n") == 1
     assert main(["predict", "--checkpoint", str(tmp_path / "none"), "--task", "sst", "--input", "x", "--out", "y"]) == 2
     assert "no checkpoint or run directory" in capsys.readouterr().err
+
+
+def test_analyze_draws_the_pictures_of_a_run(data_dir, tmp_path):
+    run = tmp_path / "run"
+    train(tiny(data_dir, "default", "max_steps=3"), run, progress=False)
+    assert main(["analyze", str(run)]) == 0
+    names = {p.name for p in (run / "analysis").glob("*.png")}
+    assert len(names) >= 5, names  # cosines, losses, dev scores, SST and Para confusion, STS errors
+    assert all((run / "analysis" / n).read_bytes()[:4] == b"\x89PNG" for n in names)
