@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -41,8 +39,8 @@ from gradbalance.regularizers import BregmanProximalPoint, SmoothnessRegularizer
 from minbert_tasks.data import SentenceExample
 from minbert_tasks.heads import HeadConfig, Inputs
 from minbert_tasks.tasks import SST
+from timing import FULL, interleaved_medians
 
-FULL = os.environ.get("GRADBALANCE_BENCH_FULL") == "1"
 # layers, width, heads, batch, length, timed repetitions
 SIZE = (6, 384, 12, 16, 64, 5) if FULL else (2, 64, 4, 16, 32, 9)
 VOCAB, CLASSES = 1000, 5
@@ -109,19 +107,10 @@ def _steps() -> tuple[Callable[[], None], Callable[[], None]]:
 
 
 def _interleaved_medians(
-    first: Callable[[], None], second: Callable[[], None], repetitions: int, warmup: int = 2
+    first: Callable[[], None], second: Callable[[], None], repetitions: int
 ) -> tuple[float, float]:
-    for _ in range(warmup):
-        first()
-        second()
-    a: list[float] = []
-    b: list[float] = []
-    for _ in range(repetitions):
-        for fn, times in ((first, a), (second, b)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
+    medians = interleaved_medians({"plain": first, "smart": second}, repetitions)
+    return medians["plain"], medians["smart"]
 
 
 def _bench_threads() -> int | None:

@@ -41,7 +41,6 @@ Built-ins (``BUILTIN_SAMPLERS``, keyed by each class's ``name``):
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 

@@ -32,7 +32,7 @@ from minbert_tasks.checkpointing import atomic_save, atomic_write_text, load
 from minbert_tasks.config import TrainConfig, config_from_json
 from minbert_tasks.evaluation import evaluate, summary_score
 from minbert_tasks.samplers import TaskData
-from minbert_tasks.system import MultiTaskModel, TaskSetup, build_model, save_tokenizer
+from minbert_tasks.system import TaskSetup, build_model, save_tokenizer
 from minbert_tasks.tasks import inputs_to
 
 __all__ = ["Position", "Trainer", "train"]
