@@ -240,7 +240,7 @@ class Trainer:
         score = summary_score(scores)
         p = self.position
         self._log({"kind": "eval", "step": p.global_step, "phase": p.phase, "epoch": p.epoch,
-                   "scores": scores, "overall": score})
+                   "scores": scores, "overall": score, "truncated_inputs": self.tokenizer.truncated_total})
         if score is not None and (self.best_score is None or score > self.best_score):
             self.best_score = score
             atomic_save(self._model_state(scores), self.run_dir / "best.pt")
@@ -334,6 +334,9 @@ class Trainer:
         if stop or not scores:
             scores = self.evaluate()
             self.save_checkpoint()
+        if self.tokenizer.truncated_total:
+            print(f"{self.tokenizer.truncated_total} inputs were truncated to their task's max_length "
+                  "(raise tasks.<name>.max_length to keep more tokens)")
         return scores
 
     def _after_step(self, losses: dict[str, float], info: gradbalance.Combination, bar: Any) -> None:
