@@ -24,8 +24,12 @@ Pipeline, in order (every step masked, so padding never changes a result):
 6. output: ``linear`` — the output layer's ``num_outputs`` values (``[B]`` when it is 1): logits
    for classification, the raw score for regression; ``classes`` — the same layer, read by the
    task as logits over integer score bins (STS as 6-way classification, predicted as the
-   expected bin); ``cosine`` (siamese only) — ``2.5 · (cos(u', v') + 1)`` in [0, 5], where u', v'
-   are u, v after the stack's hidden layers (no output layer; with ``linear`` just dropout).
+   expected bin); ``cosine`` (siamese only) — ``5 · cos(u', v')``, where u', v' are u, v after
+   the stack's hidden layers (no output layer; with ``linear`` just dropout). Regressing
+   ``5·cos`` on a 0–5 score is sentence-transformers' CosineSimilarityLoss (cos on score/5):
+   unrelated pairs aim at orthogonal embeddings, not opposite ones, which keeps a pretrained
+   sentence encoder's geometry (``2.5·(cos+1)`` pushed score-0 pairs to cos = −1 and cost
+   MiniLM 0.13 STS Pearson in one epoch here). Predictions are clamped to the task's range.
 
 For SMART, which perturbs the embedding-layer output once and continues from there, every head
 splits its forward: ``head(encoder, inputs) == head.forward_from_embeddings(encoder,
@@ -285,7 +289,7 @@ class TaskHead(nn.Module):
         u, v = self._encode_pair(encoder, embeddings, (a["attention_mask"], b["attention_mask"]))
         if self.config.output == "cosine":
             cos = F.cosine_similarity(self.stack(u), self.stack(v), dim=-1, eps=1e-8)
-            return 2.5 * (cos + 1.0)
+            return 5.0 * cos
         return self._output(self.pair_features(u, v))
 
     def forward(self, encoder: nn.Module, inputs: Inputs) -> Tensor:

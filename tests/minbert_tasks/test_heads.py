@@ -179,12 +179,12 @@ def test_siamese_features_and_cosine_are_symmetric(encoder: MinBert) -> None:
             ).eval()
             ab, ba = cos(encoder, {"a": a, "b": b}), cos(encoder, {"a": b, "b": a})
             torch.testing.assert_close(ab, ba, atol=1e-5, rtol=1e-5)
-            assert ((ab >= 0) & (ab <= 5)).all()
+            assert ((ab >= -5) & (ab <= 5)).all()
             same = cos(encoder, {"a": a, "b": a})
             torch.testing.assert_close(same, torch.full_like(same, 5.0), atol=1e-4, rtol=0)
 
 
-def test_cosine_head_maps_to_zero_five_even_for_opposite_vectors() -> None:
+def test_cosine_head_is_five_times_the_cosine() -> None:
     class Fixed(torch.nn.Module):  # an "encoder" whose hidden states are the embeddings
         def embed(self, ids: torch.Tensor, types: torch.Tensor | None) -> torch.Tensor:
             return torch.nn.functional.one_hot(ids, 4).float() * 2.0 - 1.0
@@ -197,13 +197,13 @@ def test_cosine_head_maps_to_zero_five_even_for_opposite_vectors() -> None:
     ids = torch.tensor([[0], [1]])
     one = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     out = head(Fixed(), {"a": one, "b": {**one, "input_ids": torch.tensor([[0], [0]])}})
-    # cos = 1 -> 5; cos([-1, 1, -1, -1], [1, -1, -1, -1]) = 0 -> 2.5
-    torch.testing.assert_close(out, torch.tensor([5.0, 2.5]))
+    # cos = 1 -> 5; cos([-1, 1, -1, -1], [1, -1, -1, -1]) = 0 -> 0
+    torch.testing.assert_close(out, torch.tensor([5.0, 0.0]))
     neg = {**one, "input_ids": torch.tensor([[0], [0]])}
     out = head.forward_from_embeddings(
         Fixed(), (torch.ones(2, 1, 4), -torch.ones(2, 1, 4)), {"a": neg, "b": neg}
     )
-    torch.testing.assert_close(out, torch.zeros(2))
+    torch.testing.assert_close(out, torch.full((2,), -5.0))  # clamped only when predicting
 
 
 def test_cnn_residual_changes_features_and_grads_reach_encoder(encoder: MinBert) -> None:
