@@ -29,8 +29,7 @@ pytestmark = pytest.mark.skipif(
 
 def make_trainer(tmp_path, combiner: str, segments: str = "whole") -> Trainer:
     overrides = [f'combiner="{combiner}"', f'segments="{segments}"', "clip_norm=1.0"]
-    if combiner in ("pcgrad", "gradvac"):
-        overrides.append("combiner_options.seed=0")
+    overrides.append("combiner_options={ seed = 0 }" if combiner in ("pcgrad", "gradvac") else "combiner_options={}")
     for task in ("sst", "para", "sts"):
         overrides += [f"tasks.{task}.train_limit=256", f"tasks.{task}.dev_limit=8"]
     if not FULL:
