@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -210,7 +211,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
 def _convert(hint: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         if value is None:
             return None
