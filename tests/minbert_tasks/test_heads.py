@@ -21,15 +21,6 @@ H = 32  # BertConfig.tiny().hidden_size
 CNN_OPTIONS = [(False, False), (True, False), (True, True)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: intra-op threads only add synchronisation (100x slower on a busy 2-core box).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def encoder() -> MinBert:
     torch.manual_seed(0)
