@@ -219,6 +219,32 @@ class TaskSpec:
                 raise ValueError(f"pair_encoding must be 'cross' or 'siamese'; got {encoding!r}")
         return inputs, self._labels(examples)
 
+    def lengths(
+        self,
+        examples: Sequence[SentenceExample | PairExample],
+        tokenizer: Any,
+        max_length: int = 128,
+        pair_encoding: str | None = None,
+    ) -> list[int]:
+        """Per-example token count that sets a batch's padded length under :meth:`collate`:
+        the sentence, the ``[CLS] a [SEP] b [SEP]`` pair, or the longer side of a Siamese pair.
+        Used to group training batches by length."""
+        examples = list(examples)
+        if not examples:
+            return []
+        encoding = self.head.pair_encoding if pair_encoding is None else pair_encoding
+        if self.kind == "single":
+            _expect(examples, SentenceExample, self.name)
+            return tokenizer.lengths([e.text for e in examples], max_length=max_length)  # type: ignore[union-attr]
+        _expect(examples, PairExample, self.name)
+        first = [e.text_a for e in examples]  # type: ignore[union-attr]
+        second = [e.text_b for e in examples]  # type: ignore[union-attr]
+        if encoding == "cross":
+            return tokenizer.lengths(first, pairs=second, max_length=max_length)
+        a = tokenizer.lengths(first, max_length=max_length)
+        b = tokenizer.lengths(second, max_length=max_length)
+        return [max(x, y) for x, y in zip(a, b, strict=True)]
+
     def _labels(self, examples: Sequence[SentenceExample | PairExample]) -> Tensor | None:
         labels = [e.label for e in examples]
         missing = sum(label is None for label in labels)

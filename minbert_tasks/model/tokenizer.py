@@ -177,6 +177,25 @@ class Tokenizer:
             num_truncated=num_truncated,
         )
 
+    def lengths(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        max_length: int = 128,
+    ) -> list[int]:
+        """Token counts (special tokens included, after truncation to ``max_length``) of the
+        inputs :meth:`encode` would build; truncation here is not counted in
+        :attr:`truncated_total`."""
+        before = self.truncated_total
+        counts: list[int] = []
+        step = 4096  # bounded padding memory for large datasets
+        for start in range(0, len(texts), step):
+            chunk_pairs = None if pairs is None else pairs[start : start + step]
+            batch = self.encode(texts[start : start + step], pairs=chunk_pairs, max_length=max_length)
+            counts.extend(int(n) for n in batch.attention_mask.sum(1))
+        self.truncated_total = before
+        return counts
+
     @staticmethod
     def _check_texts(texts: Sequence[str], name: str) -> list[str]:
         if isinstance(texts, str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import attrs
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from minbert_tasks.samplers import (
     BUILTIN_SAMPLERS,
+    GROUP_WINDOW_BATCHES,
     Plan,
     ProportionalSampler,
     RandomSubsetSampler,
@@ -366,3 +368,68 @@ def test_temperature_default_epoch_length() -> None:
     tasks = [TaskData("a", 30, 4), TaskData("b", 7, 2)]
     plan = TemperatureSampler().plan(tasks, 0, 0)
     assert len(plan) == 8 + 4
+
+
+# --------------------------------------------------------------------------- length grouping
+
+
+def with_lengths(task: TaskData, rng: np.random.Generator, high: int = 64) -> TaskData:
+    return attrs.evolve(task, lengths=rng.integers(1, high + 1, size=task.size).astype(np.int64))
+
+
+def padding_ratio(batches: Sequence[np.ndarray], lengths: np.ndarray) -> float:
+    """Tokens after padding each batch to its longest member, over the real tokens."""
+    padded = sum(int(lengths[b].max()) * len(b) for b in batches)
+    return padded / sum(int(lengths[b].sum()) for b in batches)
+
+
+@FAST
+@given(task_lists(min_tasks=2), seeds, epochs)
+def test_length_grouping_covers_every_example_once_per_pass(tasks: list[TaskData], seed: int, epoch: int) -> None:
+    rng = np.random.default_rng(seed)
+    grouped = [with_lengths(t, rng) for t in tasks]
+    for sampler in (SequentialSampler(), RoundRobinSampler(align_to="max"), ProportionalSampler()):
+        plan = sampler.plan(grouped, epoch, seed)
+        assert frozen(plan) == frozen(sampler.plan(grouped, epoch, seed))  # still a pure function
+        assert len(plan) == len(sampler.plan(tasks, epoch, seed))  # same shape as ungrouped
+        for t in grouped:
+            batches = stream(plan, t.name)
+            for start in range(0, len(batches), t.num_batches):
+                one_pass = batches[start : start + t.num_batches]
+                flat = np.concatenate(one_pass)
+                assert len(np.unique(flat)) == len(flat) and flat.max() < t.size
+                assert sum(len(b) < t.batch_size for b in one_pass) <= 1  # one partial batch at most
+                if len(one_pass) == t.num_batches:
+                    assert sorted(flat.tolist()) == list(range(t.size))
+
+
+def test_length_grouping_cuts_padding_and_keeps_batch_order_random() -> None:
+    rng = np.random.default_rng(0)
+    task = with_lengths(TaskData("sst", 8544, 32), rng)
+    plain = RoundRobinSampler().plan([attrs.evolve(task, lengths=None)], 0, 3)
+    grouped = RoundRobinSampler().plan([task], 0, 3)
+    assert padding_ratio(stream(plain, "sst"), task.lengths) > 1.5
+    assert padding_ratio(stream(grouped, "sst"), task.lengths) < 1.1
+    # Batches are sorted inside windows only, then shuffled: the position of a batch in the
+    # epoch says nothing about its length, and the shuffle differs from epoch to epoch.
+    longest = np.array([task.lengths[b].max() for b in stream(grouped, "sst")], dtype=float)
+    assert abs(np.corrcoef(np.arange(len(longest)), longest)[0, 1]) < 0.2
+    assert frozen(grouped) != frozen(RoundRobinSampler().plan([task], 1, 3))
+    assert GROUP_WINDOW_BATCHES * 32 < task.size  # the windows are a real constraint here
+
+
+def test_length_grouping_of_a_random_subset_uses_the_subset() -> None:
+    rng = np.random.default_rng(1)
+    big = with_lengths(TaskData("para", 5000, 16), rng)
+    sampler = RandomSubsetSampler(task="para", subset_size=1000)
+    plan = sampler.plan([big, TaskData("sst", 40, 8)], 2, 5)
+    batches = stream(plan, "para")
+    assert set(np.concatenate(batches).tolist()) <= set(sampler.subset([big], 2, 5).tolist())
+    assert padding_ratio(batches, big.lengths) < 1.1
+
+
+def test_lengths_must_match_the_task() -> None:
+    with pytest.raises(ValueError, match="'sst'.*1-D array of 10 token counts"):
+        TaskData("sst", 10, 4, np.ones(9, dtype=np.int64))
+    with pytest.raises(ValueError, match="1-D array"):
+        TaskData("sst", 10, 4, [1] * 10)  # type: ignore[arg-type]

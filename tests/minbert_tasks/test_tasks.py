@@ -97,6 +97,25 @@ def test_collate_labels_and_errors(tokenizer: Tokenizer) -> None:
         STS.collate([], tokenizer)
 
 
+def test_lengths_are_the_padded_length_each_example_needs(tokenizer: Tokenizer) -> None:
+    def padded(inputs: dict) -> list[int]:
+        return inputs["attention_mask"].sum(1).tolist()
+
+    for task, examples, encoding in ((SST, SENTENCES, None), (PARA, PARAS, "cross"), (STS, STSS, "siamese")):
+        lengths = task.lengths(examples, tokenizer, max_length=16, pair_encoding=encoding)
+        one_by_one = [task.collate([e], tokenizer, 16, encoding)[0] for e in examples]
+        if encoding == "siamese":  # the longer side sets the batch's padded length
+            assert lengths == [max(padded(i["a"])[0], padded(i["b"])[0]) for i in one_by_one]
+        else:
+            assert lengths == [padded(i)[0] for i in one_by_one]
+    # Truncation caps the count, and computing lengths does not count as truncating inputs.
+    before = tokenizer.truncated_total
+    assert PARA.lengths(PARAS[:1], tokenizer, max_length=16, pair_encoding="cross") == [12]
+    assert PARA.lengths(PARAS, tokenizer, max_length=6, pair_encoding="cross") == [6, 6, 6, 6]
+    assert tokenizer.truncated_total == before
+    assert SST.lengths([], tokenizer) == []
+
+
 def test_loss_reference_values() -> None:
     logits = torch.tensor([[2.0, 0.0, -1.0, 0.5, 0.0], [0.0, 1.0, 0.0, 0.0, 3.0]])
     gold = torch.tensor([0, 4])
