@@ -6,7 +6,15 @@ combined gradient → optimizer.
 
 from ._buffer import TaskGradients
 from ._combiner import Combination, GradientCombiner, GramianCombiner
-from ._registry import PluginEntry, Registry, available, create, plugin_entries, register
+from ._registry import (
+    PluginEntry,
+    Registry,
+    available,
+    create,
+    load_entry_points,
+    plugin_entries,
+    register,
+)
 from .combiners import GradVac, Mean, PCGrad, Sum
 from .errors import (
     GradbalanceError,
@@ -42,6 +50,7 @@ __all__ = [
     "create",
     "hookimpl",
     "hookspec",
+    "load_entry_points",
     "plugin_entries",
     "register",
 ]

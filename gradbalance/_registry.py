@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -37,6 +38,39 @@ class PluginEntry:
         return doc.strip().split("\n\n")[0].replace("\n", " ")
 
 
+def load_entry_points(
+    group: str,
+    check: Callable[[importlib.metadata.EntryPoint, Any], Any] | None = None,
+    *,
+    owner: str = "gradbalance",
+    what: str = "plugin",
+) -> list[tuple[importlib.metadata.EntryPoint, str, Any]]:
+    """Load each entry point of ``group`` on its own; for packages with plugin groups of their own.
+
+    Returns ``(entry point, distribution name, value)`` for every entry point that imports,
+    where ``value`` is the loaded object, or ``check(entry_point, obj)`` when a ``check`` is
+    given (it returns what to keep, or raises to reject the object). A third party that fails
+    to import or is rejected costs only itself: a :class:`PluginLoadWarning` reads
+    ``"{owner}: skipped {what} NAME (VALUE) of distribution DIST: ERROR"`` and the rest load.
+    """
+    loaded = []
+    for ep in importlib.metadata.entry_points(group=group):
+        dist = ep.dist.name if ep.dist is not None else "<unknown distribution>"
+        try:
+            obj = ep.load()
+            value = obj if check is None else check(ep, obj)
+        except Exception as exc:  # any import-time failure of a third party
+            warnings.warn(
+                f"{owner}: skipped {what} {ep.name!r} ({ep.value}) of distribution {dist!r}: "
+                f"{type(exc).__name__}: {exc}",
+                PluginLoadWarning,
+                stacklevel=3,
+            )
+            continue
+        loaded.append((ep, dist, value))
+    return loaded
+
+
 class Registry:
     """Discovers plugins lazily (on first use) and builds combiners by name.
 
@@ -61,18 +95,7 @@ class Registry:
         return self._manager
 
     def _load_entry_points(self) -> None:
-        for ep in importlib.metadata.entry_points(group=self._group):
-            dist = ep.dist.name if ep.dist is not None else "<unknown distribution>"
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # any import-time failure of a third party
-                warnings.warn(
-                    f"gradbalance: skipped plugin {ep.name!r} of distribution {dist!r}: "
-                    f"{type(exc).__name__}: {exc}",
-                    PluginLoadWarning,
-                    stacklevel=2,
-                )
-                continue
+        for ep, dist, plugin in load_entry_points(self._group):
             self.register(plugin, source=dist, name=f"{dist}:{ep.name}")
 
     def register(self, plugin: object, *, source: str | None = None, name: str | None = None) -> None:

@@ -27,12 +27,11 @@ If the package's own entry points are not installed (an editable install older t
 from __future__ import annotations
 
 import importlib.metadata
-import warnings
 from typing import Any
 
 import attrs
 
-from gradbalance import PluginConflictError, PluginLoadWarning
+from gradbalance import PluginConflictError, PluginLoadWarning, load_entry_points
 
 __all__ = [
     "GROUPS",
@@ -142,19 +141,13 @@ def _discover(kind: str) -> dict[str, PluginEntry]:
     if not any(_module_of(ep).split(".")[0] == _OWN_PACKAGE for ep in eps):
         for name, obj in _builtins(kind).items():
             _add(found, PluginEntry(name, kind, obj, _BUILTIN_SOURCE))
-    for ep in eps:
-        dist = ep.dist.name if ep.dist is not None else "<unknown distribution>"
-        try:
-            obj = ep.load()
-            name = _check(kind, obj, ep.name)
-        except Exception as exc:  # any import-time failure of a third party
-            warnings.warn(
-                f"minbert_tasks: skipped {kind} plugin {ep.name!r} ({ep.value}) of distribution "
-                f"{dist!r}: {type(exc).__name__}: {exc}",
-                PluginLoadWarning,
-                stacklevel=4,
-            )
-            continue
+    loaded = load_entry_points(
+        GROUPS[kind],
+        lambda ep, obj: (_check(kind, obj, ep.name), obj),
+        owner="minbert_tasks",
+        what=f"{kind} plugin",
+    )
+    for ep, dist, (name, obj) in loaded:
         _add(found, PluginEntry(name, kind, obj, f"{dist} ({ep.value})"))
     return found
 
