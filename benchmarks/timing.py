@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping
 FULL = os.environ.get("GRADBALANCE_BENCH_FULL") == "1"
 
 
-def interleaved_medians(
+def interleaved_samples(
     candidates: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 2
-) -> dict[str, float]:
-    """Median seconds per candidate, running them round-robin ``repeats`` times."""
+) -> dict[str, list[float]]:
+    """Seconds per run of each candidate, running them round-robin ``repeats`` times."""
     for _ in range(warmup):
         for fn in candidates.values():
             fn()
@@ -26,7 +26,21 @@ def interleaved_medians(
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def interleaved_medians(
+    candidates: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 2
+) -> dict[str, float]:
+    """Median seconds per candidate, running them round-robin ``repeats`` times."""
+    samples = interleaved_samples(candidates, repeats, warmup)
     return {name: statistics.median(ts) for name, ts in samples.items()}
+
+
+def paired_ratio(samples: Mapping[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of ``numerator / denominator`` timed in the same round: slow drifts
+    of a shared machine's speed (other tenants, clock changes) cancel within each pair."""
+    return statistics.median(n / d for n, d in zip(samples[numerator], samples[denominator]))
 
 
 def report(title: str, medians: Mapping[str, float], floor: str) -> dict[str, float]:

@@ -100,6 +100,8 @@ class TaskConfig:
         train_limit / dev_limit: read only the first N examples (quick runs and tests).
         smart_weight: λ_s of the SMART smoothness term (0 = off).
         bregman_weight: μ of the Bregman proximal term (0 = off).
+        group_by_length: batch examples of similar token length together (less padding, so
+            faster steps; each pass still covers every example once, in random batches).
     """
 
     name: str
@@ -110,6 +112,7 @@ class TaskConfig:
     dev_limit: int | None = attrs.field(default=None, validator=_positive)
     smart_weight: float = attrs.field(default=0.0, validator=_non_negative)
     bregman_weight: float = attrs.field(default=0.0, validator=_non_negative)
+    group_by_length: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -150,7 +153,13 @@ class TrainConfig:
     eval_batch_size: int = attrs.field(default=128, validator=_positive)
     checkpoint_every: int | None = attrs.field(default=200, validator=_positive)
     log_every: int = attrs.field(default=10, validator=_positive)
+    # Total training wall time (evaluations included, summed over resumes); the run stops,
+    # evaluates and checkpoints at the first optimizer step past it.
     time_budget_minutes: float | None = attrs.field(default=None, validator=_positive)
+    # Decay the learning rate by max(step progress, time progress), so that a budgeted run ends
+    # its schedule at the budget instead of being cut mid-decay. Time-dependent, hence opt-in:
+    # runs stop being bit-reproducible (resume stays correct, not bit-identical).
+    fit_schedule_to_budget: bool = False
     max_steps: int | None = attrs.field(default=None, validator=_positive)
     smart: SmartConfig = attrs.field(factory=SmartConfig)
     strict_data: bool = False
@@ -166,6 +175,8 @@ class TrainConfig:
             unknown = sorted(set(phase.tasks or ()) - set(names))
             if unknown:
                 raise ConfigError(f"phases.{k} trains {', '.join(unknown)}, which are not in [[tasks]]")
+        if self.fit_schedule_to_budget and self.time_budget_minutes is None:
+            raise ConfigError("fit_schedule_to_budget needs time_budget_minutes (the budget to fit)")
         if self.warmup >= 1:
             raise ConfigError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -75,6 +76,7 @@ class Trainer:
         self.model.to(self.device)
         self.task_names = [t.name for t in config.tasks]
         self.train_data, self.dev_data = self._read_data()
+        self.lengths = self._train_lengths()
 
         self.buffer = gradbalance.TaskGradients(self.model.encoder, num_tasks=len(self.task_names))
         self.segments = None if config.segments == "whole" else self.buffer.segments(config.segments)
@@ -83,6 +85,8 @@ class Trainer:
         self.total_steps = sum(self._steps_in_phase(k) * p.epochs for k, p in enumerate(config.phases))
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
+        self._elapsed_before = 0.0  # training seconds of earlier fit() calls (restored on resume)
+        self._clock_start: float | None = None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.smart, self.bregman, self.teacher = self._regularizers()
         self.smart_generator = torch.Generator().manual_seed(config.seed + 17)
@@ -104,6 +108,23 @@ class Trainer:
                 if not store[task.name]:
                     raise ValueError(f"{task.name} {split}: no examples read from {result.path}")
         return train, dev
+
+    def _train_lengths(self) -> dict[str, Any]:
+        """Token counts of the training examples of tasks that group batches by length."""
+        lengths = {}
+        for task in self.config.tasks:
+            if task.group_by_length:
+                setup = self.setups[task.name]
+                counts = setup.spec.lengths(
+                    self.train_data[task.name], self.tokenizer, setup.max_length, setup.head.pair_encoding
+                )
+                lengths[task.name] = np.asarray(counts, dtype=np.int64)
+        return lengths
+
+    def elapsed_seconds(self) -> float:
+        """Training wall time so far, over this and earlier (resumed) sessions of the run."""
+        running = 0.0 if self._clock_start is None else time.monotonic() - self._clock_start
+        return self._elapsed_before + running
 
     def _optimizer(self) -> torch.optim.Optimizer:
         decay, no_decay, heads = [], [], []
@@ -129,6 +150,9 @@ class Trainer:
         if self.config.schedule == "constant":
             return 1.0
         progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
+        if self.config.fit_schedule_to_budget and self.config.time_budget_minutes is not None:
+            spent = self.elapsed_seconds() / (60 * self.config.time_budget_minutes)
+            progress = max(progress, min(1.0, spent))
         if self.config.schedule == "cosine":
             return 0.5 * (1 + math.cos(math.pi * progress))
         return max(0.0, 1.0 - progress)
@@ -158,7 +182,7 @@ class Trainer:
 
     def _task_data(self, phase_index: int) -> list[TaskData]:
         return [
-            TaskData(name, len(self.train_data[name]), self.setups[name].batch_size)
+            TaskData(name, len(self.train_data[name]), self.setups[name].batch_size, self.lengths.get(name))
             for name in self._phase_tasks(phase_index)
         ]
 
@@ -240,7 +264,8 @@ class Trainer:
         score = summary_score(scores)
         p = self.position
         self._log({"kind": "eval", "step": p.global_step, "phase": p.phase, "epoch": p.epoch,
-                   "scores": scores, "overall": score, "truncated_inputs": self.tokenizer.truncated_total})
+                   "scores": scores, "overall": score, "truncated_inputs": self.tokenizer.truncated_total,
+                   "elapsed_s": round(self.elapsed_seconds(), 1)})
         if score is not None and (self.best_score is None or score > self.best_score):
             self.best_score = score
             atomic_save(self._model_state(scores), self.run_dir / "best.pt")
@@ -267,6 +292,7 @@ class Trainer:
             smart_rng=self.smart_generator.get_state(),
             best_score=self.best_score,
             loss_avg=self._loss_avg,
+            elapsed_seconds=self.elapsed_seconds(),
         )
         atomic_save(state, self.run_dir / "checkpoint.pt")
 
@@ -283,6 +309,7 @@ class Trainer:
         self.smart_generator.set_state(state["smart_rng"])
         self.best_score = state["best_score"]
         self._loss_avg = dict(state.get("loss_avg") or {})
+        self._elapsed_before = float(state.get("elapsed_seconds", 0.0))
         self.position = Position(**state["position"])
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -293,7 +320,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         config = self.config
-        started = time.monotonic()
+        self._clock_start = time.monotonic()
         budget = None if config.time_budget_minutes is None else config.time_budget_minutes * 60
         scores: dict[str, float] = {}
         bar = tqdm(total=self.total_steps, initial=self.position.global_step, disable=not self.progress,
@@ -317,7 +344,7 @@ class Trainer:
                     if on_step is not None:
                         on_step(self)
                     out_of_steps = config.max_steps is not None and self.position.global_step >= config.max_steps
-                    out_of_time = budget is not None and time.monotonic() - started > budget
+                    out_of_time = budget is not None and self.elapsed_seconds() > budget
                     if out_of_steps or out_of_time:
                         stop = True
                         break
@@ -334,6 +361,7 @@ class Trainer:
         if stop or not scores:
             scores = self.evaluate()
             self.save_checkpoint()
+        self._elapsed_before, self._clock_start = self.elapsed_seconds(), None
         if self.tokenizer.truncated_total:
             print(f"{self.tokenizer.truncated_total} inputs were truncated to their task's max_length "
                   "(raise tasks.<name>.max_length to keep more tokens)")
@@ -350,7 +378,7 @@ class Trainer:
         if step % config.log_every == 0 or step == 1:
             self._log({"kind": "train", "step": step, "phase": self.position.phase, "epoch": self.position.epoch,
                        "tasks": self.task_names, "losses": losses, "lr": self.scheduler.get_last_lr()[0],
-                       "cosines": self._cosines(info)})
+                       "cosines": self._cosines(info), "elapsed_s": round(self.elapsed_seconds(), 1)})
         if config.eval_every is not None and step % config.eval_every == 0:
             self.evaluate()
         if config.checkpoint_every is not None and step % config.checkpoint_every == 0:

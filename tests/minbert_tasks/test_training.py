@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from minbert_tasks.cli import main
-from minbert_tasks.config import load_config, preset_names
-from minbert_tasks.training import Interrupted, train
+from minbert_tasks.config import ConfigError, TaskConfig, TrainConfig, load_config, preset_names
+from minbert_tasks.training import Interrupted, Trainer, train
 
 WORDS = "good bad movie great awful plot actor scene story fine dull bright dark happy sad film".split()
 
@@ -69,8 +69,11 @@ def test_a_run_writes_config_metrics_checkpoints_and_tokenizer(data_dir, tmp_pat
 
 @pytest.mark.parametrize("combiner", ["gradvac", "pcgrad"])
 def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(data_dir, tmp_path, combiner):
+    # The default groups batches by length; its time-fitted schedule is turned off, since a
+    # schedule that reads the clock cannot be bit-identical across an interruption.
     overrides = [f'combiner="{combiner}"', "phases.0.epochs=2", "segments=\"tensor\"",
-                 "tasks.sst.smart_weight=1.0", "tasks.para.bregman_weight=1.0"]
+                 "tasks.sst.smart_weight=1.0", "tasks.para.bregman_weight=1.0",
+                 "fit_schedule_to_budget=false"]
     whole = train(tiny(data_dir, "default", *overrides), tmp_path / "whole", progress=False)
 
     def crash(trainer):
@@ -79,6 +82,7 @@ def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(data_di
 
     with pytest.raises(Interrupted):
         train(tiny(data_dir, "default", *overrides), tmp_path / "killed", progress=False, on_step=crash)
+    spent = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["elapsed_seconds"]
     resumed = train(None, tmp_path / "killed", resume=True, progress=False)
     assert resumed == whole
     a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
@@ -86,6 +90,24 @@ def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(data_di
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert a["position"] == b["position"]
+    assert b["elapsed_seconds"] > spent > 0  # the time budget counts the whole run, resumes too
+
+
+def test_a_schedule_fitted_to_the_budget_decays_with_time(data_dir, tmp_path):
+    fitted = Trainer(tiny(data_dir, "default", "warmup=0.0", "fit_schedule_to_budget=true"), tmp_path, progress=False)
+    steps = Trainer(tiny(data_dir, "default", "warmup=0.0", "fit_schedule_to_budget=false"), tmp_path, progress=False)
+    assert fitted.total_steps == steps.total_steps > 4
+    half = fitted.total_steps // 2
+    for trainer in (fitted, steps):
+        assert trainer._lr_factor(half) == pytest.approx(1 - half / trainer.total_steps)
+        trainer._elapsed_before = 0.75 * 5 * 60  # three quarters of the 5-minute budget spent
+    assert fitted._lr_factor(0) == pytest.approx(0.25, abs=1e-3)  # time is further along
+    assert fitted._lr_factor(fitted.total_steps - 1) < 0.25  # steps are further along
+    assert steps._lr_factor(0) == 1.0
+    fitted._elapsed_before = 6 * 60
+    assert fitted._lr_factor(0) == 0.0
+    with pytest.raises(ConfigError, match="needs time_budget_minutes"):
+        TrainConfig(tasks=[TaskConfig(name="sst")], fit_schedule_to_budget=True)
 
 
 @pytest.mark.parametrize("preset", preset_names())
