@@ -198,25 +198,14 @@ class TaskSpec:
         examples = list(examples)
         if not examples:
             raise ValueError(f"{self.name}: cannot collate an empty list of examples")
-        encoding = self.head.pair_encoding if pair_encoding is None else pair_encoding
-        if self.kind == "single":
-            if encoding == "siamese":
-                raise ValueError(f"{self.name}: a single-sentence task cannot be siamese-encoded")
-            _expect(examples, SentenceExample, self.name)
-            inputs = _batch(tokenizer.encode([e.text for e in examples], max_length=max_length))  # type: ignore[union-attr]
+        encoding, first, second = self._texts(examples, pair_encoding)
+        if encoding == "siamese":
+            inputs = {
+                "a": _batch(tokenizer.encode(first, max_length=max_length)),
+                "b": _batch(tokenizer.encode(second, max_length=max_length)),
+            }
         else:
-            _expect(examples, PairExample, self.name)
-            first = [e.text_a for e in examples]  # type: ignore[union-attr]
-            second = [e.text_b for e in examples]  # type: ignore[union-attr]
-            if encoding == "cross":
-                inputs = _batch(tokenizer.encode(first, pairs=second, max_length=max_length))
-            elif encoding == "siamese":
-                inputs = {
-                    "a": _batch(tokenizer.encode(first, max_length=max_length)),
-                    "b": _batch(tokenizer.encode(second, max_length=max_length)),
-                }
-            else:
-                raise ValueError(f"pair_encoding must be 'cross' or 'siamese'; got {encoding!r}")
+            inputs = _batch(tokenizer.encode(first, pairs=second, max_length=max_length))
         return inputs, self._labels(examples)
 
     def lengths(
@@ -232,18 +221,30 @@ class TaskSpec:
         examples = list(examples)
         if not examples:
             return []
-        encoding = self.head.pair_encoding if pair_encoding is None else pair_encoding
-        if self.kind == "single":
-            _expect(examples, SentenceExample, self.name)
-            return tokenizer.lengths([e.text for e in examples], max_length=max_length)  # type: ignore[union-attr]
-        _expect(examples, PairExample, self.name)
-        first = [e.text_a for e in examples]  # type: ignore[union-attr]
-        second = [e.text_b for e in examples]  # type: ignore[union-attr]
-        if encoding == "cross":
+        encoding, first, second = self._texts(examples, pair_encoding)
+        if encoding != "siamese":
             return tokenizer.lengths(first, pairs=second, max_length=max_length)
         a = tokenizer.lengths(first, max_length=max_length)
         b = tokenizer.lengths(second, max_length=max_length)
         return [max(x, y) for x, y in zip(a, b, strict=True)]
+
+    def _texts(
+        self, examples: list[SentenceExample | PairExample], pair_encoding: str | None
+    ) -> tuple[str | None, list[str], list[str] | None]:
+        """``(encoding, first texts, second texts or None)``, the examples and the encoding
+        checked against this task's kind (``pair_encoding`` defaults to :attr:`head`'s)."""
+        encoding = self.head.pair_encoding if pair_encoding is None else pair_encoding
+        if self.kind == "single":
+            if encoding == "siamese":
+                raise ValueError(f"{self.name}: a single-sentence task cannot be siamese-encoded")
+            _expect(examples, SentenceExample, self.name)
+            return encoding, [e.text for e in examples], None  # type: ignore[union-attr]
+        _expect(examples, PairExample, self.name)
+        if encoding not in ("cross", "siamese"):
+            raise ValueError(f"pair_encoding must be 'cross' or 'siamese'; got {encoding!r}")
+        first = [e.text_a for e in examples]  # type: ignore[union-attr]
+        second = [e.text_b for e in examples]  # type: ignore[union-attr]
+        return encoding, first, second
 
     def _labels(self, examples: Sequence[SentenceExample | PairExample]) -> Tensor | None:
         labels = [e.label for e in examples]

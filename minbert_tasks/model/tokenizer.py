@@ -140,6 +140,31 @@ class Tokenizer:
         ``max_length`` are truncated ("longest_first": tokens are removed from the longer
         segment first); the batch is padded to its longest member.
         """
+        encodings = self._encodings(texts, pairs, max_length)
+        num_truncated = sum(1 for e in encodings if e.overflowing)
+        self.truncated_total += num_truncated
+        return Batch(
+            input_ids=torch.tensor([e.ids for e in encodings], dtype=torch.long),
+            attention_mask=torch.tensor([e.attention_mask for e in encodings], dtype=torch.long),
+            token_type_ids=torch.tensor([e.type_ids for e in encodings], dtype=torch.long),
+            num_truncated=num_truncated,
+        )
+
+    def lengths(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        max_length: int = 128,
+    ) -> list[int]:
+        """Token counts (special tokens included, after truncation to ``max_length``) of the
+        inputs :meth:`encode` would build; truncation here is not counted in
+        :attr:`truncated_total`."""
+        if not isinstance(texts, str) and len(texts) == 0:
+            return []
+        return [sum(e.attention_mask) for e in self._encodings(texts, pairs, max_length)]
+
+    def _encodings(self, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> list[Any]:
+        """Checked inputs through the ``tokenizers`` batch encoder (padded, truncated)."""
         texts = self._check_texts(texts, "texts")
         n_special = 2 if pairs is None else 3
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= n_special:
@@ -167,34 +192,7 @@ class Tokenizer:
         truncation = self._tok.truncation
         if truncation is None or truncation["max_length"] != max_length:
             self._tok.enable_truncation(max_length, strategy="longest_first")
-        encodings = self._tok.encode_batch(inputs)
-        num_truncated = sum(1 for e in encodings if e.overflowing)
-        self.truncated_total += num_truncated
-        return Batch(
-            input_ids=torch.tensor([e.ids for e in encodings], dtype=torch.long),
-            attention_mask=torch.tensor([e.attention_mask for e in encodings], dtype=torch.long),
-            token_type_ids=torch.tensor([e.type_ids for e in encodings], dtype=torch.long),
-            num_truncated=num_truncated,
-        )
-
-    def lengths(
-        self,
-        texts: Sequence[str],
-        pairs: Sequence[str] | None = None,
-        max_length: int = 128,
-    ) -> list[int]:
-        """Token counts (special tokens included, after truncation to ``max_length``) of the
-        inputs :meth:`encode` would build; truncation here is not counted in
-        :attr:`truncated_total`."""
-        before = self.truncated_total
-        counts: list[int] = []
-        step = 4096  # bounded padding memory for large datasets
-        for start in range(0, len(texts), step):
-            chunk_pairs = None if pairs is None else pairs[start : start + step]
-            batch = self.encode(texts[start : start + step], pairs=chunk_pairs, max_length=max_length)
-            counts.extend(int(n) for n in batch.attention_mask.sum(1))
-        self.truncated_total = before
-        return counts
+        return self._tok.encode_batch(inputs)
 
     @staticmethod
     def _check_texts(texts: Sequence[str], name: str) -> list[str]:
