@@ -98,6 +98,8 @@ class TaskConfig:
         head: head options; ``None`` is the task's default head.
         max_length: tokens per input after truncation.
         train_limit / dev_limit: read only the first N examples (quick runs and tests).
+        loss_weight: static weight of the task's loss (regularisers included) before its
+            gradient fills the task's row; 1 = as is.
         smart_weight: λ_s of the SMART smoothness term (0 = off).
         bregman_weight: μ of the Bregman proximal term (0 = off).
         group_by_length: batch examples of similar token length together (less padding, so
@@ -110,6 +112,7 @@ class TaskConfig:
     max_length: int = attrs.field(default=128, validator=_positive)
     train_limit: int | None = attrs.field(default=None, validator=_positive)
     dev_limit: int | None = attrs.field(default=None, validator=_positive)
+    loss_weight: float = attrs.field(default=1.0, validator=_positive)
     smart_weight: float = attrs.field(default=0.0, validator=_non_negative)
     bregman_weight: float = attrs.field(default=0.0, validator=_non_negative)
     group_by_length: bool = False

@@ -226,8 +226,9 @@ class Trainer:
         for task, indices in step.items():
             t = self.task_names.index(task)
             loss, plain = self._task_loss(task, indices)
+            scale = self.config.task(task).loss_weight / self.config.grad_accumulation
             with self.buffer.task(t):
-                (loss / self.config.grad_accumulation).backward()
+                (loss * scale).backward()
             losses[task] = plain
         return losses
 

@@ -110,6 +110,41 @@ def test_a_schedule_fitted_to_the_budget_decays_with_time(data_dir, tmp_path):
         TrainConfig(tasks=[TaskConfig(name="sst")], fit_schedule_to_budget=True)
 
 
+def test_a_task_loss_weight_scales_exactly_that_tasks_gradient_row(data_dir, tmp_path):
+    rows = []
+    for weight in (1.0, 2.5):
+        trainer = Trainer(tiny(data_dir, "default", f"tasks.sst.loss_weight={weight}"), tmp_path, progress=False)
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        losses = trainer._micro_step(trainer._plan(0, 0)[0])
+        assert set(losses) == {"sst", "para", "sts"}
+        rows.append(trainer.buffer.rows.clone())
+    sst = trainer.task_names.index("sst")
+    torch.testing.assert_close(rows[1][sst], 2.5 * rows[0][sst])
+    others = [t for t in range(3) if t != sst]
+    torch.testing.assert_close(rows[1][others], rows[0][others])
+    assert rows[0][sst].abs().sum() > 0
+    with pytest.raises(ConfigError, match="loss_weight"):
+        tiny(data_dir, "default", "tasks.sst.loss_weight=0")
+
+
+def test_frozen_word_embeddings_stay_put_while_the_rest_trains(data_dir, tmp_path):
+    trainer = Trainer(tiny(data_dir, "default", "freeze_word_embeddings=true", "max_steps=2", "warmup=0.0"),
+                      tmp_path, progress=False)
+    encoder = trainer.model.encoder
+    words = encoder.embeddings.word_embeddings.weight
+    before = {name: p.detach().clone() for name, p in encoder.named_parameters()}
+    trainer.fit()
+    assert torch.equal(words, before["embeddings.word_embeddings.weight"])
+    assert words.grad is None
+    still = {name for name, p in encoder.named_parameters() if torch.equal(p, before[name])}
+    # Everything else trained (the pooler aside: mean-pooling heads never read it).
+    assert {name for name in still if not name.startswith("pooler.")} == {"embeddings.word_embeddings.weight"}
+    # The task-gradient buffer holds no rows for the frozen matrix.
+    assert "embeddings.word_embeddings.weight" not in trainer.buffer.names
+    trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+    assert trainer.buffer.rows.shape[1] == trainable == sum(t.numel() for t in before.values()) - words.numel()
+
+
 @pytest.mark.parametrize("preset", preset_names())
 def test_every_preset_trains_a_step(data_dir, tmp_path, preset):
     extra = ["phases.0.sampler_options.subset_size=8"] if preset.startswith("rss") else []
