@@ -3,8 +3,9 @@
 A run directory holds ``metrics.jsonl`` (one JSON object per line) written by the trainer:
 
 * ``{"kind": "train", "step", "epoch", "tasks", "losses": {task: float}, "lr",
-  "cosines": T×T | null}`` — ``cosines[i][j]`` is the cosine between the shared-encoder
-  gradients of ``tasks[i]`` and ``tasks[j]`` at that step (optional).
+  "cosines": T×T | null, "grad_norms": T | null}`` — ``cosines[i][j]`` is the cosine between
+  the shared-encoder gradients of ``tasks[i]`` and ``tasks[j]`` at that step, ``grad_norms[i]``
+  the norm of ``tasks[i]``'s (both optional).
 * ``{"kind": "eval", "step", "epoch", "scores": {task: float}, "overall": float | null}``.
 
 :func:`analyze_run` draws every picture it has data for into ``run_dir/analysis/``. A picture

@@ -249,13 +249,17 @@ class Trainer:
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def _cosines(self, info: gradbalance.Combination) -> list[list[float]] | None:
+    def _gradient_stats(self, info: gradbalance.Combination) -> dict[str, Any]:
+        """Cosines between the tasks' shared-encoder gradients and their norms, read off the
+        combiner's Gramian (no extra pass); ``None`` for combiners that form no Gramian."""
         gramian = info.gramian
         if gramian is None:
-            return None
+            return {"cosines": None, "grad_norms": None}
         whole = gramian.sum(0, keepdim=True)  # segment Gramians add up to the whole one
         cos = gradbalance.Combination(info.direction, whole).cosines()
-        return [[round(float(x), 5) for x in row] for row in cos[0]]
+        norms = whole[0].diagonal().clamp_min(0).sqrt()
+        return {"cosines": [[round(float(x), 5) for x in row] for row in cos[0]],
+                "grad_norms": [round(float(x), 6) for x in norms]}
 
     def evaluate(self) -> dict[str, float]:
         scores, _ = evaluate(
@@ -379,7 +383,7 @@ class Trainer:
         if step % config.log_every == 0 or step == 1:
             self._log({"kind": "train", "step": step, "phase": self.position.phase, "epoch": self.position.epoch,
                        "tasks": self.task_names, "losses": losses, "lr": self.scheduler.get_last_lr()[0],
-                       "cosines": self._cosines(info), "elapsed_s": round(self.elapsed_seconds(), 1)})
+                       **self._gradient_stats(info), "elapsed_s": round(self.elapsed_seconds(), 1)})
         if config.eval_every is not None and step % config.eval_every == 0:
             self.evaluate()
         if config.checkpoint_every is not None and step % config.checkpoint_every == 0:

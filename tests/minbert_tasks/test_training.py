@@ -110,6 +110,17 @@ def test_a_schedule_fitted_to_the_budget_decays_with_time(data_dir, tmp_path):
         TrainConfig(tasks=[TaskConfig(name="sst")], fit_schedule_to_budget=True)
 
 
+def test_logged_gradient_norms_are_those_of_the_task_rows(data_dir, tmp_path):
+    trainer = Trainer(tiny(data_dir, "default", "max_steps=1"), tmp_path, progress=False)
+    trainer.fit()
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["kind"] == "train" and record["step"] == 1
+    # The rows still hold step 1's gradients: they are zeroed when the next step starts.
+    expected = trainer.buffer.rows.double().norm(dim=1)
+    assert expected.min() > 0
+    torch.testing.assert_close(torch.tensor(record["grad_norms"], dtype=torch.float64), expected, rtol=1e-4, atol=1e-6)
+
+
 def test_a_task_loss_weight_scales_exactly_that_tasks_gradient_row(data_dir, tmp_path):
     rows = []
     for weight in (1.0, 2.5):
