@@ -45,6 +45,7 @@ __all__ = [
     "confusion_annotations",
     "confusion_title",
     "cosine_series",
+    "gradient_norm_series",
     "moving_average",
     "plot_confusion",
     "plot_dev_scores",
@@ -104,20 +105,24 @@ def _check_record(rec: Record) -> str | None:
         if overall is not None and not _is_number(overall):
             return f"'overall' must be a number or null, got {overall!r}"
         return None
-    cos = rec.get("cosines")
-    if cos is None:
+    cos, norms = rec.get("cosines"), rec.get("grad_norms")
+    if cos is None and norms is None:
         return None
     tasks = rec.get("tasks")
     if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
-        return "'tasks' must be a list of task names when 'cosines' is given"
+        return "'tasks' must be a list of task names when 'cosines' or 'grad_norms' is given"
     t = len(tasks)
-    if not (
+    if cos is not None and not (
         isinstance(cos, list)
         and len(cos) == t
         and all(isinstance(row, list) and len(row) == t for row in cos)
         and all(v is None or _is_number(v) for row in cos for v in row)
     ):
         return f"'cosines' must be a {t}×{t} list of lists of numbers (one row per task)"
+    if norms is not None and not (
+        isinstance(norms, list) and len(norms) == t and all(v is None or _is_number(v) for v in norms)
+    ):
+        return f"'grad_norms' must be a list of {t} numbers (one per task)"
     return None
 
 
@@ -260,13 +265,28 @@ def cosine_series(train_records: Sequence[Record]) -> dict[str, tuple[list[int],
     return series
 
 
+def gradient_norm_series(train_records: Sequence[Record]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per task: steps and the norm of its shared-encoder gradient (records with ``grad_norms``)."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for rec in _sorted(train_records):
+        norms = rec.get("grad_norms")
+        if norms is None:
+            continue
+        for task, value in zip(rec["tasks"], norms):
+            steps, vals = series.setdefault(task, ([], []))
+            steps.append(int(rec["step"]))
+            vals.append(_as_float(value))
+    return series
+
+
 def plot_gradient_cosines(
     train_records: Sequence[Record],
     out_path: str | os.PathLike[str],
     *,
     window: int | None = None,
 ) -> Path:
-    """Per-step gradient cosine of every task pair: raw (light) plus a moving average.
+    """Per-step gradient cosine of every task pair: raw (light) plus a moving average; below it,
+    each task's gradient norm (log scale) when the records carry ``grad_norms``.
 
     Raises ``ValueError`` when no record carries cosines (or there is only one task).
     """
@@ -275,8 +295,9 @@ def plot_gradient_cosines(
         raise ValueError(
             "no train record has gradient cosines (a 'cosines' matrix over two or more tasks)"
         )
-    fig = _new_figure(9, 4.5)
-    ax = fig.add_subplot()
+    norms = gradient_norm_series(train_records)
+    fig = _new_figure(9, 7.5 if norms else 4.5)
+    ax, norm_ax = fig.subplots(2, 1, sharex=True) if norms else (fig.add_subplot(), None)
     colors = [f"C{k % 10}" for k in range(len(series))]
     for color, (pair, (steps, vals)) in zip(colors, series.items()):
         w = window or _auto_window(len(vals))
@@ -291,6 +312,19 @@ def plot_gradient_cosines(
     ax.set_title("Cosine between task gradients on the shared encoder (negative = conflicting)")
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
+    if norm_ax is not None:
+        for k, (task, (steps, vals)) in enumerate(norms.items()):
+            w = window or _auto_window(len(vals))
+            norm_ax.plot(steps, vals, color=f"C{k % 10}", alpha=0.25, linewidth=0.8)
+            norm_ax.plot(steps, moving_average(vals, w), color=f"C{k % 10}", linewidth=1.8,
+                         label=f"{task} (avg {w})")
+        _mark_epochs(norm_ax, _sorted(train_records))
+        norm_ax.set_yscale("log")
+        norm_ax.set_xlabel("training step")
+        norm_ax.set_ylabel("‖g_task‖")
+        norm_ax.set_title("Gradient norm of each task on the shared encoder (before combining)")
+        norm_ax.legend(loc="best", fontsize="small")
+        norm_ax.grid(alpha=0.3, which="both")
     return _save(fig, out_path)
 
 

@@ -21,6 +21,7 @@ from minbert_tasks.analysis import (
     confusion_annotations,
     confusion_title,
     cosine_series,
+    gradient_norm_series,
     moving_average,
     plot_confusion,
     plot_dev_scores,
@@ -35,7 +36,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TASKS = ["sst", "para", "sts"]
 
 
-def _records(n_steps: int = 60, cosines: bool = True) -> list[dict[str, Any]]:
+def _records(n_steps: int = 60, cosines: bool = True, norms: bool = False) -> list[dict[str, Any]]:
     rng = np.random.default_rng(0)
     recs: list[dict[str, Any]] = []
     for step in range(n_steps):
@@ -52,6 +53,8 @@ def _records(n_steps: int = 60, cosines: bool = True) -> list[dict[str, Any]]:
             c = (c + c.T) / 2
             np.fill_diagonal(c, 1.0)
             rec["cosines"] = c.tolist()
+            if norms:
+                rec["grad_norms"] = rng.uniform(0.1, 10.0, size=3).tolist()
         elif step % 2:
             rec["cosines"] = None  # null and absent both mean "no cosines"
         recs.append(rec)
@@ -137,6 +140,9 @@ def test_read_metrics_missing_file_names_path(tmp_path: Path) -> None:
         ('{"kind": "eval", "step": 3, "scores": {"sst": "high"}}', "'scores'"),
         ('{"kind": "train", "step": 3, "tasks": ["a", "b"], "losses": {}, "cosines": [[1]]}',
          "2×2"),
+        ('{"kind": "train", "step": 3, "tasks": ["a", "b"], "losses": {}, "grad_norms": [1]}',
+         "list of 2 numbers"),
+        ('{"kind": "train", "step": 3, "losses": {}, "grad_norms": [1, 2]}', "'tasks'"),
     ],
 )
 def test_malformed_line_error_names_file_and_line(
@@ -169,6 +175,27 @@ def test_cosine_series_uses_task_order() -> None:
     assert cosine_series([rec, {**rec, "step": 6, "cosines": None}]) == {
         "para–sst": ([5], [-0.4])
     }
+
+
+def test_gradient_norm_series_follows_the_task_names() -> None:
+    rec = {"kind": "train", "step": 5, "tasks": ["para", "sst"], "losses": {}, "grad_norms": [0.5, 2.0]}
+    later = {**rec, "step": 7, "grad_norms": [0.25, None]}
+    series = gradient_norm_series([later, rec, {**rec, "step": 6, "grad_norms": None}])
+    assert series["para"] == ([5, 7], [0.5, 0.25])
+    assert series["sst"][0] == [5, 7] and series["sst"][1][0] == 2.0 and math.isnan(series["sst"][1][1])
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]  # PNG signature, IHDR length and type, then width, height
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def test_cosine_picture_gains_a_norm_panel_when_norms_are_logged(tmp_path: Path) -> None:
+    plain = [r for r in _records(30) if r["kind"] == "train"]
+    with_norms = [r for r in _records(30, norms=True) if r["kind"] == "train"]
+    short = _png_size(plot_gradient_cosines(plain, tmp_path / "a.png"))
+    tall = _png_size(plot_gradient_cosines(with_norms, tmp_path / "b.png"))
+    assert tall[0] == short[0] and tall[1] > 1.5 * short[1]
 
 
 def test_confusion_annotations_match_metrics() -> None:
