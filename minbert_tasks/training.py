@@ -259,7 +259,7 @@ class Trainer:
         cos = gradbalance.Combination(info.direction, whole).cosines()
         norms = whole[0].diagonal().clamp_min(0).sqrt()
         return {"cosines": [[round(float(x), 5) for x in row] for row in cos[0]],
-                "grad_norms": [round(float(x), 6) for x in norms]}
+                "grad_norms": [float(f"{float(x):.6g}") for x in norms]}
 
     def evaluate(self) -> dict[str, float]:
         scores, _ = evaluate(
