@@ -307,7 +307,8 @@ def plot_gradient_cosines(
     ax.axhline(0.0, color="black", linewidth=1.0, linestyle="--")
     _mark_epochs(ax, _sorted(train_records))
     ax.set_ylim(-1.05, 1.05)
-    ax.set_xlabel("training step")
+    if norm_ax is None:  # else the shared axis is labelled under the norm panel
+        ax.set_xlabel("training step")
     ax.set_ylabel("cosine(g_a, g_b)")
     ax.set_title("Cosine between task gradients on the shared encoder (negative = conflicting)")
     ax.legend(loc="best", fontsize="small")
