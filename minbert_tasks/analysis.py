@@ -22,7 +22,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -249,34 +249,49 @@ def _as_float(v: object) -> float:
 # --------------------------------------------------------------------------- run curves
 
 
-def cosine_series(train_records: Sequence[Record]) -> dict[str, tuple[list[int], list[float]]]:
-    """Per task pair ``"a–b"`` (in ``tasks`` order, ``a`` before ``b``): steps and cosines."""
-    series: dict[str, tuple[list[int], list[float]]] = {}
-    for rec in _sorted(train_records):
-        cos = rec.get("cosines")
-        if cos is None:
-            continue
-        tasks = rec["tasks"]
-        for i in range(len(tasks)):
-            for j in range(i + 1, len(tasks)):
-                steps, vals = series.setdefault(f"{tasks[i]}–{tasks[j]}", ([], []))
-                steps.append(int(rec["step"]))
-                vals.append(_as_float(cos[i][j]))
-    return series
+Series = dict[str, tuple[list[int], list[float]]]
 
 
-def gradient_norm_series(train_records: Sequence[Record]) -> dict[str, tuple[list[int], list[float]]]:
-    """Per task: steps and the norm of its shared-encoder gradient (records with ``grad_norms``)."""
-    series: dict[str, tuple[list[int], list[float]]] = {}
+def _step_series(
+    train_records: Sequence[Record],
+    field: str,
+    entries: Callable[[list[str], Any], Iterable[tuple[str, object]]],
+) -> Series:
+    """Steps and values per key, from the records carrying ``field`` (``entries`` turns the
+    record's task names and ``field`` value into ``(key, value)`` pairs)."""
+    series: Series = {}
     for rec in _sorted(train_records):
-        norms = rec.get("grad_norms")
-        if norms is None:
+        data = rec.get(field)
+        if data is None:
             continue
-        for task, value in zip(rec["tasks"], norms):
-            steps, vals = series.setdefault(task, ([], []))
+        for key, value in entries(rec["tasks"], data):
+            steps, vals = series.setdefault(key, ([], []))
             steps.append(int(rec["step"]))
             vals.append(_as_float(value))
     return series
+
+
+def cosine_series(train_records: Sequence[Record]) -> Series:
+    """Per task pair ``"a–b"`` (in ``tasks`` order, ``a`` before ``b``): steps and cosines."""
+    return _step_series(train_records, "cosines", lambda tasks, cos: (
+        (f"{tasks[i]}–{tasks[j]}", cos[i][j]) for i in range(len(tasks)) for j in range(i + 1, len(tasks))
+    ))
+
+
+def gradient_norm_series(train_records: Sequence[Record]) -> Series:
+    """Per task: steps and the norm of its shared-encoder gradient (records with ``grad_norms``)."""
+    return _step_series(train_records, "grad_norms", zip)
+
+
+def _plot_smoothed(
+    ax: Axes, series: Series, window: int | None, *, raw_alpha: float = 0.25, raw_width: float = 0.8
+) -> None:
+    """Each series as a faint per-step line plus its labelled moving average, colours C0, C1, …"""
+    for k, (label, (steps, vals)) in enumerate(series.items()):
+        w = window or _auto_window(len(vals))
+        ax.plot(steps, vals, color=f"C{k % 10}", alpha=raw_alpha, linewidth=raw_width)
+        ax.plot(steps, moving_average(vals, w), color=f"C{k % 10}", linewidth=1.8,
+                label=f"{label} (avg {w})")
 
 
 def plot_gradient_cosines(
@@ -298,12 +313,7 @@ def plot_gradient_cosines(
     norms = gradient_norm_series(train_records)
     fig = _new_figure(9, 7.5 if norms else 4.5)
     ax, norm_ax = fig.subplots(2, 1, sharex=True) if norms else (fig.add_subplot(), None)
-    colors = [f"C{k % 10}" for k in range(len(series))]
-    for color, (pair, (steps, vals)) in zip(colors, series.items()):
-        w = window or _auto_window(len(vals))
-        ax.plot(steps, vals, color=color, alpha=0.25, linewidth=0.8)
-        ax.plot(steps, moving_average(vals, w), color=color, linewidth=1.8,
-                label=f"{pair} (avg {w})")
+    _plot_smoothed(ax, series, window)
     ax.axhline(0.0, color="black", linewidth=1.0, linestyle="--")
     _mark_epochs(ax, _sorted(train_records))
     ax.set_ylim(-1.05, 1.05)
@@ -314,11 +324,7 @@ def plot_gradient_cosines(
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
     if norm_ax is not None:
-        for k, (task, (steps, vals)) in enumerate(norms.items()):
-            w = window or _auto_window(len(vals))
-            norm_ax.plot(steps, vals, color=f"C{k % 10}", alpha=0.25, linewidth=0.8)
-            norm_ax.plot(steps, moving_average(vals, w), color=f"C{k % 10}", linewidth=1.8,
-                         label=f"{task} (avg {w})")
+        _plot_smoothed(norm_ax, norms, window)
         _mark_epochs(norm_ax, _sorted(train_records))
         norm_ax.set_yscale("log")
         norm_ax.set_xlabel("training step")
@@ -341,14 +347,11 @@ def plot_losses(
         raise ValueError("no train records to plot losses from")
     fig = _new_figure(9, 4.5)
     ax = fig.add_subplot()
-    for k, task in enumerate(_tasks_in_order(recs, "losses")):
+    losses: Series = {}
+    for task in _tasks_in_order(recs, "losses"):
         pts = [(r["step"], _as_float(r["losses"][task])) for r in recs if task in r["losses"]]
-        steps = [s for s, _ in pts]
-        vals = [v for _, v in pts]
-        w = window or _auto_window(len(vals))
-        ax.plot(steps, vals, color=f"C{k % 10}", alpha=0.2, linewidth=0.7)
-        ax.plot(steps, moving_average(vals, w), color=f"C{k % 10}", linewidth=1.8,
-                label=f"{task} (avg {w})")
+        losses[task] = ([s for s, _ in pts], [v for _, v in pts])
+    _plot_smoothed(ax, losses, window, raw_alpha=0.2, raw_width=0.7)
     _mark_epochs(ax, recs)
     ax.set_xlabel("training step")
     ax.set_ylabel("loss")
