@@ -68,6 +68,11 @@ def _non_negative(_inst: object, attribute: attrs.Attribute, value: object) -> N
         raise ConfigError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
+def _open_unit_interval(_inst: object, attribute: attrs.Attribute, value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1):
+        raise ConfigError(f"{attribute.name} must be in (0, 1) or unset, got {value!r}")
+
+
 def _one_of(*choices: str) -> Any:
     def check(_inst: object, attribute: attrs.Attribute, value: object) -> None:
         if value not in choices:
@@ -149,6 +154,9 @@ class TrainConfig:
     clip_norm: float | None = attrs.field(default=1.0, validator=_positive)
     dropout: float | None = None
     freeze_word_embeddings: bool = False
+    # Evaluate, keep as best.pt and predict with an exponential moving average of the weights
+    # (Polyak averaging; decay per optimizer step, e.g. 0.998 ≈ the last 500 steps). None = off.
+    ema_decay: float | None = attrs.field(default=None, validator=_open_unit_interval)
     seed: int = 0
     device: str = "auto"
     amp: str = attrs.field(default="auto", validator=_one_of("auto", "bf16", "off"))

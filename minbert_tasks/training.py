@@ -89,6 +89,11 @@ class Trainer:
         self._clock_start: float | None = None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.smart, self.bregman, self.teacher = self._regularizers()
+        self.ema = None
+        if config.ema_decay is not None:
+            self.ema = torch.optim.swa_utils.AveragedModel(
+                self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay)
+            )
         self.smart_generator = torch.Generator().manual_seed(config.seed + 17)
         self.position = Position()
         self.best_score: float | None = None
@@ -241,6 +246,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.teacher is not None:
             self.teacher.update(self.model)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return info
 
     # -- logging, evaluation, checkpoints ---------------------------------------------------------
@@ -261,9 +268,15 @@ class Trainer:
         return {"cosines": [[round(float(x), 5) for x in row] for row in cos[0]],
                 "grad_norms": [float(f"{float(x):.6g}") for x in norms]}
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are scored, kept as ``best.pt`` and predicted with: the moving
+        average when ``ema_decay`` is set, else the trained weights themselves."""
+        return self.model if self.ema is None else self.ema.module
+
     def evaluate(self) -> dict[str, float]:
         scores, _ = evaluate(
-            self.model, self.setups, self.dev_data, self.tokenizer,
+            self.eval_model, self.setups, self.dev_data, self.tokenizer,
             batch_size=self.config.eval_batch_size, device=self.device, autocast_dtype=self.autocast_dtype,
         )
         score = summary_score(scores)
@@ -273,14 +286,14 @@ class Trainer:
                    "elapsed_s": round(self.elapsed_seconds(), 1)})
         if score is not None and (self.best_score is None or score > self.best_score):
             self.best_score = score
-            atomic_save(self._model_state(scores), self.run_dir / "best.pt")
+            atomic_save(self._model_state(scores, self.eval_model), self.run_dir / "best.pt")
         return scores
 
-    def _model_state(self, scores: dict[str, float] | None = None) -> dict[str, Any]:
+    def _model_state(self, scores: dict[str, float] | None = None, model: torch.nn.Module | None = None) -> dict[str, Any]:
         return {
             "config": self.config.to_json(),
             "encoder_config": self.model.encoder.config.to_dict(),
-            "model": self.model.state_dict(),
+            "model": (self.model if model is None else model).state_dict(),
             "scores": scores,
             "position": attrs.asdict(self.position),
         }
@@ -292,6 +305,7 @@ class Trainer:
             scheduler=self.scheduler.state_dict(),
             combiner=self.combiner.state_dict(),
             teacher=None if self.teacher is None else self.teacher.state_dict(),
+            ema=None if self.ema is None else self.ema.state_dict(),
             torch_rng=torch.get_rng_state(),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             smart_rng=self.smart_generator.get_state(),
@@ -308,6 +322,8 @@ class Trainer:
         self.combiner.load_state_dict(state["combiner"])
         if self.teacher is not None and state.get("teacher") is not None:
             self.teacher.load_state_dict(state["teacher"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -73,7 +73,7 @@ def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(data_di
     # schedule that reads the clock cannot be bit-identical across an interruption.
     overrides = [f'combiner="{combiner}"', "phases.0.epochs=2", "segments=\"tensor\"",
                  "tasks.sst.smart_weight=1.0", "tasks.para.bregman_weight=1.0",
-                 "fit_schedule_to_budget=false"]
+                 "fit_schedule_to_budget=false", "ema_decay=0.9"]
     whole = train(tiny(data_dir, "default", *overrides), tmp_path / "whole", progress=False)
 
     def crash(trainer):
@@ -89,6 +89,8 @@ def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(data_di
     b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+    for key, value in a["ema"].items():
+        assert torch.equal(value, b["ema"][key]), key
     assert a["position"] == b["position"]
     assert b["elapsed_seconds"] > spent > 0  # the time budget counts the whole run, resumes too
 
@@ -119,6 +121,29 @@ def test_logged_gradient_norms_are_those_of_the_task_rows(data_dir, tmp_path):
     expected = trainer.buffer.rows.double().norm(dim=1)
     assert expected.min() > 0
     torch.testing.assert_close(torch.tensor(record["grad_norms"], dtype=torch.float64), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_ema_weights_follow_the_formula_and_are_what_is_scored_and_kept(data_dir, tmp_path):
+    decay = 0.75
+    trainer = Trainer(tiny(data_dir, "default", f"ema_decay={decay}", "max_steps=4"), tmp_path, progress=False)
+    expected: dict[str, torch.Tensor] = {}
+
+    def follow(t: Trainer) -> None:  # W_1 = θ_1, then W ← decay·W + (1−decay)·θ after each step
+        for name, p in t.model.named_parameters():
+            theta = p.detach().clone()
+            expected[name] = theta if name not in expected else decay * expected[name] + (1 - decay) * theta
+
+    trainer.fit(on_step=follow)
+    averaged = dict(trainer.ema.module.named_parameters())
+    assert set(averaged) == set(expected)
+    for name, value in expected.items():
+        torch.testing.assert_close(averaged[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert any(not torch.equal(averaged[n], p) for n, p in trainer.model.named_parameters())
+    best = torch.load(tmp_path / "best.pt", weights_only=False)["model"]  # the averaged weights
+    for name, value in trainer.ema.module.state_dict().items():
+        assert torch.equal(best[name], value), name
+    with pytest.raises(ConfigError, match=r"ema_decay must be in \(0, 1\)"):
+        TrainConfig(tasks=[TaskConfig(name="sst")], ema_decay=1.0)
 
 
 def test_a_task_loss_weight_scales_exactly_that_tasks_gradient_row(data_dir, tmp_path):
