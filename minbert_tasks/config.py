@@ -73,6 +73,11 @@ def _open_unit_interval(_inst: object, attribute: attrs.Attribute, value: object
         raise ConfigError(f"{attribute.name} must be in (0, 1) or unset, got {value!r}")
 
 
+def _unit_interval(_inst: object, attribute: attrs.Attribute, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"{attribute.name} must be in (0, 1], got {value!r}")
+
+
 def _one_of(*choices: str) -> Any:
     def check(_inst: object, attribute: attrs.Attribute, value: object) -> None:
         if value not in choices:
@@ -147,6 +152,9 @@ class TrainConfig:
     segments: str = attrs.field(default="whole", validator=_one_of("whole", "tensor", "module"))
     lr: float = attrs.field(default=3e-5, validator=_positive)
     head_lr: float | None = attrs.field(default=None, validator=_positive)
+    # Layer-wise learning-rate decay ξ: encoder layer k of L (1 = bottom) trains at lr·ξ^(L−k),
+    # the embeddings at lr·ξ^L, the pooler at lr; 1 = one rate for the whole encoder.
+    layer_lr_decay: float = attrs.field(default=1.0, validator=_unit_interval)
     weight_decay: float = attrs.field(default=0.01, validator=_non_negative)
     warmup: float = attrs.field(default=0.1, validator=_non_negative)
     schedule: str = attrs.field(default="linear", validator=_one_of("linear", "cosine", "constant"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -132,21 +133,31 @@ class Trainer:
         return self._elapsed_before + running
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        decay, no_decay, heads = [], [], []
+        config = self.config
+        encoder: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
+        heads = []
         for name, p in self.model.named_parameters():
             if name.startswith("heads."):
                 heads.append(p)
-            elif p.dim() < 2:  # biases and LayerNorm
-                no_decay.append(p)
-            else:
-                decay.append(p)
-        head_lr = self.config.head_lr or self.config.lr
+            else:  # biases and LayerNorm (dim < 2) take no weight decay
+                encoder.setdefault((self._layer_lr_scale(name), p.dim() >= 2), []).append(p)
         groups = [
-            {"params": decay, "weight_decay": self.config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-            {"params": heads, "weight_decay": self.config.weight_decay, "lr": head_lr},
+            {"params": params, "weight_decay": config.weight_decay if decayed else 0.0, "lr": config.lr * scale}
+            for (scale, decayed), params in sorted(encoder.items(), key=lambda item: (-item[0][0], not item[0][1]))
         ]
+        groups.append({"params": heads, "weight_decay": config.weight_decay, "lr": config.head_lr or config.lr})
         return torch.optim.AdamW(groups, lr=self.config.lr)
+
+    def _layer_lr_scale(self, name: str) -> float:
+        """ξ^depth for an encoder parameter (layer-wise learning-rate decay, Howard & Ruder 2018;
+        Sun et al. 2019): the top layer and the pooler 1, each layer below one more factor of ξ,
+        the embeddings ξ^num_layers."""
+        xi = self.config.layer_lr_decay
+        layers = self.model.encoder.config.num_hidden_layers
+        if name.startswith("encoder.embeddings."):
+            return xi**layers
+        match = re.match(r"encoder\.encoder\.layer\.(\d+)\.", name)
+        return xi ** (layers - 1 - int(match[1])) if match else 1.0
 
     def _lr_factor(self, step: int) -> float:
         warmup = int(self.config.warmup * self.total_steps)

@@ -146,6 +146,23 @@ def test_ema_weights_follow_the_formula_and_are_what_is_scored_and_kept(data_dir
         TrainConfig(tasks=[TaskConfig(name="sst")], ema_decay=1.0)
 
 
+def test_layer_wise_lr_decay_gives_each_encoder_layer_its_rate(data_dir, tmp_path):
+    trainer = Trainer(tiny(data_dir, "default", "layer_lr_decay=0.5", "lr=1e-3", "head_lr=2e-3", "warmup=0.0"),
+                      tmp_path, progress=False)
+    rate = {id(p): group["lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    decay = {id(p): group["weight_decay"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    expected = {"encoder.embeddings.": 0.25e-3, "encoder.encoder.layer.0.": 0.5e-3,  # 2 layers
+                "encoder.encoder.layer.1.": 1e-3, "encoder.pooler.": 1e-3, "heads.": 2e-3}
+    named = list(trainer.model.named_parameters())
+    assert len(rate) == len(named)
+    for name, p in named:
+        prefix = next(k for k in expected if name.startswith(k))
+        assert rate[id(p)] == pytest.approx(expected[prefix]), name
+        assert decay[id(p)] == (0.0 if p.dim() < 2 and prefix != "heads." else trainer.config.weight_decay), name
+    with pytest.raises(ConfigError, match=r"layer_lr_decay must be in \(0, 1\]"):
+        TrainConfig(tasks=[TaskConfig(name="sst")], layer_lr_decay=0.0)
+
+
 def test_a_task_loss_weight_scales_exactly_that_tasks_gradient_row(data_dir, tmp_path):
     rows = []
     for weight in (1.0, 2.5):
