@@ -52,6 +52,19 @@ class Position:
     global_step: int = 0
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively on ``device``: a CUDA GPU with bf16, or a CPU with
+    AVX512-BF16 or AMX through oneDNN (elsewhere CPU bf16 is emulated and slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # a build without the oneDNN query
+            return False
+    return False
+
+
 class Interrupted(Exception):
     """Raised by a step callback to stop training (used by tests to simulate a crash)."""
 
@@ -70,7 +83,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.device = _device(config.device)
-        use_bf16 = config.amp == "bf16" or (config.amp == "auto" and self.device.type == "cuda")
+        use_bf16 = config.amp == "bf16" or (config.amp == "auto" and native_bf16(self.device))
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
 
         self.model, self.tokenizer, self.setups = build_model(config)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import random
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 def tiny(data_dir: Path, source="default", *overrides: str):
     base = [f'data_dir="{data_dir}"', 'model="tiny-random"', "log_every=1", "checkpoint_every=1",
-            "time_budget_minutes=5"]
+            "time_budget_minutes=5", 'amp="off"']  # fp32: several tests compare exact values
     for task in ("sst", "para", "sts"):
         base += [f"tasks.{task}.batch_size=4", f"tasks.{task}.max_length=24"]
     return load_config(source, [*base, *overrides])
@@ -161,6 +162,20 @@ def test_layer_wise_lr_decay_gives_each_encoder_layer_its_rate(data_dir, tmp_pat
         assert decay[id(p)] == (0.0 if p.dim() < 2 and prefix != "heads." else trainer.config.weight_decay), name
     with pytest.raises(ConfigError, match=r"layer_lr_decay must be in \(0, 1\]"):
         TrainConfig(tasks=[TaskConfig(name="sst")], layer_lr_decay=0.0)
+
+
+def test_amp_auto_picks_bf16_where_it_is_native_and_a_bf16_run_trains(data_dir, tmp_path, monkeypatch):
+    import minbert_tasks.training as training
+
+    for native, dtype in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(training, "native_bf16", lambda device, native=native: native)
+        trainer = Trainer(tiny(data_dir, "default", 'amp="auto"'), tmp_path / "auto", progress=False)
+        assert trainer.autocast_dtype == dtype
+    assert isinstance(training.native_bf16(torch.device("cpu")), bool)
+    scores = train(tiny(data_dir, "default", 'amp="bf16"', "max_steps=3"), tmp_path / "bf16", progress=False)
+    assert set(scores) == {"sst", "para", "sts"} and all(math.isfinite(v) for v in scores.values())
+    weights = torch.load(tmp_path / "bf16" / "best.pt", weights_only=False)["model"]
+    assert all(t.dtype == torch.float32 for t in weights.values())  # autocast keeps fp32 master weights
 
 
 def test_a_task_loss_weight_scales_exactly_that_tasks_gradient_row(data_dir, tmp_path):
