@@ -65,6 +65,19 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+def _warm_ema(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor | int], None]:
+    """EMA update for ``AveragedModel`` whose decay warms up as min(decay, (1+n)/(10+n)) after n
+    updates, so the average forgets the first (untrained-head) weights within a few hundred steps
+    instead of ~1/(1−decay)·few (torch's ``get_ema_multi_avg_fn`` uses the full decay from step 1)."""
+
+    def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor | int) -> None:
+        n = int(num_averaged)
+        weight = 1.0 - min(decay, (1 + n) / (10 + n))
+        torch._foreach_lerp_(averaged, current, weight)  # W ← W + w·(θ − W)
+
+    return update
+
+
 class Interrupted(Exception):
     """Raised by a step callback to stop training (used by tests to simulate a crash)."""
 
@@ -105,8 +118,7 @@ class Trainer:
         self.smart, self.bregman, self.teacher = self._regularizers()
         self.ema = None
         if config.ema_decay is not None:
-            self.ema = torch.optim.swa_utils.AveragedModel(
-                self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay)
+            self.ema = torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=_warm_ema(config.ema_decay)
             )
         self.smart_generator = torch.Generator().manual_seed(config.seed + 17)
         self.position = Position()

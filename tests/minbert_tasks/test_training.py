@@ -125,16 +125,21 @@ def test_logged_gradient_norms_are_those_of_the_task_rows(data_dir, tmp_path):
 
 
 def test_ema_weights_follow_the_formula_and_are_what_is_scored_and_kept(data_dir, tmp_path):
-    decay = 0.75
+    decay = 0.3  # the warm-up's (1+n)/(10+n) passes it at the fourth update
     trainer = Trainer(tiny(data_dir, "default", f"ema_decay={decay}", "max_steps=4"), tmp_path, progress=False)
     expected: dict[str, torch.Tensor] = {}
 
-    def follow(t: Trainer) -> None:  # W_1 = θ_1, then W ← decay·W + (1−decay)·θ after each step
+    updates = []
+
+    def follow(t: Trainer) -> None:  # W_1 = θ_1, then W ← d·W + (1−d)·θ, d = min(decay, (1+n)/(10+n))
+        d = min(decay, (1 + len(updates)) / (10 + len(updates)))
+        updates.append(d)
         for name, p in t.model.named_parameters():
             theta = p.detach().clone()
-            expected[name] = theta if name not in expected else decay * expected[name] + (1 - decay) * theta
+            expected[name] = theta if name not in expected else d * expected[name] + (1 - d) * theta
 
     trainer.fit(on_step=follow)
+    assert updates[1:] == pytest.approx([2 / 11, 3 / 12, 0.3])  # warm-up, then the configured decay
     averaged = dict(trainer.ema.module.named_parameters())
     assert set(averaged) == set(expected)
     for name, value in expected.items():
