@@ -67,8 +67,8 @@ def native_bf16(device: torch.device) -> bool:
 
 def _warm_ema(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor | int], None]:
     """EMA update for ``AveragedModel`` whose decay warms up as min(decay, (1+n)/(10+n)) after n
-    updates, so the average forgets the first (untrained-head) weights within a few hundred steps
-    instead of ~1/(1−decay)·few (torch's ``get_ema_multi_avg_fn`` uses the full decay from step 1)."""
+    updates. torch's ``get_ema_multi_avg_fn`` applies the full decay from the first step, so at
+    0.998 the average still holds ~1/3 of the first (untrained-head) weights after 500 steps."""
 
     def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor | int) -> None:
         n = int(num_averaged)
@@ -118,8 +118,7 @@ class Trainer:
         self.smart, self.bregman, self.teacher = self._regularizers()
         self.ema = None
         if config.ema_decay is not None:
-            self.ema = torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=_warm_ema(config.ema_decay)
-            )
+            self.ema = torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=_warm_ema(config.ema_decay))
         self.smart_generator = torch.Generator().manual_seed(config.seed + 17)
         self.position = Position()
         self.best_score: float | None = None
