@@ -58,24 +58,31 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names it."""
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive(_inst: object, attribute: attrs.Attribute, value: object) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+    if value is not None and (not _is_number(value) or value <= 0):
         raise ConfigError(f"{attribute.name} must be positive, got {value!r}")
 
 
 def _non_negative(_inst: object, attribute: attrs.Attribute, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if not _is_number(value) or value < 0:
         raise ConfigError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
-def _open_unit_interval(_inst: object, attribute: attrs.Attribute, value: object) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1):
-        raise ConfigError(f"{attribute.name} must be in (0, 1) or unset, got {value!r}")
+def _fraction(*, include_one: bool, optional: bool = False) -> Any:
+    """A value in (0, 1], or (0, 1) without ``include_one``; ``None`` too when ``optional``."""
+    interval = "(0, 1]" if include_one else "(0, 1)"
 
+    def check(_inst: object, attribute: attrs.Attribute, value: object) -> None:
+        if value is None and optional:
+            return
+        if not _is_number(value) or not (0 < value < 1 or (include_one and value == 1)):
+            raise ConfigError(f"{attribute.name} must be in {interval}{' or unset' if optional else ''}, got {value!r}")
 
-def _unit_interval(_inst: object, attribute: attrs.Attribute, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ConfigError(f"{attribute.name} must be in (0, 1], got {value!r}")
+    return check
 
 
 def _one_of(*choices: str) -> Any:
@@ -154,7 +161,7 @@ class TrainConfig:
     head_lr: float | None = attrs.field(default=None, validator=_positive)
     # Layer-wise learning-rate decay ξ: encoder layer k of L (1 = bottom) trains at lr·ξ^(L−k),
     # the embeddings at lr·ξ^L, the pooler at lr; 1 = one rate for the whole encoder.
-    layer_lr_decay: float = attrs.field(default=1.0, validator=_unit_interval)
+    layer_lr_decay: float = attrs.field(default=1.0, validator=_fraction(include_one=True))
     weight_decay: float = attrs.field(default=0.01, validator=_non_negative)
     warmup: float = attrs.field(default=0.1, validator=_non_negative)
     schedule: str = attrs.field(default="linear", validator=_one_of("linear", "cosine", "constant"))
@@ -164,7 +171,7 @@ class TrainConfig:
     freeze_word_embeddings: bool = False
     # Evaluate, keep as best.pt and predict with an exponential moving average of the weights
     # (Polyak averaging; decay per optimizer step, e.g. 0.998 ≈ the last 500 steps). None = off.
-    ema_decay: float | None = attrs.field(default=None, validator=_open_unit_interval)
+    ema_decay: float | None = attrs.field(default=None, validator=_fraction(include_one=False, optional=True))
     seed: int = 0
     device: str = "auto"
     # bf16 autocast: "auto" uses it where it runs natively (CUDA with bf16; CPUs with AVX512-BF16
