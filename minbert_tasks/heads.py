@@ -18,7 +18,9 @@ Pipeline, in order (every step masked, so padding never changes a result):
    input when ``residual=True``; padded positions are zeroed before and after the convolution.
 3. pooling: ``cls`` (hidden state of [CLS]), ``mean`` (mean over real tokens), ``max``
    (max-over-time over real tokens) or ``pooler`` (BERT's ``tanh(dense(h[CLS]))``).
-4. siamese only: features ``(u, v, |u − v|)``.
+4. siamese only: features ``(u, v, |u − v|)``, plus ``u ⊙ v`` with ``pair_product=True`` (the
+   InferSent features, Conneau et al. 2017, §3.2; the product's sum is the dot product a
+   bi-encoder such as MiniLM was trained to compare with).
 5. feature stack: ``linear`` (dropout, then the output layer) or ``mlp`` (``mlp_layers`` ×
    [Linear, GELU, dropout] after an input dropout, then the output layer).
 6. output: ``linear`` — the output layer's ``num_outputs`` values (``[B]`` when it is 1): logits
@@ -118,6 +120,8 @@ class HeadConfig:
         cnn: run a kernel-3 1-D convolution over the hidden states before pooling.
         residual: add the CNN's input to its output (only with ``cnn=True``).
         pair_encoding: ``cross`` or ``siamese``; single-sentence tasks use ``cross``.
+        pair_product: append ``u ⊙ v`` to the siamese features (``siamese`` only, not with
+            ``output='cosine'``, which compares u and v itself).
         output: ``linear`` (alias ``regression``/``logits``), ``classes`` or ``cosine``
             (requires ``siamese``).
     """
@@ -132,6 +136,7 @@ class HeadConfig:
     cnn: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     residual: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     pair_encoding: PairEncoding = attrs.field(default="cross", validator=_one_of(PAIR_ENCODINGS))
+    pair_product: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     output: Output = attrs.field(
         default="linear", converter=_output_alias, validator=_one_of(OUTPUTS)
     )
@@ -141,6 +146,12 @@ class HeadConfig:
             raise ValueError("residual=True needs cnn=True (it is the CNN's skip connection)")
         if self.output == "cosine" and self.pair_encoding != "siamese":
             raise ValueError("output='cosine' needs pair_encoding='siamese' (it compares u and v)")
+        if self.pair_product and (self.pair_encoding != "siamese" or self.output == "cosine"):
+            raise ValueError(
+                "pair_product=True needs pair_encoding='siamese' and an output other than 'cosine' "
+                f"(it extends the (u, v, |u - v|) features); got pair_encoding={self.pair_encoding!r}, "
+                f"output={self.output!r}"
+            )
 
 
 # Named presets (registered as entry points of ``minbert_tasks.heads``).
@@ -248,7 +259,7 @@ class TaskHead(nn.Module):
         if config.output == "cosine":
             self.stack = _stack(hidden_size, mlp_hidden, layers, config.dropout, None)
         else:
-            in_dim = 3 * hidden_size if self.siamese else hidden_size
+            in_dim = (4 if config.pair_product else 3) * hidden_size if self.siamese else hidden_size
             self.stack = _stack(in_dim, mlp_hidden, layers, config.dropout, num_outputs)
 
     def extra_repr(self) -> str:
@@ -290,7 +301,7 @@ class TaskHead(nn.Module):
         if self.config.output == "cosine":
             cos = F.cosine_similarity(self.stack(u), self.stack(v), dim=-1, eps=1e-8)
             return 5.0 * cos
-        return self._output(self.pair_features(u, v))
+        return self._output(self.pair_features(u, v, product=self.config.pair_product))
 
     def forward(self, encoder: nn.Module, inputs: Inputs) -> Tensor:
         return self.forward_from_embeddings(encoder, self.embed(encoder, inputs), inputs)
@@ -319,9 +330,13 @@ class TaskHead(nn.Module):
     # -- pieces ------------------------------------------------------------------------------
 
     @staticmethod
-    def pair_features(u: Tensor, v: Tensor) -> Tensor:
-        """Siamese features ``(u, v, |u − v|)`` ``[B, 3H]``."""
-        return torch.cat([u, v, (u - v).abs()], dim=-1)
+    def pair_features(u: Tensor, v: Tensor, product: bool = False) -> Tensor:
+        """Siamese features ``(u, v, |u − v|)`` ``[B, 3H]``, or ``(u, v, |u − v|, u ⊙ v)``
+        ``[B, 4H]`` with ``product``."""
+        features = [u, v, (u - v).abs()]
+        if product:
+            features.append(u * v)
+        return torch.cat(features, dim=-1)
 
     def pooled(self, encoder: nn.Module, inputs: Inputs) -> Tensor | tuple[Tensor, Tensor]:
         """Sentence vector(s) after the CNN and pooling: ``[B, H]`` or ``(u, v)``."""

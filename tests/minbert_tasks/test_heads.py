@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import attrs
 import pytest
 import torch
 
@@ -163,6 +164,9 @@ def test_siamese_features_and_cosine_are_symmetric(encoder: MinBert) -> None:
         torch.testing.assert_close(f_ab[:, 2 * H :], f_ba[:, 2 * H :])  # |u − v| is symmetric
         torch.testing.assert_close(f_ab[:, :H], f_ba[:, H : 2 * H])  # u and v swap places
         assert not torch.allclose(f_ab, f_ba)
+        g_ab, g_ba = (TaskHead.pair_features(x, y, product=True) for x, y in ((u, v), (v, u)))
+        torch.testing.assert_close(g_ab, torch.cat([u, v, (u - v).abs(), u * v], dim=-1))
+        torch.testing.assert_close(g_ab[:, 2 * H :], g_ba[:, 2 * H :])  # |u − v| and u ⊙ v
 
         for stack in ("linear", "mlp"):
             cos = build_head(
@@ -224,6 +228,27 @@ def test_mlp_depth_and_dropout() -> None:
     assert all(m.p == 0.5 for m in head.stack if isinstance(m, torch.nn.Dropout))
     siamese = build_head(HeadConfig(pair_encoding="siamese"), H, 1)
     assert [m.in_features for m in siamese.stack if isinstance(m, torch.nn.Linear)] == [3 * H]
+    product = build_head(HeadConfig(pair_encoding="siamese", pair_product=True), H, 1)
+    assert [m.in_features for m in product.stack if isinstance(m, torch.nn.Linear)] == [4 * H]
+
+
+def test_pair_product_head_reads_the_product(encoder: MinBert) -> None:
+    """The product head's output layer sees exactly (u, v, |u − v|, u ⊙ v): zeroing the
+    product's weights turns it into the plain siamese head with the same other weights."""
+    config = HeadConfig(pooling="mean", pair_encoding="siamese")
+    inputs = {"a": batch(1, [6, 3, 5]), "b": batch(2, [4, 7, 2])}
+    torch.manual_seed(0)
+    plain = build_head(config, H, 2).eval()
+    product = build_head(attrs.evolve(config, pair_product=True), H, 2).eval()
+    out_plain, out_product = plain.stack[-1], product.stack[-1]
+    with torch.no_grad():
+        out_product.weight.copy_(torch.cat([out_plain.weight, torch.zeros(2, H)], dim=1))
+        out_product.bias.copy_(out_plain.bias)
+        torch.testing.assert_close(product(encoder, inputs), plain(encoder, inputs))
+        out_product.weight[:, 3 * H :] = 1.0
+        u, v = plain.pooled(encoder, inputs)
+        shift = (u * v).sum(-1, keepdim=True).expand(-1, 2)
+        torch.testing.assert_close(product(encoder, inputs), plain(encoder, inputs) + shift)
 
 
 @pytest.mark.parametrize(
@@ -241,6 +266,9 @@ def test_mlp_depth_and_dropout() -> None:
         {"output": "softmax"},
         {"pair_encoding": "bi"},
         {"cnn": 1},
+        {"pair_product": True},  # needs siamese
+        {"pair_product": True, "pair_encoding": "siamese", "output": "cosine"},
+        {"pair_product": 1, "pair_encoding": "siamese"},
     ],
 )
 def test_bad_options_are_refused(options: dict) -> None:
