@@ -20,7 +20,9 @@ Pipeline, in order (every step masked, so padding never changes a result):
    (max-over-time over real tokens) or ``pooler`` (BERT's ``tanh(dense(h[CLS]))``).
 4. siamese only: features ``(u, v, |u − v|)``, plus ``u ⊙ v`` with ``pair_product=True`` (the
    InferSent features, Conneau et al. 2017, §3.2; the product's sum is the dot product a
-   bi-encoder such as MiniLM was trained to compare with).
+   bi-encoder such as MiniLM was trained to compare with). With ``pair_symmetric=True`` the
+   output is the mean of the stack's outputs on ``(u, v)`` and ``(v, u)``, so a pair scores the
+   same in either order, as paraphrase and similarity labels do.
 5. feature stack: ``linear`` (dropout, then the output layer) or ``mlp`` (``mlp_layers`` ×
    [Linear, GELU, dropout] after an input dropout, then the output layer).
 6. output: ``linear`` — the output layer's ``num_outputs`` values (``[B]`` when it is 1): logits
@@ -122,6 +124,8 @@ class HeadConfig:
         pair_encoding: ``cross`` or ``siamese``; single-sentence tasks use ``cross``.
         pair_product: append ``u ⊙ v`` to the siamese features (``siamese`` only, not with
             ``output='cosine'``, which compares u and v itself).
+        pair_symmetric: average the output over both sentence orders (same conditions; the
+            cosine is symmetric already).
         output: ``linear`` (alias ``regression``/``logits``), ``classes`` or ``cosine``
             (requires ``siamese``).
     """
@@ -137,6 +141,7 @@ class HeadConfig:
     residual: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     pair_encoding: PairEncoding = attrs.field(default="cross", validator=_one_of(PAIR_ENCODINGS))
     pair_product: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    pair_symmetric: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     output: Output = attrs.field(
         default="linear", converter=_output_alias, validator=_one_of(OUTPUTS)
     )
@@ -146,12 +151,13 @@ class HeadConfig:
             raise ValueError("residual=True needs cnn=True (it is the CNN's skip connection)")
         if self.output == "cosine" and self.pair_encoding != "siamese":
             raise ValueError("output='cosine' needs pair_encoding='siamese' (it compares u and v)")
-        if self.pair_product and (self.pair_encoding != "siamese" or self.output == "cosine"):
-            raise ValueError(
-                "pair_product=True needs pair_encoding='siamese' and an output other than 'cosine' "
-                f"(it extends the (u, v, |u - v|) features); got pair_encoding={self.pair_encoding!r}, "
-                f"output={self.output!r}"
-            )
+        for option in ("pair_product", "pair_symmetric"):
+            if getattr(self, option) and (self.pair_encoding != "siamese" or self.output == "cosine"):
+                raise ValueError(
+                    f"{option}=True needs pair_encoding='siamese' and an output other than "
+                    "'cosine' (it acts on the (u, v, |u - v|) features); got "
+                    f"pair_encoding={self.pair_encoding!r}, output={self.output!r}"
+                )
 
 
 # Named presets (registered as entry points of ``minbert_tasks.heads``).
@@ -301,7 +307,11 @@ class TaskHead(nn.Module):
         if self.config.output == "cosine":
             cos = F.cosine_similarity(self.stack(u), self.stack(v), dim=-1, eps=1e-8)
             return 5.0 * cos
-        return self._output(self.pair_features(u, v, product=self.config.pair_product))
+        product = self.config.pair_product
+        out = self._output(self.pair_features(u, v, product=product))
+        if self.config.pair_symmetric:
+            out = 0.5 * (out + self._output(self.pair_features(v, u, product=product)))
+        return out
 
     def forward(self, encoder: nn.Module, inputs: Inputs) -> Tensor:
         return self.forward_from_embeddings(encoder, self.embed(encoder, inputs), inputs)

@@ -220,6 +220,24 @@ def test_cnn_residual_changes_features_and_grads_reach_encoder(encoder: MinBert)
     encoder.zero_grad()
 
 
+@pytest.mark.parametrize("product", [False, True])
+def test_pair_symmetric_head_averages_both_orders(encoder: MinBert, product: bool) -> None:
+    config = HeadConfig(
+        pooling="mean", pair_encoding="siamese", stack="mlp", mlp_hidden=16, pair_product=product
+    )
+    a, b = batch(1, [6, 3, 5]), batch(2, [4, 7, 2])
+    torch.manual_seed(0)
+    plain = build_head(config, H, 3).eval()
+    torch.manual_seed(0)
+    symmetric = build_head(attrs.evolve(config, pair_symmetric=True), H, 3).eval()
+    with torch.no_grad():
+        ab, ba = plain(encoder, {"a": a, "b": b}), plain(encoder, {"a": b, "b": a})
+        assert not torch.allclose(ab, ba, atol=1e-4)  # the plain head depends on the order
+        expected = 0.5 * (ab + ba)
+        torch.testing.assert_close(symmetric(encoder, {"a": a, "b": b}), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(symmetric(encoder, {"a": b, "b": a}), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_mlp_depth_and_dropout() -> None:
     head = build_head(HeadConfig(stack="mlp", mlp_layers=3, mlp_hidden=8, dropout=0.5), H, 5)
     linears = [m for m in head.stack if isinstance(m, torch.nn.Linear)]
@@ -269,6 +287,8 @@ def test_pair_product_head_reads_the_product(encoder: MinBert) -> None:
         {"pair_product": True},  # needs siamese
         {"pair_product": True, "pair_encoding": "siamese", "output": "cosine"},
         {"pair_product": 1, "pair_encoding": "siamese"},
+        {"pair_symmetric": True},  # needs siamese
+        {"pair_symmetric": True, "pair_encoding": "siamese", "output": "cosine"},
     ],
 )
 def test_bad_options_are_refused(options: dict) -> None:
