@@ -80,7 +80,8 @@ def _fraction(*, include_one: bool, optional: bool = False) -> Any:
         if value is None and optional:
             return
         if not _is_number(value) or not (0 < value < 1 or (include_one and value == 1)):
-            raise ConfigError(f"{attribute.name} must be in {interval}{' or unset' if optional else ''}, got {value!r}")
+            unset = " or unset" if optional else ""
+            raise ConfigError(f"{attribute.name} must be in {interval}{unset}, got {value!r}")
 
     return check
 

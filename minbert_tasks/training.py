@@ -118,7 +118,9 @@ class Trainer:
         self.smart, self.bregman, self.teacher = self._regularizers()
         self.ema = None
         if config.ema_decay is not None:
-            self.ema = torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=_warm_ema(config.ema_decay))
+            self.ema = torch.optim.swa_utils.AveragedModel(
+                self.model, multi_avg_fn=_warm_ema(config.ema_decay)
+            )
         self.smart_generator = torch.Generator().manual_seed(config.seed + 17)
         self.position = Position()
         self.best_score: float | None = None
