@@ -34,6 +34,11 @@ Pipeline, in order (every step masked, so padding never changes a result):
    unrelated pairs aim at orthogonal embeddings, not opposite ones, which keeps a pretrained
    sentence encoder's geometry (``2.5·(cos+1)`` pushed score-0 pairs to cos = −1 and cost
    MiniLM 0.13 STS Pearson in one epoch here). Predictions are clamped to the task's range.
+   ``cosine_logit`` (siamese, binary tasks) — the logit ``s · (cos(u', v') − t)`` with a
+   learned scale ``s`` (initially 20, the usual contrastive temperature of 0.05) and threshold
+   ``t`` (initially 0.8): a pair is a paraphrase when its sentence vectors point the same way,
+   the rule a bi-encoder was trained on (Reimers & Gurevych 2019, §3), and a rule that cannot
+   depend on sentence order.
 
 For SMART, which perturbs the embedding-layer output once and continues from there, every head
 splits its forward: ``head(encoder, inputs) == head.forward_from_embeddings(encoder,
@@ -44,6 +49,7 @@ head.embed(encoder, inputs), inputs)``. For a siamese head the embeddings are a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -70,7 +76,7 @@ __all__ = [
 Pooling = Literal["cls", "mean", "max", "pooler"]
 Stack = Literal["linear", "mlp"]
 PairEncoding = Literal["cross", "siamese"]
-Output = Literal["linear", "classes", "cosine"]
+Output = Literal["linear", "classes", "cosine", "cosine_logit"]
 
 #: A tokenized batch: ``{"input_ids", "attention_mask", "token_type_ids"}`` for single sentences
 #: and cross-encoded pairs, ``{"a": {...}, "b": {...}}`` for siamese pairs.
@@ -79,7 +85,12 @@ Inputs = Mapping[str, Any]
 POOLINGS: tuple[str, ...] = ("cls", "mean", "max", "pooler")
 STACKS: tuple[str, ...] = ("linear", "mlp")
 PAIR_ENCODINGS: tuple[str, ...] = ("cross", "siamese")
-OUTPUTS: tuple[str, ...] = ("linear", "classes", "cosine")
+OUTPUTS: tuple[str, ...] = ("linear", "classes", "cosine", "cosine_logit")
+#: Outputs that compare the two sentence vectors by their cosine (siamese heads only).
+COSINE_OUTPUTS: tuple[str, ...] = ("cosine", "cosine_logit")
+#: Initial scale and threshold of a ``cosine_logit`` head.
+COSINE_LOGIT_SCALE = 20.0
+COSINE_LOGIT_THRESHOLD = 0.8
 # The reports' words for a plain output layer; normalised so that repr and equality agree.
 _OUTPUT_ALIASES = {"regression": "linear", "logits": "linear"}
 
@@ -126,8 +137,8 @@ class HeadConfig:
             ``output='cosine'``, which compares u and v itself).
         pair_symmetric: average the output over both sentence orders (same conditions; the
             cosine is symmetric already).
-        output: ``linear`` (alias ``regression``/``logits``), ``classes`` or ``cosine``
-            (requires ``siamese``).
+        output: ``linear`` (alias ``regression``/``logits``), ``classes``, ``cosine`` or
+            ``cosine_logit`` (both require ``siamese``).
     """
 
     pooling: Pooling = attrs.field(default="cls", validator=_one_of(POOLINGS))
@@ -149,13 +160,13 @@ class HeadConfig:
     def __attrs_post_init__(self) -> None:
         if self.residual and not self.cnn:
             raise ValueError("residual=True needs cnn=True (it is the CNN's skip connection)")
-        if self.output == "cosine" and self.pair_encoding != "siamese":
-            raise ValueError("output='cosine' needs pair_encoding='siamese' (it compares u and v)")
+        if self.output in COSINE_OUTPUTS and self.pair_encoding != "siamese":
+            raise ValueError(f"output={self.output!r} needs pair_encoding='siamese' (it compares u and v)")
         for option in ("pair_product", "pair_symmetric"):
-            if getattr(self, option) and (self.pair_encoding != "siamese" or self.output == "cosine"):
+            if getattr(self, option) and (self.pair_encoding != "siamese" or self.output in COSINE_OUTPUTS):
                 raise ValueError(
                     f"{option}=True needs pair_encoding='siamese' and an output other than "
-                    "'cosine' (it acts on the (u, v, |u - v|) features); got "
+                    "'cosine' or 'cosine_logit' (it acts on the (u, v, |u - v|) features); got "
                     f"pair_encoding={self.pair_encoding!r}, output={self.output!r}"
                 )
 
@@ -252,8 +263,8 @@ class TaskHead(nn.Module):
         for what, value in (("hidden_size", hidden_size), ("num_outputs", num_outputs)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{what} must be a positive integer; got {value!r}")
-        if config.output == "cosine" and num_outputs != 1:
-            raise ValueError(f"a cosine head has exactly one output; got num_outputs={num_outputs}")
+        if config.output in COSINE_OUTPUTS and num_outputs != 1:
+            raise ValueError(f"a {config.output} head has exactly one output; got num_outputs={num_outputs}")
         self.config = config
         self.hidden_size = hidden_size
         self.num_outputs = num_outputs
@@ -262,8 +273,11 @@ class TaskHead(nn.Module):
 
         layers = config.mlp_layers if config.stack == "mlp" else 0
         mlp_hidden = config.mlp_hidden or hidden_size
-        if config.output == "cosine":
+        if config.output in COSINE_OUTPUTS:
             self.stack = _stack(hidden_size, mlp_hidden, layers, config.dropout, None)
+            if config.output == "cosine_logit":
+                self.log_scale = nn.Parameter(torch.tensor(math.log(COSINE_LOGIT_SCALE)))
+                self.threshold = nn.Parameter(torch.tensor(COSINE_LOGIT_THRESHOLD))
         else:
             in_dim = (4 if config.pair_product else 3) * hidden_size if self.siamese else hidden_size
             self.stack = _stack(in_dim, mlp_hidden, layers, config.dropout, num_outputs)
@@ -304,8 +318,10 @@ class TaskHead(nn.Module):
             raise TypeError("a siamese head takes embeddings as a tuple (emb_a, emb_b)")
         a, b = self._pair(inputs)
         u, v = self._encode_pair(encoder, embeddings, (a["attention_mask"], b["attention_mask"]))
-        if self.config.output == "cosine":
+        if self.config.output in COSINE_OUTPUTS:
             cos = F.cosine_similarity(self.stack(u), self.stack(v), dim=-1, eps=1e-8)
+            if self.config.output == "cosine_logit":
+                return self.log_scale.exp() * (cos - self.threshold)
             return 5.0 * cos
         product = self.config.pair_product
         out = self._output(self.pair_features(u, v, product=product))

@@ -138,6 +138,11 @@ class TaskSpec:
                 f"{self.name}: output={config.output!r} is for regression tasks; "
                 f"this task is {self.output}"
             )
+        if config.output == "cosine_logit" and self.output != "binary":
+            raise ValueError(
+                f"{self.name}: output='cosine_logit' is a binary logit, for binary tasks; "
+                f"this task is {self.output}"
+            )
         if config.output == "classes" and self.score_range is None:
             raise ValueError(f"{self.name}: output='classes' needs the task's score_range")
 

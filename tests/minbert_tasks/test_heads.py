@@ -59,7 +59,7 @@ def all_configs() -> list[HeadConfig]:
     for pooling, stack, (cnn, residual), pair in itertools.product(
         ("cls", "mean", "max", "pooler"), ("linear", "mlp"), CNN_OPTIONS, ("cross", "siamese")
     ):
-        outputs = ("linear", "classes") + (("cosine",) if pair == "siamese" else ())
+        outputs = ("linear", "classes") + (("cosine", "cosine_logit") if pair == "siamese" else ())
         for output in outputs:
             configs.append(
                 HeadConfig(
@@ -201,6 +201,26 @@ def test_cosine_head_is_five_times_the_cosine() -> None:
     torch.testing.assert_close(out, torch.full((2,), -5.0))  # clamped only when predicting
 
 
+def test_cosine_logit_head_matches_reference_and_learns_scale_and_threshold(encoder: MinBert) -> None:
+    """``s · (cos(u, v) − t)``, starting at s = 20, t = 0.8; symmetric; s and t get gradients."""
+    config = HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine_logit", dropout=0.0)
+    head = build_head(config, H, 1)
+    assert head.log_scale.exp().item() == pytest.approx(20.0)
+    assert head.threshold.item() == pytest.approx(0.8)
+    a, b = batch(1, [6, 3, 5]), batch(2, [4, 7, 2])
+    with torch.no_grad():
+        head.log_scale.fill_(torch.log(torch.tensor(3.0)))
+        head.threshold.fill_(0.25)
+    u, v = head.pooled(encoder, {"a": a, "b": b})
+    reference = 3.0 * (torch.nn.functional.cosine_similarity(u, v, dim=-1) - 0.25)
+    out = head(encoder, {"a": a, "b": b})
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(head(encoder, {"a": b, "b": a}), out, atol=1e-5, rtol=1e-5)
+    out.sum().backward()
+    assert head.log_scale.grad is not None and head.log_scale.grad.abs() > 0
+    assert head.threshold.grad == pytest.approx(-3.0 * 3)  # d/dt of Σ 3 (cos − t) over 3 pairs
+
+
 def test_cnn_residual_changes_features_and_grads_reach_encoder(encoder: MinBert) -> None:
     inputs = batch(4, [6, 3, 5])
     torch.manual_seed(0)
@@ -281,6 +301,8 @@ def test_pair_product_head_reads_the_product(encoder: MinBert) -> None:
         {"dropout": -0.1},
         {"residual": True},
         {"output": "cosine"},  # needs siamese
+        {"output": "cosine_logit"},  # needs siamese
+        {"pair_symmetric": True, "pair_encoding": "siamese", "output": "cosine_logit"},
         {"output": "softmax"},
         {"pair_encoding": "bi"},
         {"cnn": 1},

@@ -167,11 +167,13 @@ def test_metrics_and_overall() -> None:
         (SST, SENTENCES, HeadConfig(pooling="mean", stack="mlp", mlp_layers=2, cnn=True, residual=True)),
         (PARA, PARAS, HeadConfig()),
         (PARA, PARAS, HeadConfig(pooling="mean", pair_encoding="siamese")),
+        (PARA, PARAS, HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine_logit")),
         (STS, STSS, HeadConfig(pooling="max")),
         (STS, STSS, HeadConfig(pooling="pooler", output="classes")),
         (STS, STSS, HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine")),
     ],
-    ids=["sst-cnn-mlp", "para-cross", "para-siamese", "sts-regression", "sts-classes", "sts-cosine"],
+    ids=["sst-cnn-mlp", "para-cross", "para-siamese", "para-cosine-logit", "sts-regression", "sts-classes",
+         "sts-cosine"],
 )
 def test_loss_decreases_with_training(tokenizer: Tokenizer, task: TaskSpec, examples: list, config: HeadConfig) -> None:
     torch.manual_seed(0)
@@ -200,6 +202,9 @@ def test_head_fit_is_checked() -> None:
         PARA.build_head(32, HeadConfig(pair_encoding="siamese", output="cosine"))
     with pytest.raises(ValueError, match="regression"):
         SST.build_head(32, HeadConfig(output="classes"))
+    with pytest.raises(ValueError, match="cosine_logit.*binary tasks; this task is regression"):
+        STS.build_head(32, HeadConfig(pair_encoding="siamese", output="cosine_logit"))
+    assert PARA.divergence_for(HeadConfig(pair_encoding="siamese", output="cosine_logit")) == "bernoulli_kl"
     assert STS.num_outputs_for(HeadConfig(output="classes")) == 6
     assert STS.build_head(32, HeadConfig(output="classes")).num_outputs == 6
     assert SST.build_head(32).num_outputs == 5
