@@ -86,6 +86,11 @@ def _fraction(*, include_one: bool, optional: bool = False) -> Any:
     return check
 
 
+def _smoothing(_inst: object, attribute: attrs.Attribute, value: object) -> None:
+    if not _is_number(value) or not 0 <= value < 1:
+        raise ConfigError(f"{attribute.name} must be in [0, 1), got {value!r}")
+
+
 def _one_of(*choices: str) -> Any:
     def check(_inst: object, attribute: attrs.Attribute, value: object) -> None:
         if value not in choices:
@@ -120,6 +125,9 @@ class TaskConfig:
             gradient fills the task's row; 1 = as is.
         smart_weight: λ_s of the SMART smoothness term (0 = off).
         bregman_weight: μ of the Bregman proximal term (0 = off).
+        label_smoothing: ε in [0, 1) for a classification loss (Szegedy et al. 2016, §7): the
+            target mixes the label with the uniform distribution, (1 − ε)·y + ε/K (K = 2 for a
+            binary logit); not for a regression score. 0 = off.
         group_by_length: batch examples of similar token length together (less padding, so
             faster steps; each pass still covers every example once, in random batches).
     """
@@ -133,6 +141,7 @@ class TaskConfig:
     loss_weight: float = attrs.field(default=1.0, validator=_positive)
     smart_weight: float = attrs.field(default=0.0, validator=_non_negative)
     bregman_weight: float = attrs.field(default=0.0, validator=_non_negative)
+    label_smoothing: float = attrs.field(default=0.0, validator=_smoothing)
     group_by_length: bool = False
 
 

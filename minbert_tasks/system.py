@@ -32,6 +32,7 @@ class TaskSetup:
     head: HeadConfig
     max_length: int
     batch_size: int
+    label_smoothing: float = 0.0
 
 
 class MultiTaskModel(nn.Module):
@@ -59,7 +60,8 @@ def task_setups(config: TrainConfig) -> dict[str, TaskSetup]:
         spec = plugins.get_task(task.name)
         head = task.head if task.head is not None else spec.head
         spec.check_head(head)
-        setups[task.name] = TaskSetup(spec, head, task.max_length, task.batch_size)
+        spec.check_label_smoothing(task.label_smoothing, head)
+        setups[task.name] = TaskSetup(spec, head, task.max_length, task.batch_size, task.label_smoothing)
     return setups
 
 

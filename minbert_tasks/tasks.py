@@ -264,16 +264,28 @@ class TaskSpec:
 
     # -- training and evaluation -------------------------------------------------------------
 
-    def loss(self, outputs: Tensor, labels: Tensor) -> Tensor:
+    def loss(self, outputs: Tensor, labels: Tensor, *, label_smoothing: float = 0.0) -> Tensor:
         """Mean loss of a batch: CE, BCE-with-logits, MSE, or CE over bins for a
-        ``classes`` head (recognised by its 2-D outputs)."""
+        ``classes`` head (recognised by its 2-D outputs). ``label_smoothing`` ε mixes a
+        classification target with the uniform one: (1 − ε)·y + ε/K."""
         if self.output == "multiclass":
-            return F.cross_entropy(outputs.float(), labels.long())
+            return F.cross_entropy(outputs.float(), labels.long(), label_smoothing=label_smoothing)
         if self.output == "binary":
-            return F.binary_cross_entropy_with_logits(outputs.float().reshape(-1), labels.float())
+            targets = labels.float() * (1 - label_smoothing) + 0.5 * label_smoothing
+            return F.binary_cross_entropy_with_logits(outputs.float().reshape(-1), targets)
         if outputs.dim() == 2 and outputs.shape[1] > 1:
-            return F.cross_entropy(outputs.float(), self._bin_targets(labels))
+            return F.cross_entropy(outputs.float(), self._bin_targets(labels), label_smoothing=label_smoothing)
+        if label_smoothing:
+            raise ValueError(f"{self.name}: label smoothing needs class outputs; this head regresses a score")
         return F.mse_loss(outputs.float().reshape(-1), labels.float())
+
+    def check_label_smoothing(self, label_smoothing: float, config: HeadConfig) -> None:
+        """Raise ``ValueError`` if ``label_smoothing`` cannot apply to this task with ``config``."""
+        if label_smoothing and self.output == "regression" and config.output != "classes":
+            raise ValueError(
+                f"{self.name}: label_smoothing={label_smoothing} needs class outputs, but this task "
+                f"regresses a score with output={config.output!r}; use output='classes' or drop it"
+            )
 
     def predict(self, outputs: Tensor) -> list[int] | list[float]:
         """Predictions in the output-file format: class ints, 0/1 ints, or floats in range."""

@@ -254,7 +254,7 @@ class Trainer:
                 outputs = forward(embeddings)
             else:
                 outputs = self.model(task, inputs)
-            loss = setup.spec.loss(outputs, labels)
+            loss = setup.spec.loss(outputs, labels, label_smoothing=setup.label_smoothing)
             plain = float(loss.detach())
             if task in self.smart:
                 loss = loss + self.smart[task].loss(forward, embeddings, outputs, mask, generator=self.smart_generator)

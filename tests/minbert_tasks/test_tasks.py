@@ -195,6 +195,34 @@ def test_loss_decreases_with_training(tokenizer: Tokenizer, task: TaskSpec, exam
     assert losses[-1] < 0.6 * losses[0], losses
 
 
+@pytest.mark.parametrize("epsilon", [0.0, 0.1, 0.35])
+def test_label_smoothing_matches_the_mixed_target_reference(epsilon: float) -> None:
+    g = torch.Generator().manual_seed(0)
+    logits, classes = torch.randn(7, 5, generator=g), torch.randint(0, 5, (7,), generator=g)
+    target = (1 - epsilon) * torch.nn.functional.one_hot(classes, 5).float() + epsilon / 5
+    reference = -(target * logits.log_softmax(-1)).sum(-1).mean()
+    torch.testing.assert_close(SST.loss(logits, classes, label_smoothing=epsilon), reference)
+    logit, label = torch.randn(7, generator=g), torch.randint(0, 2, (7,), generator=g).float()
+    p, y = logit.sigmoid(), (1 - epsilon) * label + epsilon / 2
+    reference = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+    torch.testing.assert_close(PARA.loss(logit, label, label_smoothing=epsilon), reference)
+    bins, scores = torch.randn(7, 6, generator=g), torch.rand(7, generator=g) * 5
+    smoothed = STS.loss(bins, scores, label_smoothing=epsilon)  # a ``classes`` head: CE over bins
+    target = (1 - epsilon) * torch.nn.functional.one_hot(scores.round().long(), 6).float() + epsilon / 6
+    torch.testing.assert_close(smoothed, -(target * bins.log_softmax(-1)).sum(-1).mean())
+
+
+def test_label_smoothing_is_refused_for_a_regressed_score() -> None:
+    with pytest.raises(ValueError, match="class outputs"):
+        STS.loss(torch.zeros(3), torch.ones(3), label_smoothing=0.1)
+    cosine = HeadConfig(pair_encoding="siamese", output="cosine")
+    with pytest.raises(ValueError, match=r"sts: label_smoothing=0.1 needs class outputs.*output='cosine'"):
+        STS.check_label_smoothing(0.1, cosine)
+    STS.check_label_smoothing(0.0, cosine)
+    STS.check_label_smoothing(0.1, HeadConfig(output="classes"))
+    PARA.check_label_smoothing(0.1, HeadConfig())
+
+
 def test_head_fit_is_checked() -> None:
     with pytest.raises(ValueError, match="siamese"):
         SST.build_head(32, HeadConfig(pair_encoding="siamese"))

@@ -200,6 +200,23 @@ def test_a_task_loss_weight_scales_exactly_that_tasks_gradient_row(data_dir, tmp
         tiny(data_dir, "default", "tasks.sst.loss_weight=0")
 
 
+def test_label_smoothing_reaches_the_loss_and_bad_values_are_refused(data_dir, tmp_path):
+    losses = {}
+    for epsilon in (0.0, 0.2):
+        overrides = [f"tasks.sst.label_smoothing={epsilon}", f"tasks.para.label_smoothing={epsilon}"]
+        trainer = Trainer(tiny(data_dir, "default", *overrides), tmp_path / str(epsilon), progress=False)
+        torch.manual_seed(1)  # the same dropout masks in both runs
+        losses[epsilon] = trainer._micro_step(trainer._plan(0, 0)[0])
+    assert losses[0.2]["sst"] != pytest.approx(losses[0.0]["sst"], abs=1e-6)
+    assert losses[0.2]["para"] != pytest.approx(losses[0.0]["para"], abs=1e-6)
+    assert losses[0.2]["sts"] == pytest.approx(losses[0.0]["sts"], abs=1e-6)  # not smoothed
+    for bad in ("1.0", "-0.1", '"a"'):
+        with pytest.raises(ConfigError, match=r"label_smoothing must be in \[0, 1\)"):
+            tiny(data_dir, "default", f"tasks.sst.label_smoothing={bad}")
+    with pytest.raises(ValueError, match="sts: label_smoothing=0.1 needs class outputs"):
+        Trainer(tiny(data_dir, "default", "tasks.sts.label_smoothing=0.1"), tmp_path / "sts", progress=False)
+
+
 def test_frozen_word_embeddings_stay_put_while_the_rest_trains(data_dir, tmp_path):
     trainer = Trainer(tiny(data_dir, "default", "freeze_word_embeddings=true", "max_steps=2", "warmup=0.0"),
                       tmp_path, progress=False)
