@@ -32,7 +32,7 @@ def bert_tensor_sizes(layers: int = 6, hidden: int = 384, vocab: int = 30522, po
 SEGMENTS = bert_tensor_sizes() if FULL else bert_tensor_sizes(layers=2, hidden=64, vocab=2000)
 P = sum(SEGMENTS)
 REPEATS = 9 if FULL else 5
-GOALS = {"pcgrad": 2.5, "gradvac": 2.5, "gradvac per-tensor": 3.0}
+GOALS = {"pcgrad": 2.5, "gradvac": 2.5, "gradvac per-tensor": 3.0, "imtl-g": 2.5}
 
 
 def test_bert_sizes_are_the_minilm_shared_parameters():
@@ -52,6 +52,7 @@ def combiners() -> dict[str, tuple[gradbalance.GradientCombiner, list[int] | Non
         "pcgrad": (gradbalance.create("pcgrad", seed=0), None),
         "gradvac": (gradbalance.create("gradvac", seed=0), None),
         "gradvac per-tensor": (gradbalance.create("gradvac", seed=0), SEGMENTS),
+        "imtl-g": (gradbalance.create("imtl-g"), None),
     }
 
 
@@ -61,7 +62,7 @@ def torchjd_candidates(G: torch.Tensor) -> dict[str, object]:
     except ImportError:
         return {}
     found = {}
-    for name in ("PCGrad", "GradVac"):
+    for name in ("PCGrad", "GradVac", "IMTLG"):
         cls = getattr(aggregation, name, None)
         if cls is not None:
             aggregator = cls()

@@ -15,7 +15,7 @@ from ._registry import (
     plugin_entries,
     register,
 )
-from .combiners import GradVac, Mean, PCGrad, Sum
+from .combiners import IMTLG, GradVac, Mean, PCGrad, Sum
 from .errors import (
     GradbalanceError,
     NonFiniteGradientError,
@@ -35,6 +35,7 @@ __all__ = [
     "GradbalanceError",
     "GradientCombiner",
     "GramianCombiner",
+    "IMTLG",
     "Mean",
     "NonFiniteGradientError",
     "PCGrad",

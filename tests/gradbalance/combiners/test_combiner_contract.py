@@ -9,7 +9,7 @@ from _matrices import task_matrices
 import gradbalance
 from gradbalance import GramianCombiner, NonFiniteGradientError
 
-BUILTINS = ["sum", "mean", "pcgrad", "gradvac"]
+BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g"]
 
 
 def make(name: str):
@@ -68,6 +68,11 @@ def test_low_precision_inputs_accumulate_wide_and_return_their_dtype(name, dtype
     assert d.dtype == dtype
     want = make(name).combine(G.double())  # same rounded inputs, exact arithmetic
     eps = torch.finfo(dtype).eps
+    if name == "imtl-g":
+        # IMTL-G solves a system in the tasks' cosine matrix: Gramian rounding (a few eps of a
+        # float32 block product) reaches its weights amplified by that matrix's condition number.
+        unit = G64 / G64.norm(dim=1, keepdim=True)
+        eps *= float(torch.linalg.cond(unit @ unit.T))
     err = (d.double() - want).norm() / want.norm()
     assert err < 4 * eps, f"relative error {err:.2e} for {dtype}"
 

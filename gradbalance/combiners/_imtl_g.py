@@ -1,0 +1,76 @@
+"""IMTL-G in Gramian space."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import attrs
+import torch
+from torch import Tensor
+
+from .._combiner import GramianCombiner
+
+
+@attrs.define(eq=False)
+class IMTLG(GramianCombiner):
+    """Impartial gradient balancing, IMTL-G (Liu et al., "Towards Impartial Multi-task
+    Learning", ICLR 2021, Sec. 3.2, eq. 7-9).
+
+    Finds the update ``g = Σ_t α_t g_t`` whose projections onto every task's unit gradient
+    ``u_t = g_t / ‖g_t‖`` are equal, ``g·u_1 = g·u_t`` for all ``t``, with ``Σ_t α_t = 1``:
+    every task improves at the same first-order rate whatever its gradient's scale, so a task
+    whose loss happens to have large gradients (an MSE on a 0-5 scale, say) cannot set the
+    direction alone.
+
+    Gramian form: write ``α_t = β_t / ‖g_t‖`` so ``g = Σ_t β_t u_t``; equal projections are
+    ``C β = λ 1`` with ``C`` the tasks' cosine matrix, so ``β ∝ C⁺ 1`` (the paper's closed form
+    ``α_{2:T} = g_1 Uᵀ (D Uᵀ)⁻¹`` when ``C`` is invertible), then scaled to ``Σ_t α_t = 1``.
+
+    Edge cases, all deliberate: a zero gradient row gets weight 0 and is left out of ``C``;
+    a singular ``C`` (parallel or antiparallel tasks) takes the least-squares solution
+    ``C⁺ 1``, so exactly opposed tasks cancel to a zero update instead of dividing by zero.
+    The paper's ``Σ α = 1`` divides by ``Σ_t β_t/‖g_t‖``, which negative weights (possible
+    from three tasks on) can bring near zero or below, blowing the update up or flipping it
+    to ascend every task; the weights are ``α̃ / max(Σ α̃, Σ|α̃| / T)`` with ``α̃ = β/‖g‖``,
+    which is the paper's ``Σ α = 1`` whenever ``Σ α̃ ≥ Σ|α̃| / T`` (always when no weight is
+    negative, so always for two tasks) and ``Σ|α| = T`` otherwise: continuous, bounded, and
+    the common projection stays positive. The result has the scale of a mean of the task
+    gradients (``reduction="sum"`` multiplies it by ``T``).
+
+    Args:
+        reduction: ``"mean"`` (paper, ``Σ α = 1``) or ``"sum"`` (``Σ α = T``, the scale of
+            ``sum`` and of PCGrad's default).
+    """
+
+    name: ClassVar[str] = "imtl-g"
+
+    reduction: Literal["sum", "mean"] = attrs.field(default="mean")
+
+    @reduction.validator
+    def _check_reduction(self, _attribute: attrs.Attribute, value: str) -> None:
+        if value not in ("sum", "mean"):
+            raise ValueError(f"IMTL-G reduction must be 'sum' or 'mean', got {value!r}")
+
+    def weights(self, gramian: Tensor) -> Tensor:
+        S, T, _ = gramian.shape
+        weights = torch.zeros(S, T, dtype=gramian.dtype)
+        for s in range(S):
+            weights[s] = self._segment_weights(gramian[s])
+        return weights * T if self.reduction == "sum" else weights
+
+    @staticmethod
+    def _segment_weights(K: Tensor) -> Tensor:
+        T = K.shape[0]
+        out = torch.zeros(T, dtype=K.dtype)
+        norms = K.diagonal().clamp_min(0).sqrt()
+        active = (norms > 0).nonzero().flatten()
+        if len(active) == 0:
+            return out
+        n = norms[active]
+        cosines = (K[active][:, active] / (n[:, None] * n[None, :])).clamp(-1, 1)
+        beta = torch.linalg.pinv(cosines, hermitian=True, rtol=1e-10) @ torch.ones_like(n)
+        alpha = beta / n
+        scale = torch.maximum(alpha.sum(), alpha.abs().sum() / len(active))
+        if scale > 0:  # zero only when every task cancels out (C⁺ 1 = 0)
+            out[active] = alpha / scale
+        return out
