@@ -59,6 +59,7 @@ def test_buffered_step_against_summed_loss_step(benchmark, tmp_path):
         "pcgrad": make_trainer(tmp_path, "pcgrad"),
         "gradvac": make_trainer(tmp_path, "gradvac"),
         "gradvac per-tensor": make_trainer(tmp_path, "gradvac", "tensor"),
+        "imtl-g": make_trainer(tmp_path, "imtl-g"),
     }
     plan = trainers["pcgrad"]._plan(0, 0)
     cursor = {"k": 0}
@@ -82,5 +83,5 @@ def test_buffered_step_against_summed_loss_step(benchmark, tmp_path):
     benchmark.extra_info.update({f"ratio {k}": v for k, v in ratios.items()})
     benchmark.pedantic(lambda: buffered_step(trainers["pcgrad"], plan[0]), rounds=1, iterations=1)
     if FULL:
-        for name in ("pcgrad", "gradvac"):
+        for name in ("pcgrad", "gradvac"):  # the goal; imtl-g is measured beside them
             assert ratios[name] <= GOAL, f"{name} step is {ratios[name]:.3f}x the summed-loss step"
