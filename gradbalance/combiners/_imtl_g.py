@@ -34,7 +34,8 @@ class IMTLG(GramianCombiner):
     to ascend every task; the weights are ``α̃ / max(Σ α̃, Σ|α̃| / T)`` with ``α̃ = β/‖g‖``,
     which is the paper's ``Σ α = 1`` whenever ``Σ α̃ ≥ Σ|α̃| / T`` (always when no weight is
     negative, so always for two tasks) and ``Σ|α| = T`` otherwise: continuous, bounded, and
-    the common projection stays positive. The result has the scale of a mean of the task
+    the common projection stays positive (``T`` there counts the tasks with a non-zero
+    gradient). The result has the scale of a mean of the task
     gradients (``reduction="sum"`` multiplies it by ``T``).
 
     Args:
