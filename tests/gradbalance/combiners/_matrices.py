@@ -44,6 +44,19 @@ def scale_of(G: torch.Tensor) -> float:
     return float(G.norm(dim=1).sum()) + 1e-300
 
 
+def segment_pieces(P: int, cuts: list[int]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the segments that ``cuts`` (any ints, out-of-range ones ignored)
+    make of ``P`` columns."""
+    bounds = sorted({c for c in cuts if 0 < c < P} | {0, P})
+    return list(zip(bounds, bounds[1:]))
+
+
+def cosine_condition(G: torch.Tensor) -> float:
+    """Condition number of the rows' cosine matrix (rows must be non-zero)."""
+    unit = G / G.norm(dim=1, keepdim=True)
+    return float(torch.linalg.cond(unit @ unit.T))
+
+
 def reference_pcgrad(G: torch.Tensor, seed: int, reduction: str = "sum") -> torch.Tensor:
     """Yu et al. 2020, Algorithm 1, vector by vector, with the documented order protocol."""
     gen = torch.Generator().manual_seed(seed)

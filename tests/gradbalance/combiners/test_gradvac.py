@@ -5,7 +5,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from _matrices import ReferenceGradVac, reference_pcgrad, scale_of, task_matrices
+from _matrices import ReferenceGradVac, reference_pcgrad, scale_of, segment_pieces, task_matrices
 
 from gradbalance import GradVac
 
@@ -95,9 +95,7 @@ def test_positive_homogeneity(G, c, seed):
 @settings(max_examples=30, deadline=None)
 @given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4), seed=st.integers(0, 99))
 def test_segments_are_independent_problems_with_their_own_targets(G, cuts, seed):
-    P = G.shape[1]
-    bounds = sorted({c for c in cuts if c < P} | {0, P})
-    pieces = list(zip(bounds, bounds[1:]))
+    pieces = segment_pieces(G.shape[1], cuts)
     sizes = [b - a for a, b in pieces]
     grouped = GradVac(beta=0.2, seed=seed)
     alone = [GradVac(beta=0.2, seed=seed) for _ in pieces]

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _matrices import reference_pcgrad, scale_of, task_matrices
+from _matrices import reference_pcgrad, scale_of, segment_pieces, task_matrices
 
 import gradbalance
 from gradbalance import PCGrad
@@ -52,11 +52,9 @@ def test_positive_homogeneity(G, c, seed):
 @settings(max_examples=40, deadline=None)
 @given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4), seed=st.integers(0, 99))
 def test_segments_are_independent_problems(G, cuts, seed):
-    P = G.shape[1]
-    bounds = sorted({c for c in cuts if c < P} | {0, P})
-    sizes = [b - a for a, b in zip(bounds, bounds[1:])]
-    got = PCGrad(seed=seed).combine(G, sizes)
-    want = torch.cat([PCGrad(seed=seed).combine(G[:, a:b]) for a, b in zip(bounds, bounds[1:])])
+    pieces = segment_pieces(G.shape[1], cuts)
+    got = PCGrad(seed=seed).combine(G, [b - a for a, b in pieces])
+    want = torch.cat([PCGrad(seed=seed).combine(G[:, a:b]) for a, b in pieces])
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * scale_of(G) * G.shape[0])
 
 
