@@ -13,7 +13,7 @@ from minbert_tasks.model import Tokenizer
 from minbert_tasks.system import MultiTaskModel, TaskSetup
 from minbert_tasks.tasks import inputs_to, overall
 
-__all__ = ["predict_examples", "evaluate", "summary_score"]
+__all__ = ["evaluate", "predict_examples", "predict_outputs", "summary_score"]
 
 Example = SentenceExample | PairExample
 
@@ -25,7 +25,7 @@ def _length(example: Example) -> int:
 
 
 @torch.no_grad()
-def predict_examples(
+def predict_outputs(
     model: MultiTaskModel,
     task: str,
     setup: TaskSetup,
@@ -35,28 +35,45 @@ def predict_examples(
     batch_size: int = 128,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
-) -> tuple[list[Any], list[Any]]:
-    """Predictions (output-file format) and raw outputs, in input order.
+) -> torch.Tensor:
+    """The head's raw float outputs for ``examples``, in input order.
 
-    Batches are formed from length-sorted examples so padding stays small; the results are put
+    Batches are formed from length-sorted examples so padding stays small; the rows are put
     back in the original order.
     """
     was_training = model.training
     model.eval()
     order = sorted(range(len(examples)), key=lambda i: _length(examples[i]))
-    preds: list[Any] = [None] * len(examples)
+    chunks = []
     for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
         inputs, _ = setup.spec.collate(
-            [examples[i] for i in chunk], tokenizer, setup.max_length, setup.head.pair_encoding
+            [examples[i] for i in order[start : start + batch_size]], tokenizer, setup.max_length,
+            setup.head.pair_encoding,
         )
         inputs = inputs_to(inputs, device)
         with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            outputs = model(task, inputs)
-        for i, p in zip(chunk, setup.spec.predict(outputs.float())):
-            preds[i] = p
+            chunks.append(model(task, inputs).float())
     model.train(was_training)
-    return preds, [e.label for e in examples]
+    outputs = torch.cat(chunks)
+    restored = torch.empty_like(outputs)
+    restored[torch.tensor(order, device=outputs.device)] = outputs
+    return restored
+
+
+def predict_examples(
+    model: MultiTaskModel,
+    task: str,
+    setup: TaskSetup,
+    examples: Sequence[Example],
+    tokenizer: Tokenizer,
+    **kwargs: Any,
+) -> tuple[list[Any], list[Any]]:
+    """Predictions (output-file format) and gold labels, in input order; ``kwargs`` as for
+    :func:`predict_outputs`."""
+    if not examples:  # e.g. a prediction input file with no readable rows
+        return [], []
+    outputs = predict_outputs(model, task, setup, examples, tokenizer, **kwargs)
+    return setup.spec.predict(outputs), [e.label for e in examples]
 
 
 def evaluate(
