@@ -53,6 +53,8 @@ def combiners() -> dict[str, tuple[gradbalance.GradientCombiner, list[int] | Non
         "gradvac": (gradbalance.create("gradvac", seed=0), None),
         "gradvac per-tensor": (gradbalance.create("gradvac", seed=0), SEGMENTS),
         "imtl-g": (gradbalance.create("imtl-g"), None),
+        "mgda": (gradbalance.create("mgda"), None),
+        "aligned-mtl": (gradbalance.create("aligned-mtl"), None),
     }
 
 
@@ -62,7 +64,7 @@ def torchjd_candidates(G: torch.Tensor) -> dict[str, object]:
     except ImportError:
         return {}
     found = {}
-    for name in ("PCGrad", "GradVac", "IMTLG"):
+    for name in ("PCGrad", "GradVac", "IMTLG", "MGDA", "AlignedMTL"):
         cls = getattr(aggregation, name, None)
         if cls is not None:
             aggregator = cls()

@@ -15,7 +15,7 @@ from ._registry import (
     plugin_entries,
     register,
 )
-from .combiners import IMTLG, GradVac, Mean, PCGrad, Sum
+from .combiners import IMTLG, MGDA, AlignedMTL, GradVac, Mean, PCGrad, Sum
 from .errors import (
     GradbalanceError,
     NonFiniteGradientError,
@@ -29,6 +29,7 @@ from .regularizers import BregmanProximalPoint, SmoothnessRegularizer
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlignedMTL",
     "BregmanProximalPoint",
     "Combination",
     "GradVac",
@@ -36,6 +37,7 @@ __all__ = [
     "GradientCombiner",
     "GramianCombiner",
     "IMTLG",
+    "MGDA",
     "Mean",
     "NonFiniteGradientError",
     "PCGrad",

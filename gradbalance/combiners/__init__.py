@@ -1,9 +1,11 @@
 """Built-in combiners, one module each."""
 
+from ._aligned_mtl import AlignedMTL
 from ._gradvac import GradVac
 from ._imtl_g import IMTLG
 from ._mean import Mean
+from ._mgda import MGDA
 from ._pcgrad import PCGrad
 from ._sum import Sum
 
-__all__ = ["GradVac", "IMTLG", "Mean", "PCGrad", "Sum"]
+__all__ = ["AlignedMTL", "GradVac", "IMTLG", "MGDA", "Mean", "PCGrad", "Sum"]

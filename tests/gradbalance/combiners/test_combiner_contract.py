@@ -9,7 +9,7 @@ from _matrices import cosine_condition, task_matrices
 import gradbalance
 from gradbalance import GramianCombiner, NonFiniteGradientError
 
-BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g"]
+BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl"]
 
 
 def make(name: str):
@@ -68,9 +68,10 @@ def test_low_precision_inputs_accumulate_wide_and_return_their_dtype(name, dtype
     assert d.dtype == dtype
     want = make(name).combine(G.double())  # same rounded inputs, exact arithmetic
     eps = torch.finfo(dtype).eps
-    if name == "imtl-g":
-        # IMTL-G solves a system in the tasks' cosine matrix: Gramian rounding (a few eps of a
-        # float32 block product) reaches its weights amplified by that matrix's condition number.
+    if name in ("imtl-g", "mgda", "aligned-mtl"):
+        # These solve a system in the Gramian (IMTL-G's cosine matrix, MGDA's KKT system,
+        # Aligned-MTL's eigenvectors): Gramian rounding (a few eps of a float32 block product)
+        # reaches their weights amplified by the condition number of the tasks' cosine matrix.
         eps *= cosine_condition(G64)
     err = (d.double() - want).norm() / want.norm()
     assert err < 4 * eps, f"relative error {err:.2e} for {dtype}"

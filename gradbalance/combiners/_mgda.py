@@ -1,0 +1,116 @@
+"""MGDA's min-norm direction, solved exactly in Gramian space."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import attrs
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._combiner import GramianCombiner
+
+# Wolfe's algorithm ends in finitely many steps in exact arithmetic; this only guards against
+# rounding making it cycle.
+_MAX_MAJOR_STEPS = 1000
+# Relative tolerance of the optimality test, in units of the largest squared row norm.
+_TOLERANCE = 1e-12
+
+
+@attrs.define(eq=False)
+class MGDA(GramianCombiner):
+    """Multiple-gradient descent in min-norm form (Désidéri 2012; Sener & Koltun, "Multi-Task
+    Learning as Multi-Objective Optimization", NeurIPS 2018, eq. 3).
+
+    The update is the shortest vector in the convex hull of the task gradients,
+    ``d = Σ_t w_t g_t`` with ``w = argmin_{w ≥ 0, Σ w = 1} wᵀ K w`` on the Gramian ``K``. It is
+    either zero (the tasks are Pareto-stationary: no direction improves all of them) or a
+    common descent direction with ``g_t · d ≥ ‖d‖² > 0`` for every task.
+
+    The paper approximates ``w`` with Frank-Wolfe iterations (its Alg. 2); this solves it
+    exactly with Wolfe's nearest-point algorithm (Wolfe, "Finding the nearest point in a
+    polytope", Math. Programming 1976), which needs only inner products of the gradients,
+    i.e. the Gramian, and ends in finitely many steps. No gradient normalization: the
+    paper's loss-based normalizations need the losses, which a combiner does not see.
+
+    A zero gradient row gets weight 0 and is left out of the problem (a task that sat out the
+    step, or a segment it does not touch); otherwise it would make the min-norm point zero
+    and stop every other task.
+
+    Args:
+        reduction: ``"mean"`` (paper, ``Σ w = 1``) or ``"sum"`` (``Σ w = T``, the scale of
+            ``sum`` and of PCGrad's default).
+    """
+
+    name: ClassVar[str] = "mgda"
+
+    reduction: Literal["sum", "mean"] = attrs.field(default="mean")
+
+    @reduction.validator
+    def _check_reduction(self, _attribute: attrs.Attribute, value: str) -> None:
+        if value not in ("sum", "mean"):
+            raise ValueError(f"MGDA reduction must be 'sum' or 'mean', got {value!r}")
+
+    def weights(self, gramian: Tensor) -> Tensor:
+        S, T, _ = gramian.shape
+        weights = torch.zeros(S, T, dtype=gramian.dtype)
+        for s in range(S):
+            active = (gramian[s].diagonal() > 0).nonzero().flatten()
+            if len(active) > 0:
+                weights[s, active] = min_norm_weights(gramian[s][active][:, active])
+        return weights * T if self.reduction == "sum" else weights
+
+
+def min_norm_weights(K: Tensor) -> Tensor:
+    """The convex weights ``w`` minimizing ``wᵀ K w`` for a Gramian ``K`` with positive diagonal,
+    by Wolfe's nearest-point algorithm: a major step adds the point that most violates
+    optimality; minor steps solve for the nearest point of the support's affine hull and, while
+    that point leaves the simplex, walk towards it until a weight reaches zero and drop it.
+    A few ``T×T`` solves in numpy (tiny arrays: torch's per-call overhead would dominate)."""
+    Kn = K.numpy() / float(K.diagonal().max())
+    diagonal = np.diagonal(Kn)
+    support = [int(diagonal.argmin())]
+    lam = np.ones(1)
+    for _ in range(_MAX_MAJOR_STEPS):
+        inner = Kn[:, support] @ lam  # g_t · x for every task
+        norm2 = float(lam @ inner[support])
+        j = int(inner.argmin())
+        if j in support or inner[j] >= norm2 - _TOLERANCE * diagonal[support].max():
+            break
+        support.append(j)
+        lam = np.append(lam, 0.0)
+        while True:
+            mu = _affine_nearest_point(Kn[np.ix_(support, support)])
+            if (mu > 0).all():
+                lam = mu
+                break
+            # Walk from lam towards mu until the first weight reaches zero, and drop it.
+            leaving = np.flatnonzero(mu <= 0)
+            gap = lam[leaving] - mu[leaving]
+            ratios = np.where(gap > 0, lam[leaving] / np.maximum(gap, 1e-300), 0.0)
+            lam = lam + ratios.min() * (mu - lam)
+            lam[leaving[ratios.argmin()]] = 0
+            keep = np.flatnonzero(lam > 0)
+            support = [support[i] for i in keep]
+            lam = lam[keep]
+    weights = np.zeros(K.shape[0])
+    weights[support] = lam / lam.sum()
+    return torch.from_numpy(weights).to(K.dtype)
+
+
+def _affine_nearest_point(K: np.ndarray) -> np.ndarray:
+    """``μ`` minimizing ``μᵀ K μ`` subject to ``Σ μ = 1`` (no sign constraint), from the bordered
+    KKT system ``[[K, 1], [1ᵀ, 0]] [μ; ν] = [0; 1]``; least squares if rounding makes it
+    singular."""
+    m = K.shape[0]
+    system = np.ones((m + 1, m + 1))
+    system[:m, :m] = K
+    system[m, m] = 0
+    rhs = np.zeros(m + 1)
+    rhs[m] = 1
+    try:
+        solution = np.linalg.solve(system, rhs)[:m]
+    except np.linalg.LinAlgError:
+        solution = np.linalg.lstsq(system, rhs, rcond=None)[0][:m]
+    return solution / solution.sum()
