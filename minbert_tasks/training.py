@@ -13,6 +13,7 @@ Run directory layout::
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -82,6 +83,18 @@ class Interrupted(Exception):
     """Raised by a step callback to stop training (used by tests to simulate a crash)."""
 
 
+def combiner_options(config: TrainConfig) -> dict[str, Any]:
+    """``config.combiner_options``, plus ``seed = config.seed`` for a combiner that takes a seed
+    the config leaves unset (PCGrad's and GradVac's visiting orders), so that the run's seed
+    fixes everything and a repeated or resumed run draws the same orders."""
+    options = dict(config.combiner_options)
+    classes = {entry.name: entry.cls for entry in gradbalance.plugin_entries()}
+    cls = classes.get(config.combiner)
+    if cls is not None and "seed" not in options and "seed" in inspect.signature(cls).parameters:
+        options["seed"] = config.seed
+    return options
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -107,7 +120,7 @@ class Trainer:
 
         self.buffer = gradbalance.TaskGradients(self.model.encoder, num_tasks=len(self.task_names))
         self.segments = None if config.segments == "whole" else self.buffer.segments(config.segments)
-        self.combiner = gradbalance.create(config.combiner, **config.combiner_options)
+        self.combiner = gradbalance.create(config.combiner, **combiner_options(config))
         self.optimizer = self._optimizer()
         self.total_steps = sum(self._steps_in_phase(k) * p.epochs for k, p in enumerate(config.phases))
         if config.max_steps is not None:

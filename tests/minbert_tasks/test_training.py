@@ -11,7 +11,7 @@ import torch
 
 from minbert_tasks.cli import main
 from minbert_tasks.config import ConfigError, TaskConfig, TrainConfig, load_config, preset_names
-from minbert_tasks.training import Interrupted, Trainer, train
+from minbert_tasks.training import Interrupted, Trainer, combiner_options, train
 
 WORDS = "good bad movie great awful plot actor scene story fine dull bright dark happy sad film".split()
 
@@ -94,6 +94,13 @@ def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(data_di
         assert torch.equal(value, b["ema"][key]), key
     assert a["position"] == b["position"]
     assert b["elapsed_seconds"] > spent > 0  # the time budget counts the whole run, resumes too
+
+
+def test_seeded_combiners_take_the_runs_seed_unless_given_one(data_dir):
+    assert combiner_options(tiny(data_dir, "default", 'combiner="pcgrad"', "seed=7")) == {"seed": 7}
+    given = tiny(data_dir, "default", 'combiner="gradvac"', "seed=7", "combiner_options.seed=3")
+    assert combiner_options(given)["seed"] == 3
+    assert combiner_options(tiny(data_dir, "default", 'combiner="imtl-g"', "seed=7")) == {}
 
 
 def test_a_schedule_fitted_to_the_budget_decays_with_time(data_dir, tmp_path):
