@@ -12,7 +12,7 @@ from .._combiner import GramianCombiner
 
 # Eigenvalues of K below this times T times the largest are treated as zero: the reference
 # code's threshold (float32 machine epsilon), so directions whose singular value is below
-# ~sqrt(T * 1.2e-7) ≈ 6e-4 of the largest count as rank deficiency, not as a tiny σ_min.
+# sqrt(T * 1.2e-7) of the largest (6e-4 at T = 3) count as rank deficiency, not as a tiny σ_min.
 _RANK_EPSILON = torch.finfo(torch.float32).eps
 
 

@@ -14,7 +14,7 @@ from .._combiner import GramianCombiner
 # Wolfe's algorithm ends in finitely many steps in exact arithmetic; this only guards against
 # rounding making it cycle.
 _MAX_MAJOR_STEPS = 1000
-# Relative tolerance of the optimality test, in units of the largest squared row norm.
+# Tolerance of the optimality test, relative to the largest squared norm in the support.
 _TOLERANCE = 1e-12
 
 
