@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Literal
+
+import attrs
 
 import torch
 from torch import Tensor
@@ -65,3 +68,13 @@ def first_nonfinite_row(G: Tensor) -> int | None:
     """Index of the first row of ``G`` holding NaN or Inf, or ``None``. One pass over ``G``."""
     bad = (~torch.isfinite(G)).any(dim=1).nonzero()
     return int(bad[0, 0]) if bad.numel() else None
+
+
+def reduction_field(default: Literal["sum", "mean"]) -> Any:
+    """An attrs field for a combiner's ``reduction``, validated to ``"sum"`` or ``"mean"``."""
+    return attrs.field(default=default, validator=_check_reduction)
+
+
+def _check_reduction(instance: object, _attribute: attrs.Attribute, value: str) -> None:
+    if value not in ("sum", "mean"):
+        raise ValueError(f"{type(instance).__name__} reduction must be 'sum' or 'mean', got {value!r}")

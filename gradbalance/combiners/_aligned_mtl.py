@@ -8,6 +8,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from .._checks import reduction_field
 from .._combiner import GramianCombiner
 
 # Eigenvalues of K below this times T times the largest are treated as zero: the reference
@@ -37,12 +38,7 @@ class AlignedMTL(GramianCombiner):
 
     name: ClassVar[str] = "aligned-mtl"
 
-    reduction: Literal["sum", "mean"] = attrs.field(default="sum")
-
-    @reduction.validator
-    def _check_reduction(self, _attribute: attrs.Attribute, value: str) -> None:
-        if value not in ("sum", "mean"):
-            raise ValueError(f"Aligned-MTL reduction must be 'sum' or 'mean', got {value!r}")
+    reduction: Literal["sum", "mean"] = reduction_field("sum")
 
     def weights(self, gramian: Tensor) -> Tensor:
         S, T, _ = gramian.shape

@@ -8,6 +8,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from .._checks import reduction_field
 from .._combiner import GramianCombiner
 
 
@@ -45,12 +46,7 @@ class IMTLG(GramianCombiner):
 
     name: ClassVar[str] = "imtl-g"
 
-    reduction: Literal["sum", "mean"] = attrs.field(default="mean")
-
-    @reduction.validator
-    def _check_reduction(self, _attribute: attrs.Attribute, value: str) -> None:
-        if value not in ("sum", "mean"):
-            raise ValueError(f"IMTL-G reduction must be 'sum' or 'mean', got {value!r}")
+    reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
         S, T, _ = gramian.shape

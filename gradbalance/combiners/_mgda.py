@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import reduction_field
 from .._combiner import GramianCombiner
 
 # Wolfe's algorithm ends in finitely many steps in exact arithmetic; this only guards against
@@ -45,12 +46,7 @@ class MGDA(GramianCombiner):
 
     name: ClassVar[str] = "mgda"
 
-    reduction: Literal["sum", "mean"] = attrs.field(default="mean")
-
-    @reduction.validator
-    def _check_reduction(self, _attribute: attrs.Attribute, value: str) -> None:
-        if value not in ("sum", "mean"):
-            raise ValueError(f"MGDA reduction must be 'sum' or 'mean', got {value!r}")
+    reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
         S, T, _ = gramian.shape

@@ -8,6 +8,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from .._checks import reduction_field
 from .._combiner import GramianCombiner
 from ._order import generator_state, load_generator_state, make_generator, visiting_orders
 
@@ -39,13 +40,8 @@ class PCGrad(GramianCombiner):
     name: ClassVar[str] = "pcgrad"
 
     seed: int | None = None
-    reduction: Literal["sum", "mean"] = attrs.field(default="sum")
+    reduction: Literal["sum", "mean"] = reduction_field("sum")
     _generator: torch.Generator = attrs.field(init=False, repr=False)
-
-    @reduction.validator
-    def _check_reduction(self, _attribute: attrs.Attribute, value: str) -> None:
-        if value not in ("sum", "mean"):
-            raise ValueError(f"PCGrad reduction must be 'sum' or 'mean', got {value!r}")
 
     def __attrs_post_init__(self) -> None:
         self._generator = make_generator(self.seed)
