@@ -33,13 +33,18 @@ def test_matches_paper_closed_form(G, reduction):
     T, P = G.shape
     assume(2 <= T <= P and general_position(G))
     alpha = reference_imtl_g(G)
-    # Where negative weights push Σ|α| past T the library caps the scale (documented).
-    assume(float(alpha.abs().sum()) <= T * (1 - 1e-9))
+    size = float(alpha.abs().sum())
+    assume(size < 1e6)  # Σ α̃ near zero: the paper's normalization is ill-conditioned
+    # The documented departure: where negative weights push Σ|α| past T, or the paper's
+    # update ascends every task (negative common projection), the library rescales the same
+    # weights to Σ|α| = T, with the sign that descends.
+    descent = float(G[0] @ (alpha @ G)) > 0
+    cap = 1.0 if descent and size <= T else T / size
     info = IMTLG(reduction=reduction).combine_with_info(G)
-    factor = T if reduction == "sum" else 1
+    factor = (T if reduction == "sum" else 1) * cap * (1 if descent else -1)
     torch.testing.assert_close(info.weights[0], factor * alpha, rtol=1e-6, atol=1e-9)
     want = factor * (alpha @ G)
-    assert (info.direction - want).norm() <= 1e-5 * float(alpha.abs() @ G.norm(dim=1)) * factor + 1e-300
+    assert (info.direction - want).norm() <= 1e-5 * float(alpha.abs() @ G.norm(dim=1)) * abs(factor) + 1e-300
 
 
 @settings(max_examples=200, deadline=None)
