@@ -33,7 +33,8 @@ def bert_tensor_sizes(layers: int = 6, hidden: int = 384, vocab: int = 30522, po
 SEGMENTS = bert_tensor_sizes() if FULL else bert_tensor_sizes(layers=2, hidden=64, vocab=2000)
 P = sum(SEGMENTS)
 REPEATS = 9 if FULL else 5
-GOALS = {"pcgrad": 2.5, "gradvac": 2.5, "gradvac per-tensor": 3.0, "imtl-g": 2.5, "mgda": 2.5, "aligned-mtl": 2.5}
+GOALS = {"pcgrad": 2.5, "gradvac": 2.5, "gradvac per-tensor": 3.0, "imtl-g": 2.5, "mgda": 2.5, "aligned-mtl": 2.5,
+         "upgrad": 2.5}
 
 
 def test_bert_sizes_are_the_minilm_shared_parameters():
@@ -56,6 +57,7 @@ def combiners() -> dict[str, tuple[gradbalance.GradientCombiner, list[int] | Non
         "imtl-g": (gradbalance.create("imtl-g"), None),
         "mgda": (gradbalance.create("mgda"), None),
         "aligned-mtl": (gradbalance.create("aligned-mtl"), None),
+        "upgrad": (gradbalance.create("upgrad"), None),
     }
 
 
@@ -65,7 +67,7 @@ def torchjd_candidates(G: torch.Tensor) -> dict[str, object]:
     except ImportError:
         return {}
     found = {}
-    for name in ("PCGrad", "GradVac", "IMTLG", "MGDA", "AlignedMTL"):
+    for name in ("PCGrad", "GradVac", "IMTLG", "MGDA", "AlignedMTL", "UPGrad"):
         cls = getattr(aggregation, name, None)
         if cls is not None:
             aggregator = cls()

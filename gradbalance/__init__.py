@@ -15,7 +15,7 @@ from ._registry import (
     plugin_entries,
     register,
 )
-from .combiners import IMTLG, MGDA, AlignedMTL, GradVac, Mean, PCGrad, Sum
+from .combiners import IMTLG, MGDA, AlignedMTL, GradVac, Mean, PCGrad, Sum, UPGrad
 from .errors import (
     GradbalanceError,
     NonFiniteGradientError,
@@ -48,6 +48,7 @@ __all__ = [
     "SmoothnessRegularizer",
     "Sum",
     "TaskGradients",
+    "UPGrad",
     "UnknownCombinerError",
     "available",
     "create",

@@ -7,5 +7,6 @@ from ._mean import Mean
 from ._mgda import MGDA
 from ._pcgrad import PCGrad
 from ._sum import Sum
+from ._upgrad import UPGrad
 
-__all__ = ["AlignedMTL", "GradVac", "IMTLG", "MGDA", "Mean", "PCGrad", "Sum"]
+__all__ = ["AlignedMTL", "GradVac", "IMTLG", "MGDA", "Mean", "PCGrad", "Sum", "UPGrad"]

@@ -9,7 +9,7 @@ from _matrices import cosine_condition, task_matrices
 import gradbalance
 from gradbalance import GramianCombiner, NonFiniteGradientError
 
-BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl"]
+BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl", "upgrad"]
 
 
 def make(name: str):
@@ -68,7 +68,7 @@ def test_low_precision_inputs_accumulate_wide_and_return_their_dtype(name, dtype
     assert d.dtype == dtype
     want = make(name).combine(G.double())  # same rounded inputs, exact arithmetic
     eps = torch.finfo(dtype).eps
-    if name in ("imtl-g", "mgda", "aligned-mtl"):
+    if name in ("imtl-g", "mgda", "aligned-mtl", "upgrad"):
         # These solve a system in the Gramian (IMTL-G's cosine matrix, MGDA's KKT system,
         # Aligned-MTL's eigenvectors): Gramian rounding (a few eps of a float32 block product)
         # reaches their weights amplified by the condition number of the tasks' cosine matrix.

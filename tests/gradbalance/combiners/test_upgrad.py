@@ -1,0 +1,134 @@
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from _matrices import reference_pcgrad, scale_of, segment_pieces, task_matrices
+
+import gradbalance
+from gradbalance import UPGrad
+
+
+def reference_projection(G: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The projection of ``x`` onto {y : G y ≥ 0} by brute force in vector space: for every
+    subset of constraints, project x onto the subspace where they hold with equality (least
+    squares); of the candidates that meet every constraint, the one nearest to x."""
+    T = G.shape[0]
+    scale = float(G.norm(dim=1).max()) * float(x.norm())
+    best = None
+    for k in range(T + 1):
+        for subset in itertools.combinations(range(T), k):
+            y = x
+            if subset:
+                A = G[list(subset)].T  # [P, k]
+                coefficients = torch.linalg.lstsq(A, x.unsqueeze(1), driver="gelsd").solution[:, 0]
+                y = x - A @ coefficients
+            if float((G @ y).min()) >= -1e-9 * scale and (
+                best is None or (y - x).norm() < (best - x).norm()
+            ):
+                best = y
+    assert best is not None  # y = 0 always qualifies
+    return best
+
+
+def reference_upgrad(G: torch.Tensor) -> torch.Tensor:
+    """Quinton & Rey 2024: the mean over the rows of their projections onto the dual cone."""
+    return torch.stack([reference_projection(G, g) for g in G]).mean(0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(G=task_matrices(max_tasks=5, max_columns=300, kinds=("normal", "zero", "parallel", "antiparallel")))
+def test_matches_brute_force_projections(G):
+    d = UPGrad().combine(G)
+    want = reference_upgrad(G)
+    assert (d - want).norm() <= 1e-8 * scale_of(G)
+
+
+@settings(max_examples=100, deadline=None)
+@given(G=task_matrices(max_tasks=2, kinds=("normal", "parallel", "antiparallel", "tiny")))
+def test_two_tasks_are_pcgrads_mean(G):
+    # With two rows the dual cone's projection of g1 is g1 itself or g1 with its component
+    # along g2 removed: PCGrad's projection, whatever the order.
+    d = UPGrad().combine(G)
+    want = reference_pcgrad(G, seed=0, reduction="mean")
+    assert (d - want).norm() <= 1e-9 * scale_of(G)
+
+
+@settings(max_examples=200, deadline=None)
+@given(G=task_matrices(), reduction=st.sampled_from(["sum", "mean"]))
+def test_never_conflicts_and_keeps_every_task(G, reduction):
+    # Every projection lies in the dual cone, so their mean does: g_j · d ≥ 0 for every task.
+    # Each row's own projection carries weight 1 on it and the others add ≥ 0, so an active
+    # task's weight is at least 1/T (1 for "sum"); a zero row gets 0.
+    info = UPGrad(reduction=reduction).combine_with_info(G)
+    weights, d = info.weights[0], info.direction
+    T = G.shape[0]
+    norms = G.norm(dim=1)
+    active = norms > 0
+    assert (weights[~active] == 0).all()
+    floor = 1.0 if reduction == "sum" else 1.0 / T
+    if active.any():
+        assert float(weights[active].min()) >= floor * (1 - 1e-12)
+    # Rounding allowance: the constraint values are sums of terms up to ‖g_j‖ Σ_k w_k ‖g_k‖.
+    allowance = 1e-10 * norms * float(weights @ norms)
+    assert bool((G @ d >= -allowance).all())
+
+
+@settings(max_examples=50, deadline=None)
+@given(G=task_matrices(max_columns=500, kinds=("normal", "zero", "parallel", "tiny", "huge")))
+def test_without_conflict_it_is_the_mean(G):
+    K = G @ G.T
+    if bool((K < 0).any()):
+        G = G.abs()  # non-negative rows never conflict
+    torch.testing.assert_close(UPGrad().combine(G), G.mean(0), rtol=1e-12, atol=1e-12 * scale_of(G))
+
+
+@settings(max_examples=60, deadline=None)
+@given(G=task_matrices(max_columns=300), scale=st.floats(1e-6, 1e6), seed=st.integers(0, 1000))
+def test_scale_and_permutation_equivariant(G, scale, seed):
+    d = UPGrad().combine(G)
+    torch.testing.assert_close(UPGrad().combine(scale * G), scale * d, rtol=1e-9, atol=1e-9 * scale * scale_of(G))
+    order = torch.randperm(G.shape[0], generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(UPGrad().combine(G[order]), d, rtol=1e-9, atol=1e-9 * scale_of(G))
+
+
+def test_examples():
+    e1, e2 = torch.eye(2, dtype=torch.float64)
+    # Orthogonal: no conflict, the mean.
+    torch.testing.assert_close(UPGrad().combine(torch.stack([e1, 3 * e2])), torch.tensor([0.5, 1.5], dtype=torch.float64))
+    # Opposed: the dual cone of g and -g is g's orthogonal complement, both project to 0.
+    g = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    assert UPGrad().combine(torch.stack([g, -2 * g])).abs().max() <= 1e-15
+    # 135°: each drops its component along the other.
+    a, b = e1, torch.tensor([-1.0, 1.0], dtype=torch.float64)
+    want = ((a - (a @ b) / (b @ b) * b) + (b - (a @ b) / (a @ a) * a)) / 2
+    torch.testing.assert_close(UPGrad().combine(torch.stack([a, b])), want)
+    # A zero row (a task that sat out the step) gets weight 0 and leaves the others alone.
+    info = UPGrad().combine_with_info(torch.stack([e1, torch.zeros(2, dtype=torch.float64), e2]))
+    torch.testing.assert_close(info.weights[0], torch.tensor([1 / 3, 0.0, 1 / 3], dtype=torch.float64))
+
+
+def test_three_tasks_where_one_projection_needs_two_constraints():
+    # g1 conflicts with g2 and g3; projecting onto g2's complement alone still conflicts with
+    # g3, so the active-set method has to add both (and the reference agrees).
+    G = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-1.0, -1.0, 0.5]], dtype=torch.float64)
+    torch.testing.assert_close(UPGrad().combine(G), reference_upgrad(G), rtol=1e-12, atol=1e-12)
+    assert bool((G @ UPGrad().combine(G) >= -1e-12).all())
+
+
+@settings(max_examples=40, deadline=None)
+@given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4))
+def test_segments_are_independent_problems(G, cuts):
+    pieces = segment_pieces(G.shape[1], cuts)
+    got = UPGrad().combine(G, [b - a for a, b in pieces])
+    want = torch.cat([UPGrad().combine(G[:, a:b]) for a, b in pieces])
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * scale_of(G))
+
+
+def test_registered_by_name_and_validates_reduction():
+    assert isinstance(gradbalance.create("upgrad"), UPGrad)
+    assert gradbalance.create("upgrad", reduction="sum").reduction == "sum"
+    with pytest.raises(ValueError, match="UPGrad reduction must be 'sum' or 'mean', got 'max'"):
+        UPGrad(reduction="max")
