@@ -15,7 +15,7 @@ from ._registry import (
     plugin_entries,
     register,
 )
-from .combiners import IMTLG, MGDA, AlignedMTL, GradVac, Mean, PCGrad, Sum, UPGrad
+from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, GradVac, Mean, PCGrad, Sum, UPGrad
 from .errors import (
     GradbalanceError,
     NonFiniteGradientError,
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlignedMTL",
     "BregmanProximalPoint",
+    "CAGrad",
     "Combination",
     "GradVac",
     "GradbalanceError",

@@ -1,6 +1,7 @@
 """Built-in combiners, one module each."""
 
 from ._aligned_mtl import AlignedMTL
+from ._cagrad import CAGrad
 from ._gradvac import GradVac
 from ._imtl_g import IMTLG
 from ._mean import Mean
@@ -9,4 +10,4 @@ from ._pcgrad import PCGrad
 from ._sum import Sum
 from ._upgrad import UPGrad
 
-__all__ = ["AlignedMTL", "GradVac", "IMTLG", "MGDA", "Mean", "PCGrad", "Sum", "UPGrad"]
+__all__ = ["AlignedMTL", "CAGrad", "GradVac", "IMTLG", "MGDA", "Mean", "PCGrad", "Sum", "UPGrad"]

@@ -9,7 +9,7 @@ from _matrices import cosine_condition, task_matrices
 import gradbalance
 from gradbalance import GramianCombiner, NonFiniteGradientError
 
-BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl", "upgrad"]
+BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad"]
 
 
 def make(name: str):
@@ -68,10 +68,11 @@ def test_low_precision_inputs_accumulate_wide_and_return_their_dtype(name, dtype
     assert d.dtype == dtype
     want = make(name).combine(G.double())  # same rounded inputs, exact arithmetic
     eps = torch.finfo(dtype).eps
-    if name in ("imtl-g", "mgda", "aligned-mtl", "upgrad"):
-        # These solve a system in the Gramian (IMTL-G's cosine matrix, MGDA's KKT system,
-        # Aligned-MTL's eigenvectors): Gramian rounding (a few eps of a float32 block product)
-        # reaches their weights amplified by the condition number of the tasks' cosine matrix.
+    if name in ("imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad"):
+        # These solve a system in the Gramian (IMTL-G's cosine matrix, MGDA's and CAGrad's KKT
+        # systems, UPGrad's projections, Aligned-MTL's eigenvectors): Gramian rounding (a few eps
+        # of a float32 block product) reaches their weights amplified by the condition number of
+        # the tasks' cosine matrix.
         eps *= cosine_condition(G64)
     err = (d.double() - want).norm() / want.norm()
     assert err < 4 * eps, f"relative error {err:.2e} for {dtype}"

@@ -1,0 +1,299 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from _matrices import cosine_condition, scale_of, segment_pieces, task_matrices
+
+import gradbalance
+import gradbalance.combiners._cagrad as cagrad_module
+from gradbalance import MGDA, CAGrad
+
+C_VALUES = st.sampled_from([0.1, 0.5, 0.9, 1.0, 2.0, 5.0])
+# c = 1 with two exactly opposed rows and g0 along them puts the ball tangent to the plane the
+# optimum must lie in: the optimum then moves by √eps of the norms when the rounding does, and
+# comparing two computations of it (scaled, permuted, segmented) needs other values of c.
+WELL_POSED_C = st.sampled_from([0.1, 0.5, 0.9, 2.0, 5.0])
+TOL = 1e-9
+
+
+def reference_cagrad(G: torch.Tensor, c: float) -> tuple[torch.Tensor, np.ndarray]:
+    """Liu et al. 2021, the paper's code in vector space (without its 1e-8 guards): the dual
+    min_w g_w · g0 + √φ ‖g_w‖ over the simplex by scipy's SLSQP from the uniform weights, then
+    d = g0 + √φ g_w / ‖g_w‖ (eq. 5), not rescaled. Returns d and the dual weights."""
+    optimize = pytest.importorskip("scipy.optimize")
+    T = G.shape[0]
+    g0 = G.mean(0)
+    sqrt_phi = c * float(g0.norm())
+    rows, mean = G.numpy(), g0.numpy()
+
+    def dual(w: np.ndarray) -> float:
+        gw = rows.T @ w
+        return float(gw @ mean) + sqrt_phi * math.sqrt(float(gw @ gw))
+
+    result = optimize.minimize(
+        dual, np.full(T, 1 / T), method="SLSQP", bounds=[(0, 1)] * T,
+        constraints={"type": "eq", "fun": lambda w: 1 - w.sum()}, options={"ftol": 1e-15, "maxiter": 1000},
+    )
+    # Status 8 ("positive directional derivative in line search") is SLSQP stopping at the
+    # limit of its precision, short of ftol; the comparison's tolerance covers it.
+    assert result.success or result.status == 8, result.message
+    gw = G.T @ torch.from_numpy(result.x)
+    return g0 + sqrt_phi / gw.norm() * gw, result.x
+
+
+def tolerance(G: torch.Tensor, c: float) -> float:
+    """How well the update is determined by the Gramian: 1e-9 of the gradients' norms, plus
+    what the rounding of ‖g0‖² = bᵀ K b (eps times the squared mean norm, when the rows nearly
+    cancel) does to the radius c ‖g0‖."""
+    mean_norm = float(G.norm(dim=1).mean())
+    return 1e-9 * scale_of(G) + 1e-12 * c * mean_norm**2 / max(float(G.mean(0).norm()), 1e-300)
+
+
+def dual_value(G: torch.Tensor, c: float, w: torch.Tensor) -> float:
+    """F(w) = g_w · g0 + √φ ‖g_w‖, in vector space."""
+    g0 = G.mean(0)
+    gw = G.T @ w
+    return float(gw @ g0) + c * float(g0.norm()) * float(gw.norm())
+
+
+def assert_optimal(G: torch.Tensor, c: float) -> None:
+    """Check, in vector space, that CAGrad's update (not rescaled) solves eq. 3,
+    max_{‖d − g0‖ ≤ √φ} min_t g_t · d, and is the documented choice where many d do.
+
+    With d = g0 + Σ ν_t g_t, ν ≥ 0: if ‖d − g0‖ = √φ and every task with ν_t > 0 progresses
+    least, then for any d' in the ball, min_t g_t · d' ≤ g_ŵ · d' ≤ g_ŵ · d (ŵ = ν / Σν), so d
+    is optimal, and F(ŵ) = min_t g_t · d (no duality gap). If ‖d − g0‖ < √φ: d is optimal iff
+    min_t g_t · d = 0 with zero in the convex hull (then nothing does better than 0), and
+    d = g0 + Σ ν_t g_t with g_t · d = 0 wherever ν_t > 0 are the KKT conditions of the projection
+    of g0 onto {d : g_t · d ≥ 0}. Tolerances are per task: a task's progress is known to its own
+    norm times the sizes summed to compute it."""
+    T = G.shape[0]
+    info = CAGrad(c=c, rescale=False).combine_with_info(G)
+    d, W = info.direction, info.weights[0]
+    norms = G.norm(dim=1)
+    active = norms > 0
+    assert (W[~active] == 0).all()
+    if not active.any():
+        assert (d == 0).all()
+        return
+    nu = torch.where(active, W - 1 / T, 0.0)
+    omega = nu * norms  # contributions of the unit gradients to d − g0
+    spread = float(omega.abs().sum())
+    assert float(omega.min()) >= -TOL * spread
+    g0 = G.mean(0)
+    radius = c * float(g0.norm())
+    mean_norm = float(norms.sum()) / T
+    size = mean_norm + radius + spread  # bounds what g_t · d / ‖g_t‖ is summed from
+    # ‖g0‖² from the Gramian cancels when the rows nearly do: radius to eps (mean norm)² / ‖g0‖.
+    ball = TOL * radius + 1e-12 * c * mean_norm**2 / max(float(g0.norm()), 1e-300)
+    reach = float((G.T @ nu).norm())
+    assert reach <= radius + ball
+    progress = G @ d
+    j = int(torch.where(active, progress, math.inf).argmin())
+    worst = float(progress[j])
+    support = omega > 1e-9 * spread
+    if reach >= radius - 100 * ball:
+        gaps = (progress - worst).abs() / ((norms + norms[j]) * size)
+        assert (gaps[support] <= TOL).all()
+        gap = dual_value(G, c, nu / nu.sum()) - worst
+        assert -TOL * float(norms[j]) * size <= gap <= TOL * float(norms[j]) * size
+    else:
+        assert worst >= -TOL * float(norms[j]) * size
+        assert ((progress.abs() / (norms * size))[support] <= TOL).all()
+        units = G[active] / norms[active, None]
+        assert float(MGDA().combine(units).norm()) <= 1e-5  # zero is in the hull
+
+
+@settings(max_examples=100, deadline=None)
+@given(G=task_matrices(max_tasks=5, max_columns=40, kinds=("normal",)), c=st.sampled_from([0.1, 0.5, 0.9, 2.0]))
+def test_matches_the_papers_slsqp_solution(G, c):
+    # Well-conditioned rows in general position (zero is not in their hull): SLSQP converges
+    # to ~1e-8, the library solves exactly, so its dual value is never worse.
+    T, P = G.shape
+    assume(T <= P and cosine_condition(G) < 1e3)
+    want, w_ref = reference_cagrad(G, c)
+    info = CAGrad(c=c, rescale=False).combine_with_info(G)
+    scale = float(G.mean(0).norm()) * (1 + c)
+    assert float((info.direction - want).norm()) <= 1e-6 * scale
+    nu = info.weights[0] - 1 / T
+    ours = dual_value(G, c, nu / nu.sum())
+    assert ours <= dual_value(G, c, torch.from_numpy(w_ref)) + 1e-13 * scale * float(G.norm(dim=1).max())
+    torch.testing.assert_close(CAGrad(c=c).combine(G), info.direction / (1 + c * c))
+
+
+@settings(max_examples=200, deadline=None)
+@given(G=task_matrices(max_columns=300), c=C_VALUES)
+def test_optimal_on_every_matrix(G, c):
+    assert_optimal(G, c)
+
+
+@settings(max_examples=100, deadline=None)
+@given(G=task_matrices(max_columns=300), c=C_VALUES)
+def test_the_exhaustive_solver_alone_is_optimal(G, c):
+    # The active-set method hands over to trying every support when rounding stops it; here
+    # it always does, so the fallback is checked on every family too.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cagrad_module._Dual, "active_set", lambda self, projection, fits: (None, False))
+        assert_optimal(G, c)
+
+
+@settings(max_examples=60, deadline=None)
+@given(G=task_matrices(max_tasks=24, max_columns=300), c=C_VALUES)
+def test_many_tasks_use_the_active_set_alone(G, c):
+    assume(G.shape[0] > cagrad_module._MAX_ENUMERATED_TASKS)
+    assert_optimal(G, c)
+
+
+@settings(max_examples=100, deadline=None)
+@given(G=task_matrices(max_columns=300, kinds=("normal", "zero", "parallel", "antiparallel")), c=WELL_POSED_C)
+def test_both_solvers_agree(G, c):
+    fast = CAGrad(c=c).combine(G)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cagrad_module._Dual, "active_set", lambda self, projection, fits: (None, False))
+        exhaustive = CAGrad(c=c).combine(G)
+    assert float((fast - exhaustive).norm()) <= 1e-9 * scale_of(G)
+
+
+def test_zero_radius_is_the_mean():
+    G = torch.randn(4, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for rescale in (True, False):
+        torch.testing.assert_close(CAGrad(c=0, rescale=rescale).combine(G), G.mean(0))
+    # g0 = 0: opposed tasks, the mean is the zero update.
+    g = G[0]
+    assert float(CAGrad().combine(torch.stack([g, -g])).abs().max()) <= 1e-15
+
+
+def test_identical_tasks():
+    """Every g_w is g, so any w is optimal and d = g + c ‖g‖ g / ‖g‖ = (1 + c) g."""
+    g = torch.tensor([3.0, -4.0, 12.0], dtype=torch.float64)
+    G = torch.stack([g, g, g])
+    torch.testing.assert_close(CAGrad(c=0.5, rescale=False).combine(G), 1.5 * g)
+    torch.testing.assert_close(CAGrad(c=0.5).combine(G), 1.5 / 1.25 * g)
+
+
+def test_two_orthogonal_unit_tasks():
+    """g1 = e1, g2 = e2: g0 = (e1 + e2)/2, ‖g0‖ = 1/√2, √φ = c/√2. F(w) = g_w · g0 + √φ ‖g_w‖
+    = 1/2 + (c/√2) √(w1² + w2²) is least at w = (1/2, 1/2), where g_w = g0 and ‖g_w‖ = 1/√2, so
+    d = g0 + (c/√2) √2 g0 = (1 + c) (e1 + e2)/2: both tasks progress (1 + c)/2, the most any d
+    in the ball can give the worse of two symmetric tasks. Rescaled: divided by 1 + c²."""
+    G = torch.eye(2, dtype=torch.float64)
+    for c in (0.3, 0.5, 1.0, 4.0):
+        want = (1 + c) / 2 * torch.ones(2, dtype=torch.float64)
+        torch.testing.assert_close(CAGrad(c=c, rescale=False).combine(G), want)
+        torch.testing.assert_close(CAGrad(c=c).combine(G), want / (1 + c * c))
+        info = CAGrad(c=c, rescale=False).combine_with_info(G)
+        torch.testing.assert_close(info.weights[0], want)  # 1/2 + (√φ/‖g_w‖) w = 1/2 + c/2
+
+
+def test_orthogonal_tasks_of_different_norms():
+    """g1 = e1, g2 = 2 e2: g0 = (1/2, 1), ‖g0‖ = √5/2, √φ = c √5/2. At g0 task 1 progresses 1/2,
+    task 2 progresses 2. While task 1 stays the worse one the whole ball goes to it,
+    d = g0 + √φ e1, which needs 1/2 + √φ ≤ 2, i.e. c ≤ 3/√5: at c = 0.5, d = (1/2 + √5/4, 1).
+    For a larger c both tasks progress equally, d = (m, m/2) on the sphere
+    (m − 1/2)² + (m/2 − 1)² = φ; at c = 2 (φ = 5) that is 5m² − 8m − 15 = 0, m = (4 + √91)/5,
+    and d − g0 = (m − 1/2, m/2 − 1) is a positive combination of e1 and e2, as eq. 5 needs."""
+    G = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    want = torch.tensor([0.5 + math.sqrt(5) / 4, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(CAGrad(c=0.5, rescale=False).combine(G), want)
+    m = (4 + math.sqrt(91)) / 5
+    want = torch.tensor([m, m / 2], dtype=torch.float64)
+    torch.testing.assert_close(CAGrad(c=2.0, rescale=False).combine(G), want)
+
+
+def test_opposed_tasks():
+    """g and −2g: g0 = −g/2, and min(g · d, −2 g · d) ≤ 0 with equality only at g · d = 0. For
+    c < 1 the ball around −g/2 (radius c‖g‖/2) misses that plane; its nearest point is
+    d = (c − 1) g / 2. For c ≥ 1 the plane is reached and the optimal d nearest g0 is 0."""
+    g = torch.tensor([1.0, 2.0, -2.0], dtype=torch.float64)
+    G = torch.stack([g, -2 * g])
+    for c in (0.1, 0.5, 0.9):
+        torch.testing.assert_close(CAGrad(c=c, rescale=False).combine(G), (c - 1) / 2 * g)
+    for c in (1.0, 2.0, 5.0):
+        assert float(CAGrad(c=c, rescale=False).combine(G).abs().max()) <= 1e-15
+
+
+def test_pareto_stationary_tasks_get_the_nearest_optimal_direction():
+    # e1 and −e1 put zero in the hull: no d makes every task progress, so the optimum is 0.
+    # With e2 as third task g0 = e2/3 opposes no task: d = g0 (the paper's code returns g0).
+    G = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    torch.testing.assert_close(CAGrad(c=0.5, rescale=False).combine(G), G.mean(0))
+    # With e1 + e2 instead, g0 = (1/3, 1/3) opposes −e1; the optimal d nearest g0 drops the
+    # e1 component (the paper's code would still return g0, on which task 2 regresses).
+    G = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    want = torch.tensor([0.0, 1 / 3], dtype=torch.float64)
+    torch.testing.assert_close(CAGrad(c=2.0, rescale=False).combine(G), want, rtol=0, atol=1e-15)
+
+
+def test_zero_rows_sit_out():
+    # A zero row gets weight 0 and no say in the worst task; g0 still averages over all rows.
+    g = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    G = torch.stack([g, torch.zeros(2, dtype=torch.float64)])
+    info = CAGrad(c=0.5, rescale=False).combine_with_info(G)
+    torch.testing.assert_close(info.weights[0], torch.tensor([0.75, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(info.direction, 0.75 * g)
+
+
+@settings(max_examples=60, deadline=None)
+@given(G=task_matrices(max_columns=300), c=WELL_POSED_C,
+       alpha=st.sampled_from([1e-12, 1e-3, 0.7, 3.0, -2.0, 1e9]))
+def test_scale_equivariant(G, c, alpha):
+    # The weights depend only on the Gramian up to scale, so scaling G scales d (even α < 0).
+    want = alpha * CAGrad(c=c).combine(G)
+    got = CAGrad(c=c).combine(alpha * G)
+    assert float((got - want).norm()) <= abs(alpha) * tolerance(G, c)
+
+
+@settings(max_examples=60, deadline=None)
+@given(G=task_matrices(max_columns=300), c=WELL_POSED_C, seed=st.integers(0, 1000))
+def test_permutation_equivariant(G, c, seed):
+    order = torch.randperm(G.shape[0], generator=torch.Generator().manual_seed(seed))
+    info = CAGrad(c=c).combine_with_info(G)
+    permuted = CAGrad(c=c).combine_with_info(G[order])
+    assert float((permuted.direction - info.direction).norm()) <= tolerance(G, c)
+    # Weights are unique for independent rows; (anti)parallel or too many rows can give one
+    # direction several.
+    if G.shape[0] <= G.shape[1] and cosine_condition(G[G.norm(dim=1) > 0]) < 1e6:
+        torch.testing.assert_close(permuted.weights[0], info.weights[0][order], rtol=1e-6, atol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4), c=WELL_POSED_C)
+def test_segments_are_independent_problems(G, cuts, c):
+    pieces = segment_pieces(G.shape[1], cuts)
+    got = CAGrad(c=c).combine(G, [b - a for a, b in pieces])
+    for a, b in pieces:
+        want = CAGrad(c=c).combine(G[:, a:b])
+        assert float((got[a:b] - want).norm()) <= tolerance(G[:, a:b], c)
+
+
+@settings(max_examples=40, deadline=None)
+@given(G=task_matrices(max_columns=300), c=C_VALUES, rescale=st.booleans())
+def test_sum_is_T_times_mean(G, c, rescale):
+    mean = CAGrad(c=c, rescale=rescale).combine_with_info(G).weights
+    total = CAGrad(c=c, rescale=rescale, reduction="sum").combine_with_info(G).weights
+    torch.testing.assert_close(total, G.shape[0] * mean, rtol=1e-15, atol=0)
+
+
+def test_options_are_validated():
+    assert (CAGrad().c, CAGrad().rescale, CAGrad().reduction) == (0.5, True, "mean")
+    assert CAGrad(c=1).c == 1
+    for bad in (-1, -0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"CAGrad c must be a finite number >= 0, got {bad!r}"):
+            CAGrad(c=bad)
+    for bad in ("0.5", None, True):
+        with pytest.raises(TypeError, match=r"CAGrad c must be a number"):
+            CAGrad(c=bad)
+    with pytest.raises(TypeError, match=r"CAGrad rescale must be True or False, got 1"):
+        CAGrad(rescale=1)
+    with pytest.raises(ValueError, match="CAGrad reduction must be 'sum' or 'mean', got 'max'"):
+        CAGrad(reduction="max")
+
+
+def test_registered_by_name_with_options():
+    assert isinstance(gradbalance.create("cagrad"), CAGrad)
+    combiner = gradbalance.create("cagrad", c=0.4, rescale=False, reduction="sum")
+    assert (combiner.c, combiner.rescale, combiner.reduction) == (0.4, False, "sum")
