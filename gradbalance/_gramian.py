@@ -14,7 +14,7 @@ once.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -109,6 +109,22 @@ def _recover_nonfinite(G: Tensor, sizes: Sequence[int], K: Tensor) -> Tensor:
             K[s] = _block_gramian(block.to(torch.float64)).cpu()
         start += size
     return K
+
+
+def nonzero_row_weights(gramian: Tensor, solve: Callable[[Tensor], Tensor]) -> Tensor:
+    """``[S, T]`` weights from ``solve`` applied to each segment's Gramian restricted to its
+    non-zero rows (positive diagonal); zero rows, and segments without any, get weight 0.
+
+    A zero row is a task that sat out the step or a segment it does not touch: the combiners
+    that solve a problem over the tasks leave it out rather than let it constrain the others.
+    """
+    S, T, _ = gramian.shape
+    weights = torch.zeros(S, T, dtype=gramian.dtype)
+    for s in range(S):
+        active = (gramian[s].diagonal() > 0).nonzero().flatten()
+        if len(active) > 0:
+            weights[s, active] = solve(gramian[s][active][:, active])
+    return weights
 
 
 def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor | None) -> Tensor:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._combiner import GramianCombiner
+from .._gramian import nonzero_row_weights
 
 # When rounding stops the active-set method short of a verified optimum, problems with up to
 # this many non-zero task rows try every support (2^T − 1 small solves, batched by size).
@@ -128,19 +129,15 @@ class CAGrad(GramianCombiner):
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
-        S, T, _ = gramian.shape
+        T = gramian.shape[1]
         c = float(self.c)
         scale = T if self.reduction == "sum" else 1.0
         if self.rescale:
             scale /= 1.0 + c * c
-        weights = np.zeros((S, T))
-        for s, K in enumerate(gramian.numpy()):  # tiny arrays: numpy, not torch, per call
-            active = np.flatnonzero(np.diagonal(K) > 0)
-            if len(active) == T:
-                weights[s] = conflict_averse_weights(K, T, c)
-            elif len(active) > 0:
-                weights[s, active] = conflict_averse_weights(K[np.ix_(active, active)], T, c)
-        return torch.from_numpy(weights * scale).to(gramian.dtype)
+        weights = nonzero_row_weights(  # tiny arrays: numpy, not torch, per call
+            gramian, lambda K: torch.from_numpy(conflict_averse_weights(K.numpy(), T, c))
+        )
+        return weights * scale
 
 
 def conflict_averse_weights(K: np.ndarray, T: int, c: float) -> np.ndarray:

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._combiner import GramianCombiner
+from .._gramian import nonzero_row_weights
 
 
 @attrs.define(eq=False)
@@ -49,25 +50,16 @@ class IMTLG(GramianCombiner):
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
-        S, T, _ = gramian.shape
-        weights = torch.zeros(S, T, dtype=gramian.dtype)
-        for s in range(S):
-            weights[s] = self._segment_weights(gramian[s])
-        return weights * T if self.reduction == "sum" else weights
+        weights = nonzero_row_weights(gramian, _equal_projection_weights)
+        return weights * gramian.shape[1] if self.reduction == "sum" else weights
 
-    @staticmethod
-    def _segment_weights(K: Tensor) -> Tensor:
-        T = K.shape[0]
-        out = torch.zeros(T, dtype=K.dtype)
-        norms = K.diagonal().clamp_min(0).sqrt()
-        active = (norms > 0).nonzero().flatten()
-        if len(active) == 0:
-            return out
-        n = norms[active]
-        cosines = (K[active][:, active] / (n[:, None] * n[None, :])).clamp(-1, 1)
-        beta = torch.linalg.pinv(cosines, hermitian=True, rtol=1e-10) @ torch.ones_like(n)
-        alpha = beta / n
-        scale = torch.maximum(alpha.sum(), alpha.abs().sum() / len(active))
-        if scale > 0:  # zero only when every task cancels out (C⁺ 1 = 0)
-            out[active] = alpha / scale
-        return out
+
+def _equal_projection_weights(K: Tensor) -> Tensor:
+    """The weights ``α`` for a Gramian ``K`` with positive diagonal (the rows' cosine form)."""
+    n = K.diagonal().sqrt()
+    cosines = (K / (n[:, None] * n[None, :])).clamp(-1, 1)
+    beta = torch.linalg.pinv(cosines, hermitian=True, rtol=1e-10) @ torch.ones_like(n)
+    alpha = beta / n
+    scale = torch.maximum(alpha.sum(), alpha.abs().sum() / len(n))
+    # zero only when every task cancels out (C⁺ 1 = 0)
+    return alpha / scale if scale > 0 else torch.zeros_like(alpha)

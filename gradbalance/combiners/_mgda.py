@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._combiner import GramianCombiner
+from .._gramian import nonzero_row_weights
 
 # Wolfe's algorithm ends in finitely many steps in exact arithmetic; this only guards against
 # rounding making it cycle.
@@ -49,13 +50,8 @@ class MGDA(GramianCombiner):
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
-        S, T, _ = gramian.shape
-        weights = torch.zeros(S, T, dtype=gramian.dtype)
-        for s in range(S):
-            active = (gramian[s].diagonal() > 0).nonzero().flatten()
-            if len(active) > 0:
-                weights[s, active] = min_norm_weights(gramian[s][active][:, active])
-        return weights * T if self.reduction == "sum" else weights
+        weights = nonzero_row_weights(gramian, min_norm_weights)
+        return weights * gramian.shape[1] if self.reduction == "sum" else weights
 
 
 def min_norm_weights(K: Tensor) -> Tensor:

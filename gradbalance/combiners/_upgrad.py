@@ -11,6 +11,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._combiner import GramianCombiner
+from .._gramian import nonzero_row_weights
 
 # The active-set method ends in finitely many steps in exact arithmetic; this only guards
 # against rounding making it cycle.
@@ -52,13 +53,8 @@ class UPGrad(GramianCombiner):
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
-        S, T, _ = gramian.shape
-        weights = torch.zeros(S, T, dtype=gramian.dtype)
-        for s in range(S):
-            active = (gramian[s].diagonal() > 0).nonzero().flatten()
-            if len(active) > 0:
-                weights[s, active] = projection_weights(gramian[s][active][:, active]).sum(0)
-        return weights if self.reduction == "sum" else weights / T
+        weights = nonzero_row_weights(gramian, lambda K: projection_weights(K).sum(0))
+        return weights if self.reduction == "sum" else weights / gramian.shape[1]
 
 
 def projection_weights(K: Tensor) -> Tensor:
