@@ -3,9 +3,8 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from _matrices import scale_of, segment_pieces, task_matrices
+from _matrices import scale_of, task_matrices
 
-import gradbalance
 from gradbalance import AlignedMTL
 
 EPS32 = torch.finfo(torch.float32).eps
@@ -75,19 +74,3 @@ def test_scales_with_the_gradients(G, scale):
     torch.testing.assert_close(
         AlignedMTL().combine(scale * G), scale * AlignedMTL().combine(G), rtol=1e-7, atol=1e-9 * scale * scale_of(G)
     )
-
-
-@settings(max_examples=40, deadline=None)
-@given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4))
-def test_segments_are_independent_problems(G, cuts):
-    pieces = segment_pieces(G.shape[1], cuts)
-    got = AlignedMTL().combine(G, [b - a for a, b in pieces])
-    want = torch.cat([AlignedMTL().combine(G[:, a:b]) for a, b in pieces])
-    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * scale_of(G))
-
-
-def test_registered_by_name_and_validates_reduction():
-    assert isinstance(gradbalance.create("aligned-mtl"), AlignedMTL)
-    assert gradbalance.create("aligned-mtl", reduction="mean").reduction == "mean"
-    with pytest.raises(ValueError, match="reduction must be 'sum' or 'mean', got 'max'"):
-        AlignedMTL(reduction="max")

@@ -3,11 +3,12 @@
 import pytest
 import torch
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from _matrices import cosine_condition, task_matrices
+from _matrices import cosine_condition, scale_of, segment_pieces, task_matrices
 
 import gradbalance
-from gradbalance import GramianCombiner, NonFiniteGradientError
+from gradbalance import IMTLG, MGDA, AlignedMTL, GramianCombiner, NonFiniteGradientError, UPGrad
 
 BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad"]
 
@@ -101,6 +102,35 @@ def test_out_is_filled_in_place(name):
 def test_bad_inputs_say_what_is_wrong(G, segments, out, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make("pcgrad").combine(G, segments, out=out)
+
+
+# Stateless combiners with a sum/mean reduction: the registry class and the reduction that is
+# not the default.
+REDUCED = {
+    "imtl-g": (IMTLG, "sum"),
+    "mgda": (MGDA, "sum"),
+    "aligned-mtl": (AlignedMTL, "mean"),
+    "upgrad": (UPGrad, "sum"),
+}
+
+
+@pytest.mark.parametrize("name", REDUCED)
+@settings(max_examples=40, deadline=None)
+@given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4))
+def test_segments_are_independent_problems(name, G, cuts):
+    pieces = segment_pieces(G.shape[1], cuts)
+    got = make(name).combine(G, [b - a for a, b in pieces])
+    want = torch.cat([make(name).combine(G[:, a:b]) for a, b in pieces])
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * scale_of(G))
+
+
+@pytest.mark.parametrize("name", REDUCED)
+def test_registered_by_name_and_validates_reduction(name):
+    cls, other = REDUCED[name]
+    assert isinstance(gradbalance.create(name), cls)
+    assert gradbalance.create(name, reduction=other).reduction == other
+    with pytest.raises(ValueError, match=f"{cls.__name__} reduction must be 'sum' or 'mean', got 'max'"):
+        cls(reduction="max")
 
 
 def test_a_plugin_writes_only_the_weighting():

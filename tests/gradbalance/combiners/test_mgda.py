@@ -5,9 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _matrices import scale_of, segment_pieces, task_matrices
+from _matrices import scale_of, task_matrices
 
-import gradbalance
 from gradbalance import MGDA
 
 
@@ -100,19 +99,3 @@ def test_parallel_opposed_and_absent_tasks():
     # A zero row (a task that sat out the step) does not stop the others.
     info = MGDA().combine_with_info(torch.stack([g, torch.zeros(2, dtype=torch.float64)]))
     torch.testing.assert_close(info.weights[0], torch.tensor([1.0, 0.0], dtype=torch.float64))
-
-
-@settings(max_examples=40, deadline=None)
-@given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4))
-def test_segments_are_independent_problems(G, cuts):
-    pieces = segment_pieces(G.shape[1], cuts)
-    got = MGDA().combine(G, [b - a for a, b in pieces])
-    want = torch.cat([MGDA().combine(G[:, a:b]) for a, b in pieces])
-    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * scale_of(G))
-
-
-def test_registered_by_name_and_validates_reduction():
-    assert isinstance(gradbalance.create("mgda"), MGDA)
-    assert gradbalance.create("mgda", reduction="sum").reduction == "sum"
-    with pytest.raises(ValueError, match="reduction must be 'sum' or 'mean', got 'max'"):
-        MGDA(reduction="max")

@@ -1,13 +1,11 @@
 import itertools
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _matrices import reference_pcgrad, scale_of, segment_pieces, task_matrices
+from _matrices import reference_pcgrad, scale_of, task_matrices
 
-import gradbalance
 from gradbalance import UPGrad
 
 
@@ -116,19 +114,3 @@ def test_three_tasks_where_one_projection_needs_two_constraints():
     G = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-1.0, -1.0, 0.5]], dtype=torch.float64)
     torch.testing.assert_close(UPGrad().combine(G), reference_upgrad(G), rtol=1e-12, atol=1e-12)
     assert bool((G @ UPGrad().combine(G) >= -1e-12).all())
-
-
-@settings(max_examples=40, deadline=None)
-@given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4))
-def test_segments_are_independent_problems(G, cuts):
-    pieces = segment_pieces(G.shape[1], cuts)
-    got = UPGrad().combine(G, [b - a for a, b in pieces])
-    want = torch.cat([UPGrad().combine(G[:, a:b]) for a, b in pieces])
-    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * scale_of(G))
-
-
-def test_registered_by_name_and_validates_reduction():
-    assert isinstance(gradbalance.create("upgrad"), UPGrad)
-    assert gradbalance.create("upgrad", reduction="sum").reduction == "sum"
-    with pytest.raises(ValueError, match="UPGrad reduction must be 'sum' or 'mean', got 'max'"):
-        UPGrad(reduction="max")
