@@ -15,7 +15,7 @@ from ._registry import (
     plugin_entries,
     register,
 )
-from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, GradVac, Mean, PCGrad, Sum, UPGrad
+from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, GradVac, Mean, NashMTL, PCGrad, Sum, UPGrad
 from .errors import (
     GradbalanceError,
     NonFiniteGradientError,
@@ -40,6 +40,7 @@ __all__ = [
     "IMTLG",
     "MGDA",
     "Mean",
+    "NashMTL",
     "NonFiniteGradientError",
     "PCGrad",
     "PluginConflictError",
