@@ -73,13 +73,18 @@ def bargaining_weights(K: Tensor) -> Tensor:
         return torch.zeros_like(K.diagonal())
     # Start on the ray of equal β at its best length: f(t·1) is least at t² = T / 1ᵀC1.
     beta = np.full(T, math.sqrt(T / float(C.sum())))
+    previous = math.inf
     for _ in range(_MAX_NEWTON_STEPS):
         gradient = C @ beta - 1 / beta
         hessian = C + np.diag(1 / beta**2)
         step = -np.linalg.solve(hessian, gradient)
         decrement2 = float(-gradient @ step)
-        if not decrement2 > _CONVERGED:  # also stops on NaN, should rounding ever make one
+        # Converged, or at the rounding floor: in the full-step phase the decrement squares at
+        # every step, so one that does not fall is rounding (nearly stationary tasks, where α
+        # is large, reach that floor above _CONVERGED). Also stops on NaN.
+        if not (decrement2 > _CONVERGED and (decrement2 >= 1 / 16 or decrement2 < previous)):
             break
+        previous = decrement2
         damping = 1.0 if decrement2 < 1 / 16 else 1 / (1 + math.sqrt(decrement2))
         candidate = beta + damping * step
         if not (candidate > 0).all():  # never in exact arithmetic; keep the last iterate

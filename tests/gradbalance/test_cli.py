@@ -20,7 +20,8 @@ def test_demo_writes_a_png_and_a_table(tmp_path, capsys):
     assert not list(out.parent.glob("*.png.tmp*"))
 
 
-def test_toy_objectives_conflict_and_pcgrad_reaches_the_pareto_set():
+@pytest.mark.parametrize("name, options", [("pcgrad", {"seed": 0}), ("nash-mtl", {})])
+def test_toy_objectives_conflict_and_the_combiner_reaches_the_pareto_set(name, options):
     import gradbalance
     import torch
 
@@ -28,7 +29,7 @@ def test_toy_objectives_conflict_and_pcgrad_reaches_the_pareto_set():
     f = toy.objectives(x)
     g1, g2 = (torch.autograd.grad(f[t].sum(), x, retain_graph=True)[0] for t in range(2))
     assert torch.dot(g1.flatten(), g2.flatten()) < 0  # the two objectives pull apart
-    run = toy.optimize(gradbalance.create("pcgrad", seed=0), starts=[(-7.5, -0.5)], steps=3000)
+    run = toy.optimize(gradbalance.create(name, **options), starts=[(-7.5, -0.5)], steps=3000)
     start, end = run.losses[0, 0], run.losses[-1, 0]
     assert torch.all(end < start)  # both objectives improved
     assert abs(run.path[-1, 0, 1].item() + 8.2) < 0.5  # on the Pareto set's floor
