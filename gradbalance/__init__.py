@@ -12,6 +12,7 @@ from ._registry import (
     available,
     create,
     load_entry_points,
+    options,
     plugin_entries,
     register,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "load_entry_points",
+    "options",
     "plugin_entries",
     "register",
 ]

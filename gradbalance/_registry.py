@@ -172,16 +172,18 @@ class Registry:
             )
         return entries[name].cls
 
+    def options(self, name: str, kind: str = "combiner") -> list[str]:
+        """The keyword options the class registered as ``name`` accepts, in signature order."""
+        return [p for p in inspect.signature(self.get(name, kind)).parameters if not p.startswith("_")]
+
     def create(self, name: str, kind: str = "combiner", **options: Any) -> Any:
         """Build the class registered as ``name`` with ``options``."""
         cls = self.get(name, kind)
         try:
             inspect.signature(cls).bind(**options)
         except TypeError as exc:
-            params = [p for p in inspect.signature(cls).parameters if not p.startswith("_")]
-            raise TypeError(
-                f"bad options for {kind} {name!r}: {exc}; it accepts: {', '.join(params) or 'no options'}"
-            ) from None
+            accepted = ", ".join(self.options(name, kind)) or "no options"
+            raise TypeError(f"bad options for {kind} {name!r}: {exc}; it accepts: {accepted}") from None
         return cls(**options)
 
 
@@ -197,6 +199,12 @@ def available(kind: str = "combiner") -> list[str]:
 def create(name: str, **options: Any) -> GradientCombiner:
     """Build the combiner registered as ``name``, e.g. ``create("pcgrad", seed=0)``."""
     return default_registry.create(name, "combiner", **options)
+
+
+def options(name: str, kind: str = "combiner") -> list[str]:
+    """The keyword options of the combiner (or ``kind="regularizer"``) registered as ``name``,
+    e.g. ``options("pcgrad") == ["seed", "reduction"]``; unknown names list what is available."""
+    return default_registry.options(name, kind)
 
 
 def register(plugin: object, *, source: str | None = None) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
 
-from ._registry import create, default_registry, plugin_entries
+from ._registry import create, default_registry, options, plugin_entries
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -24,9 +23,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _seeded(name: str) -> object:
-    cls = default_registry.get(name)
-    params = inspect.signature(cls).parameters
-    return create(name, **({"seed": 0} if "seed" in params else {}))
+    return create(name, **({"seed": 0} if "seed" in options(name) else {}))
 
 
 def _demo(args: argparse.Namespace) -> int:

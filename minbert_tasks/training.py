@@ -13,7 +13,6 @@ Run directory layout::
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -88,9 +87,8 @@ def combiner_options(config: TrainConfig) -> dict[str, Any]:
     the config leaves unset (PCGrad's and GradVac's visiting orders), so that the run's seed
     fixes everything and a repeated or resumed run draws the same orders."""
     options = dict(config.combiner_options)
-    classes = {entry.name: entry.cls for entry in gradbalance.plugin_entries()}
-    cls = classes.get(config.combiner)
-    if cls is not None and "seed" not in options and "seed" in inspect.signature(cls).parameters:
+    known = config.combiner in gradbalance.available()  # an unknown name fails later, listing them
+    if known and "seed" not in options and "seed" in gradbalance.options(config.combiner):
         options["seed"] = config.seed
     return options
 

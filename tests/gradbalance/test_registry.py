@@ -71,6 +71,14 @@ def test_unknown_name_lists_what_is_available():
         gradbalance.create("pc-grad")
 
 
+def test_options_lists_what_a_registered_class_accepts():
+    assert gradbalance.options("pcgrad") == ["seed", "reduction"]
+    assert gradbalance.options("nash-mtl") == []
+    assert "epsilon" in gradbalance.options("smart", kind="regularizer")
+    with pytest.raises(UnknownCombinerError, match="available: .*pcgrad"):
+        gradbalance.options("pc-grad")
+
+
 def test_bad_options_name_the_accepted_ones():
     with pytest.raises(TypeError, match="it accepts: seed, reduction"):
         gradbalance.create("pcgrad", sed=1)
