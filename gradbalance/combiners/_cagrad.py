@@ -15,6 +15,7 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._combiner import GramianCombiner
 from .._gramian import nonzero_row_weights
+from ._upgrad import cone_multipliers
 
 # When rounding stops the active-set method short of a verified optimum, problems with up to
 # this many non-zero task rows try every support (2^T − 1 small solves, batched by size).
@@ -365,35 +366,11 @@ class _Dual:
         return (projection if fits else best_omega), False
 
     def project(self) -> np.ndarray:
-        """Contributions ``ω ≥ 0`` minimizing ``‖g0 + Σ_t ω_t ĝ_t‖``, by Lawson & Hanson's NNLS
-        on the cosine Gramian: ``d`` is then the projection of ``g0`` onto
+        """Contributions ``ω ≥ 0`` minimizing ``‖g0 + Σ_t ω_t ĝ_t‖`` (UPGrad's cone projection
+        on the cosine Gramian): ``d`` is then the projection of ``g0`` onto
         ``{d : g_t · d ≥ 0 for all t}``."""
-        omega = np.zeros(self.m)
-        passive: list[int] = []
-        slack = _TOLERANCE * self.size
-        for _ in range(_MAX_ACTIVE_SET_STEPS):
-            gradient = self.unit_progress + self.cos @ omega  # ĝ_t · d
-            gradient[passive] = np.inf
-            j = int(gradient.argmin())
-            if gradient[j] >= -slack:
-                break
-            passive.append(j)
-            while passive:
-                P = np.array(passive)
-                z = np.linalg.lstsq(self.cos[np.ix_(P, P)], -self.unit_progress[P], rcond=None)[0]
-                if (z > 0).all():
-                    omega[P] = z
-                    break
-                current = omega[P]
-                leaving = z <= 0
-                gap = current - z
-                steps = np.where(leaving, current / np.where(leaving, np.maximum(gap, 1e-300), 1.0),
-                                 np.inf)
-                i = int(steps.argmin())
-                omega[P] = np.maximum(current + steps[i] * (z - current), 0.0)
-                omega[P[i]] = 0.0
-                passive = [t for t in passive if omega[t] > 0]
-        return omega
+        slack = np.full(self.m, _TOLERANCE * self.size)
+        return cone_multipliers(self.cos, self.b * self.norms, lambda _: slack)
 
     def _violation(self, progress: np.ndarray, supports: np.ndarray, omega: np.ndarray) -> np.ndarray:
         """``[N, m]``: by how much each task progresses less than a support task, in units of

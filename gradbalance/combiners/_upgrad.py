@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import attrs
@@ -66,22 +67,30 @@ def projection_weights(K: Tensor) -> Tensor:
 
 
 def _dual_multipliers(K: np.ndarray, i: int) -> np.ndarray:
-    """``v ≥ 0`` minimizing ``½ vᵀKv + vᵀK e_i``. Its gradient ``K(e_i + v)`` is the vector of
-    constraint values ``g_j · y`` at the current projection ``y = Gᵀ(e_i + v)``, so the
-    optimality test reads: every constraint met, and tight wherever ``v_j > 0``."""
-    T = len(K)
+    """``v ≥ 0`` minimizing ``½ vᵀKv + vᵀK e_i``: ``g_i``'s projection, with each constraint
+    met down to its rounding at the current projection."""
     norms = np.sqrt(np.diagonal(K))
+    return cone_multipliers(K, np.eye(len(K))[i], lambda v: _TOLERANCE * norms * (norms[i] + norms @ v))
+
+
+def cone_multipliers(K: np.ndarray, x: np.ndarray, slack: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``v ≥ 0`` minimizing ``½ vᵀKv + vᵀK x`` on a Gramian ``K``: ``Gᵀ(x + v)`` is then the
+    projection of ``Gᵀx`` onto the dual cone ``{y : G y ≥ 0}``. Lawson & Hanson's active-set
+    method. The gradient ``K(x + v)`` is the vector of constraint values ``g_j · y`` at the
+    current projection, so the optimality test reads: every constraint met (down to
+    ``-slack(v)``), and tight wherever ``v_j > 0``."""
+    T = len(K)
     v = np.zeros(T)
     passive: list[int] = []
     for _ in range(_MAX_STEPS):
-        constraint = K[:, i] + K @ v
-        slack = _TOLERANCE * norms * (norms[i] + norms @ v)
-        violated = [j for j in range(T) if j not in passive and constraint[j] < -slack[j]]
+        constraint = K @ (x + v)
+        allowance = slack(v)
+        violated = [j for j in range(T) if j not in passive and constraint[j] < -allowance[j]]
         if not violated:
             break
         entering = min(violated, key=lambda j: constraint[j])
         passive.append(entering)
-        z = _equality_solution(K, i, passive)
+        z = _equality_solution(K, x, passive)
         if z[entering] <= 0:  # only rounding can do this: no further progress to make
             passive.pop()
             break
@@ -92,17 +101,17 @@ def _dual_multipliers(K: np.ndarray, i: int) -> np.ndarray:
             v = v + min(steps) * (z - v)
             v[leaving[int(np.argmin(steps))]] = 0
             passive = [j for j in passive if v[j] > 0]
-            z = _equality_solution(K, i, passive)
+            z = _equality_solution(K, x, passive)
         v = z
     return v
 
 
-def _equality_solution(K: np.ndarray, i: int, passive: list[int]) -> np.ndarray:
+def _equality_solution(K: np.ndarray, x: np.ndarray, passive: list[int]) -> np.ndarray:
     """The minimizer with ``v_j = 0`` off ``passive`` and no sign constraint on it: the
-    projection of ``g_i`` onto the subspace orthogonal to the passive rows."""
+    projection of ``Gᵀx`` onto the subspace orthogonal to the passive rows."""
     z = np.zeros(len(K))
     if passive:
-        z[passive] = _solve(K[np.ix_(passive, passive)], -K[passive, i])
+        z[passive] = _solve(K[np.ix_(passive, passive)], -K[passive] @ x)
     return z
 
 
