@@ -304,8 +304,13 @@ class _Dual:
         for _ in range(_MAX_ACTIVE_SET_STEPS):
             S = np.array(support)[None, :]
             wu, wv, A, C, regular = self.pieces(S, _SINGULAR)
-            if not regular[0]:  # affinely dependent up to rounding: drop the lightest task
-                keep = np.arange(len(support)) != int(np.argmin(w * self.norms[support]))
+            if not regular[0]:  # affinely dependent up to rounding: drop the lightest task,
+                # or, if that is the task that just entered (weight 0: dropping it would only
+                # return to the support it left), the support task pointing most like it.
+                drop = int(np.argmin(w * self.norms[support]))
+                if drop == len(support) - 1 and w[drop] == 0:
+                    drop = int(np.argmax(self.cos[support[-1], support[:-1]]))
+                keep = np.arange(len(support)) != drop
                 support, w = [t for t, k in zip(support, keep) if k], w[keep] / w[keep].sum()
                 continue
             wu, wv, A, C = wu[0], wv[0], float(A[0]), float(C[0])

@@ -148,6 +148,31 @@ def test_many_tasks_use_the_active_set_alone(G, c):
     assert_optimal(G, c)
 
 
+def test_a_parallel_task_entering_a_badly_scaled_support():
+    """Found by hypothesis (seed 2): 11 non-zero rows (too many to enumerate) with norms 1e-10
+    to 1e15, and task 10 = 2 × task 8. The active-set walk reaches a support holding task 10
+    that task 8 violates (it progresses half as much); with both in it the bordered system is
+    singular to rounding, and dropping the lightest task dropped task 8 again, a cycle that
+    left the walk unverified and the update at the projection, inside the ball. The entering
+    task now swaps out the support task pointing most like it."""
+    G = torch.tensor([
+        [-0.25036, 0.73888, -0.65468, 1.0567, -0.56082, 0.60475, -1.4851, 1.328],
+        [1.2494, 0.78799, -1.2618, -0.4379, -0.71697, 0.11348, -1.3306, 1.4088],
+        [0.0] * 8,
+        [1.824e15, -3.3504e14, -6.4861e14, -4.9235e14, -1.7477e15, -6.0609e14, -1.1936e15, -1.2974e15],
+        [1.7481, 1.4075, 0.38444, -0.32356, 1.0298, -0.88313, -1.8931, 0.10091],
+        [1.8856, -0.61652, 0.067423, -1.4395, 0.013672, -0.29829, -1.9942, -2.0223],
+        [-1.4397, 0.017044, 0.46333, 0.024793, -0.30759, 0.93188, -0.57418, -0.39974],
+        [1.2085, -1.4578, 0.54233, 0.28091, -0.81216, -0.29107, -0.20084, 0.34678],
+        [-1.0373, -0.34836, 1.7663, -0.74196, 0.39233, 1.4614, 1.7426, 1.0602],
+        [-4.4511e-11, 9.4228e-11, -1.9039e-10, 1.4645e-10, 1.1827e-10, 3.3082e-11, 1.7591e-10, -5.9221e-11],
+        [0.0] * 8,
+        [0.087892, 0.52777, -0.57838, -1.6401, 0.096121, 0.98631, 0.91941, 0.3143],
+    ], dtype=torch.float64)
+    G[10] = 2 * G[8]
+    assert_optimal(G, 1.0)
+
+
 @settings(max_examples=100, deadline=None)
 @given(G=task_matrices(max_columns=300, kinds=("normal", "zero", "parallel", "antiparallel")), c=WELL_POSED_C)
 def test_both_solvers_agree(G, c):
