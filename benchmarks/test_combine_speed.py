@@ -34,7 +34,7 @@ SEGMENTS = bert_tensor_sizes() if FULL else bert_tensor_sizes(layers=2, hidden=6
 P = sum(SEGMENTS)
 REPEATS = 9 if FULL else 5
 GOALS = {"pcgrad": 2.5, "gradvac": 2.5, "gradvac per-tensor": 3.0, "imtl-g": 2.5, "mgda": 2.5, "aligned-mtl": 2.5,
-         "upgrad": 2.5, "cagrad": 2.5, "nash-mtl": 2.5}
+         "upgrad": 2.5, "cagrad": 2.5, "nash-mtl": 2.5, "fairgrad": 2.5}
 
 
 def test_bert_sizes_are_the_minilm_shared_parameters():
@@ -60,6 +60,7 @@ def combiners() -> dict[str, tuple[gradbalance.GradientCombiner, list[int] | Non
         "upgrad": (gradbalance.create("upgrad"), None),
         "cagrad": (gradbalance.create("cagrad"), None),
         "nash-mtl": (gradbalance.create("nash-mtl"), None),
+        "fairgrad": (gradbalance.create("fairgrad", alpha=2.0), None),
     }
 
 

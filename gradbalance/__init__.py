@@ -16,7 +16,7 @@ from ._registry import (
     plugin_entries,
     register,
 )
-from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, GradVac, Mean, NashMTL, PCGrad, Sum, UPGrad
+from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, FairGrad, GradVac, Mean, NashMTL, PCGrad, Sum, UPGrad
 from .errors import (
     GradbalanceError,
     NonFiniteGradientError,
@@ -34,6 +34,7 @@ __all__ = [
     "BregmanProximalPoint",
     "CAGrad",
     "Combination",
+    "FairGrad",
     "GradVac",
     "GradbalanceError",
     "GradientCombiner",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, GradVac, Mean, NashMTL, PCGrad, Sum, UPGrad
+from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, FairGrad, GradVac, Mean, NashMTL, PCGrad, Sum, UPGrad
 from .hookspecs import hookimpl
 from .regularizers import BregmanProximalPoint, SmoothnessRegularizer
 
 
 @hookimpl
 def gradbalance_combiners() -> list[type]:
-    return [Sum, Mean, PCGrad, GradVac, IMTLG, MGDA, AlignedMTL, UPGrad, CAGrad, NashMTL]
+    return [Sum, Mean, PCGrad, GradVac, IMTLG, MGDA, AlignedMTL, UPGrad, CAGrad, NashMTL, FairGrad]
 
 
 @hookimpl

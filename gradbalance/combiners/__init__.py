@@ -2,6 +2,7 @@
 
 from ._aligned_mtl import AlignedMTL
 from ._cagrad import CAGrad
+from ._fairgrad import FairGrad
 from ._gradvac import GradVac
 from ._imtl_g import IMTLG
 from ._mean import Mean
@@ -11,4 +12,4 @@ from ._pcgrad import PCGrad
 from ._sum import Sum
 from ._upgrad import UPGrad
 
-__all__ = ["AlignedMTL", "CAGrad", "GradVac", "IMTLG", "MGDA", "Mean", "NashMTL", "PCGrad", "Sum", "UPGrad"]
+__all__ = ["AlignedMTL", "CAGrad", "FairGrad", "GradVac", "IMTLG", "MGDA", "Mean", "NashMTL", "PCGrad", "Sum", "UPGrad"]

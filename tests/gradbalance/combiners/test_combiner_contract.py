@@ -10,7 +10,7 @@ from _matrices import cosine_condition, scale_of, segment_pieces, task_matrices
 import gradbalance
 from gradbalance import IMTLG, MGDA, AlignedMTL, GramianCombiner, NonFiniteGradientError, UPGrad
 
-BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad", "nash-mtl"]
+BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad", "nash-mtl", "fairgrad"]
 
 
 def make(name: str):
@@ -69,9 +69,9 @@ def test_low_precision_inputs_accumulate_wide_and_return_their_dtype(name, dtype
     assert d.dtype == dtype
     want = make(name).combine(G.double())  # same rounded inputs, exact arithmetic
     eps = torch.finfo(dtype).eps
-    if name in ("imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad", "nash-mtl"):
+    if name in ("imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad", "nash-mtl", "fairgrad"):
         # These solve a system in the Gramian (IMTL-G's cosine matrix, MGDA's and CAGrad's KKT
-        # systems, UPGrad's projections, Aligned-MTL's eigenvectors, Nash-MTL's bargaining
+        # systems, UPGrad's projections, Aligned-MTL's eigenvectors, Nash-MTL's and FairGrad's
         # equations): Gramian rounding (a few eps
         # of a float32 block product) reaches their weights amplified by the condition number of
         # the tasks' cosine matrix.
@@ -115,7 +115,7 @@ REDUCED = {
 }
 
 
-@pytest.mark.parametrize("name", [*REDUCED, "nash-mtl"])
+@pytest.mark.parametrize("name", [*REDUCED, "nash-mtl", "fairgrad"])
 @settings(max_examples=40, deadline=None)
 @given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4))
 def test_segments_are_independent_problems(name, G, cuts):
