@@ -52,7 +52,8 @@ def _check_alpha(instance: object, _attribute: attrs.Attribute, value: object) -
 
 @attrs.define(eq=False)
 class FairGrad(GramianCombiner):
-    """FairGrad (Ban & Ji, "Fair Resource Allocation in Multi-Task Learning", ICML 2024, eq. 5-6).
+    """FairGrad (Ban & Ji, "Fair Resource Allocation in Multi-Task Learning", ICML 2024: the
+    α-fair problem and the KKT system it is solved through).
 
     The update shares progress among the tasks like a resource under α-fairness (Mo & Walrand
     2000): the ``d`` in a ball maximizing ``Σ_t u_α(g_t · d)`` with ``u_α(x) = x^(1−α)/(1−α)``
@@ -69,9 +70,8 @@ class FairGrad(GramianCombiner):
       counts as progressing more.
 
     Solver. ``K w = w^(−1/α)`` is the stationarity condition of the strictly convex
-    ``f(β) = ½ βᵀ C β − Σ_t c_t u_α'(β_t)`` in cosine coordinates (``β_t = w_t ‖g_t‖``, ``C``
-    the cosine matrix, ``c_t = ‖g_t‖^(1/α − 1)``, ``u_α'`` the antiderivative of
-    ``x^(−1/α)``), so the paper's generic least-squares solve (scipy, from ``w = 1/T``) is
+    ``f(β) = ½ βᵀ C β − Σ_t c_t ∫ β_t^(−1/α)`` in cosine coordinates (``β_t = w_t ‖g_t‖``,
+    ``C`` the cosine matrix, ``c_t = ‖g_t‖^(1/α − 1)``), so the paper's generic least-squares solve (scipy, from ``w = 1/T``) is
     replaced by Newton's method with a backtracking line search that keeps ``β > 0``, to
     float64 rounding, then Newton's method on the equations in ``log β`` to hold each one to
     the rounding of its own terms: a few to a few dozen ``T × T`` solves. Accuracy: at
@@ -90,7 +90,7 @@ class FairGrad(GramianCombiner):
 
     Args:
         alpha: the fairness exponent ``α > 0``; 1 (proportional fairness) by default, as in
-            the paper's code; the paper reports ``α`` from 0.5 to 8.
+            the paper's code (whose quantum-chemistry script runs 2).
     """
 
     name: ClassVar[str] = "fairgrad"

@@ -72,7 +72,7 @@ def test_maximizes_the_total_fair_utility(G, alpha, scale):
 @settings(max_examples=200, deadline=None)
 @given(G=task_matrices(kinds=("normal", "zero", "parallel")), alpha=ALPHAS)
 def test_solves_the_fairness_equations(G, alpha):
-    # Eq. 6: K w = w^(−1/α) with w > 0 on the non-zero rows, so g_t · d = w_t^(−1/α). Rows
+    # The KKT system: K w = w^(−1/α) with w > 0 on the non-zero rows, so g_t · d = w_t^(−1/α). Rows
     # whose norms are 1e25 apart are left to test_extreme_exponents_stay_finite (and, at
     # α = 1, to Nash-MTL's tests): see FairGrad's docstring. Each
     # task's progress is known to its norm times the sizes summed into d (a tiny row nearly
