@@ -70,11 +70,9 @@ def test_maximizes_the_total_fair_utility(G, alpha, scale):
 
 
 @settings(max_examples=200, deadline=None)
-@given(G=task_matrices(kinds=("normal", "zero", "parallel")), alpha=ALPHAS)
+@given(G=task_matrices(kinds=("normal", "zero", "parallel", "tiny", "huge")), alpha=ALPHAS)
 def test_solves_the_fairness_equations(G, alpha):
-    # The KKT system: K w = w^(−1/α) with w > 0 on the non-zero rows, so g_t · d = w_t^(−1/α). Rows
-    # whose norms are 1e25 apart are left to test_extreme_exponents_stay_finite (and, at
-    # α = 1, to Nash-MTL's tests): see FairGrad's docstring. Each
+    # The KKT system: K w = w^(−1/α) with w > 0 on the non-zero rows, so g_t · d = w_t^(−1/α). Each
     # task's progress is known to its norm times the sizes summed into d (a tiny row nearly
     # opposed to a large one progresses far below that: its equation holds to rounding only).
     assume(bool((G.norm(dim=1) > 0).any()) and not pareto_stationary(G))
@@ -164,13 +162,15 @@ def test_stationary_and_zero_rows():
 
 def test_extreme_exponents_stay_finite():
     # c_t = ‖g_t‖^(1/α − 1) spans hundreds of orders of magnitude here; the solver works with it
-    # relative to its largest entry and restores the scale in logarithms.
+    # relative to its largest entry and restores the scale in logarithms. At α = 30 the huge
+    # row's weight is ~1e-750, below float64's range: it underflows to 0, and the others'
+    # weights still make that task progress.
     G = torch.randn(3, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     G[0] *= 1e-10
     G[2] *= 1e15
     for alpha in (0.02, 0.1, 30.0):
         info = FairGrad(alpha=alpha).combine_with_info(G)
-        assert torch.isfinite(info.direction).all() and bool((info.weights[0] > 0).all())
+        assert torch.isfinite(info.direction).all() and bool((info.weights[0] >= 0).all())
         assert bool((G @ info.direction > 0).all())
 
 
