@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -125,6 +126,16 @@ def nonzero_row_weights(gramian: Tensor, solve: Callable[[Tensor], Tensor]) -> T
         if len(active) > 0:
             weights[s, active] = solve(gramian[s][active][:, active])
     return weights
+
+
+def solve_small(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``system⁻¹ rhs`` for the small systems the combiners solve between the two passes, by
+    least squares where rounding makes ``system`` singular (dependent active rows, parallel
+    tasks, weights 1e300 apart)."""
+    try:
+        return np.linalg.solve(system, rhs)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(system, rhs, rcond=None)[0]
 
 
 def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor | None) -> Tensor:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .._combiner import GramianCombiner
-from .._gramian import nonzero_row_weights
+from .._gramian import nonzero_row_weights, solve_small
 from ._mgda import min_norm_weights
 
 # Pareto-stationary, so no allocation helps every task: the hull of the unit task gradients
@@ -137,7 +137,7 @@ def fair_weights(K: Tensor, alpha: float) -> Tensor:
             log_b = _log_weights(reduced, log_norms, group, alpha ** (stage / stages), log_b)
         # Split each group's β: member t has β_t ∝ c_t^α (its equation's right side is shared).
         log_share = alpha * _log_c(log_norms, alpha)
-        log_share -= np.logaddexp.reduceat(log_share[np.argsort(group, kind="stable")], _starts(group))[group]
+        log_share -= _group_logsumexp(log_share, group)[group]
         log_w = log_b[group] + log_share - log_norms
     return torch.from_numpy(np.exp(log_w)).to(K.dtype)
 
@@ -147,9 +147,10 @@ def _log_c(log_norms: np.ndarray, alpha: float) -> np.ndarray:
     return (1 / alpha - 1) * log_norms
 
 
-def _starts(group: np.ndarray) -> np.ndarray:
-    """Where each group begins among the tasks sorted by group."""
-    return np.concatenate([[0], np.cumsum(np.bincount(group))[:-1]])
+def _group_logsumexp(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """``log Σ_{t ∈ g} exp(values_t)`` for each group ``g`` (ids ``0..G-1``), in group order."""
+    starts = np.concatenate([[0], np.cumsum(np.bincount(group))[:-1]])
+    return np.logaddexp.reduceat(values[np.argsort(group, kind="stable")], starts)
 
 
 def _log_weights(
@@ -159,7 +160,7 @@ def _log_weights(
     ``alpha``) or cold. A group's members share ``(Cβ)_t = P``, so ``β_t = (c_t/P)^α`` and
     the group is one task with ``c = (Σ_t c_t^α)^(1/α)``."""
     member = alpha * _log_c(log_norms, alpha)
-    log_c = np.logaddexp.reduceat(member[np.argsort(group, kind="stable")], _starts(group)) / alpha
+    log_c = _group_logsumexp(member, group) / alpha
     # C β = c β^(−1/α); scaling c by κ scales β by κ^(α/(1+α)), so the solver sees c relative
     # to its largest entry and the scale comes back in the logarithm.
     log_kappa = float(log_c.max())
@@ -202,7 +203,7 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
         gradient = C @ beta - c * beta ** (-1 / alpha)
         hessian = C + np.diag(c / alpha * beta ** (-1 / alpha - 1))
         scale = 1 / np.sqrt(np.diagonal(hessian))
-        step = -scale * _solve(hessian * np.outer(scale, scale), scale * gradient)
+        step = -scale * solve_small(hessian * np.outer(scale, scale), scale * gradient)
         decrement2 = float(-gradient @ step)
         # Converged to f's rounding, or stalled there: once full steps are taken the decrement
         # squares at every step, so one that does not fall is rounding. Also stops on NaN.
@@ -233,8 +234,9 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
 def _polish(C: np.ndarray, log_c: np.ndarray, alpha: float, y: np.ndarray) -> np.ndarray:
     """Newton's method on the equations in ``y = log β``, from ``y``: steps scale weights
     instead of shifting them, so a task whose weight is 1e-19 of the others' is reached in a
-    few steps rather than crawled towards from the boundary. The Jacobian ``(C + diag(c β^(−1/α−1)/α)) diag(β)`` is never
-    singular (``C`` is positive semidefinite), so each step descends the equations' scaled
+    few steps rather than crawled towards from the boundary. The Jacobian
+    ``(C + diag(c β^(−1/α−1)/α)) diag(β)`` is never singular (``C`` is positive
+    semidefinite), so each step descends the equations' scaled
     residual (Armijo backtracking on it). A task whose equation no other one can see (its
     weight 1e-150 of the rest, say) can stall that descent; then one Gauss-Seidel sweep solves
     each equation alone for its own weight (exact coordinate minimization of the convex
@@ -256,7 +258,7 @@ def _polish(C: np.ndarray, log_c: np.ndarray, alpha: float, y: np.ndarray) -> np
         if not float((np.abs(residual) * weights).max()) > _ROUNDING:
             break
         jacobian = C * beta[None, :] + np.diag(pull / alpha)
-        step = -_solve(weights[:, None] * jacobian, weights * residual)
+        step = -solve_small(weights[:, None] * jacobian, weights * residual)
         merit = float(((weights * residual) ** 2).sum())
         t = min(1.0, _LONGEST_STEP / float(np.abs(step).max()))
         while t >= _SMALLEST_STEP:
@@ -273,13 +275,6 @@ def _polish(C: np.ndarray, log_c: np.ndarray, alpha: float, y: np.ndarray) -> np
             candidate = equations(y)
         residual, size, beta, pull = candidate
     return beta
-
-
-def _solve(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    try:
-        return np.linalg.solve(system, rhs)
-    except np.linalg.LinAlgError:  # singular to rounding (parallel tasks, weights 1e300 apart)
-        return np.linalg.lstsq(system, rhs, rcond=None)[0]
 
 
 def _sweep(C: np.ndarray, log_c: np.ndarray, alpha: float, y: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._combiner import GramianCombiner
-from .._gramian import nonzero_row_weights
+from .._gramian import nonzero_row_weights, solve_small
 
 # Wolfe's algorithm ends in finitely many steps in exact arithmetic; this only guards against
 # rounding making it cycle.
@@ -101,8 +101,5 @@ def _affine_nearest_point(K: np.ndarray) -> np.ndarray:
     system[m, m] = 0
     rhs = np.zeros(m + 1)
     rhs[m] = 1
-    try:
-        solution = np.linalg.solve(system, rhs)[:m]
-    except np.linalg.LinAlgError:
-        solution = np.linalg.lstsq(system, rhs, rcond=None)[0][:m]
+    solution = solve_small(system, rhs)[:m]
     return solution / solution.sum()

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._combiner import GramianCombiner
-from .._gramian import nonzero_row_weights
+from .._gramian import nonzero_row_weights, solve_small
 
 # The active-set method ends in finitely many steps in exact arithmetic; this only guards
 # against rounding making it cycle.
@@ -111,12 +111,7 @@ def _equality_solution(K: np.ndarray, x: np.ndarray, passive: list[int]) -> np.n
     projection of ``Gᵀx`` onto the subspace orthogonal to the passive rows."""
     z = np.zeros(len(K))
     if passive:
-        z[passive] = _solve(K[np.ix_(passive, passive)], -K[passive] @ x)
+        z[passive] = solve_small(K[np.ix_(passive, passive)], -K[passive] @ x)
     return z
 
 
-def _solve(K: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    try:
-        return np.linalg.solve(K, rhs)
-    except np.linalg.LinAlgError:  # rounding made the active rows dependent
-        return np.linalg.lstsq(K, rhs, rcond=None)[0]
