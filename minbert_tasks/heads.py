@@ -13,7 +13,10 @@ heads' gradients accumulate normally.
 Pipeline, in order (every step masked, so padding never changes a result):
 
 1. encode: ``cross`` — one sequence per example (a single sentence, or a pair the caller encoded
-   jointly as ``[CLS] a [SEP] b [SEP]``); ``siamese`` — each sentence of a pair on its own.
+   jointly as ``[CLS] a [SEP] b [SEP]``); ``siamese`` — each sentence of a pair on its own;
+   ``hybrid`` — both: the siamese pipeline below and a cross-encoded pair through its own
+   feature stack, the two outputs averaged (a two-view ensemble in one head: a bi-encoder
+   compares sentence vectors, a cross-encoder attends across the pair, and their errors differ).
 2. optional CNN over hidden states (``cnn=True``): ``GELU(Conv1d(k=3, padding=1))``, plus the
    input when ``residual=True``; padded positions are zeroed before and after the convolution.
 3. pooling: ``cls`` (hidden state of [CLS]), ``mean`` (mean over real tokens), ``max``
@@ -75,16 +78,19 @@ __all__ = [
 
 Pooling = Literal["cls", "mean", "max", "pooler"]
 Stack = Literal["linear", "mlp"]
-PairEncoding = Literal["cross", "siamese"]
+PairEncoding = Literal["cross", "siamese", "hybrid"]
 Output = Literal["linear", "classes", "cosine", "cosine_logit"]
 
 #: A tokenized batch: ``{"input_ids", "attention_mask", "token_type_ids"}`` for single sentences
-#: and cross-encoded pairs, ``{"a": {...}, "b": {...}}`` for siamese pairs.
+#: and cross-encoded pairs, ``{"a": {...}, "b": {...}}`` for siamese pairs, and
+#: ``{"a": {...}, "b": {...}, "ab": {...}}`` (``ab`` cross-encoded) for hybrid pairs.
 Inputs = Mapping[str, Any]
 
 POOLINGS: tuple[str, ...] = ("cls", "mean", "max", "pooler")
 STACKS: tuple[str, ...] = ("linear", "mlp")
-PAIR_ENCODINGS: tuple[str, ...] = ("cross", "siamese")
+PAIR_ENCODINGS: tuple[str, ...] = ("cross", "siamese", "hybrid")
+#: Encodings that compute siamese sentence vectors (u, v).
+SIAMESE_ENCODINGS: tuple[str, ...] = ("siamese", "hybrid")
 OUTPUTS: tuple[str, ...] = ("linear", "classes", "cosine", "cosine_logit")
 #: Outputs that compare the two sentence vectors by their cosine (siamese heads only).
 COSINE_OUTPUTS: tuple[str, ...] = ("cosine", "cosine_logit")
@@ -132,11 +138,13 @@ class HeadConfig:
         dropout: dropout probability in the stack.
         cnn: run a kernel-3 1-D convolution over the hidden states before pooling.
         residual: add the CNN's input to its output (only with ``cnn=True``).
-        pair_encoding: ``cross`` or ``siamese``; single-sentence tasks use ``cross``.
-        pair_product: append ``u ⊙ v`` to the siamese features (``siamese`` only, not with
-            ``output='cosine'``, which compares u and v itself).
-        pair_symmetric: average the output over both sentence orders (same conditions; the
-            cosine is symmetric already).
+        pair_encoding: ``cross``, ``siamese`` or ``hybrid`` (both, outputs averaged);
+            single-sentence tasks use ``cross``.
+        pair_product: append ``u ⊙ v`` to the siamese features (``siamese`` or ``hybrid``, not
+            with ``output='cosine'``, which compares u and v itself).
+        pair_symmetric: average the siamese output over both sentence orders (same conditions;
+            the cosine is symmetric already; a hybrid head's cross view still reads the pair in
+            its given order).
         output: ``linear`` (alias ``regression``/``logits``), ``classes``, ``cosine`` or
             ``cosine_logit`` (both require ``siamese``).
     """
@@ -163,9 +171,11 @@ class HeadConfig:
         if self.output in COSINE_OUTPUTS and self.pair_encoding != "siamese":
             raise ValueError(f"output={self.output!r} needs pair_encoding='siamese' (it compares u and v)")
         for option in ("pair_product", "pair_symmetric"):
-            if getattr(self, option) and (self.pair_encoding != "siamese" or self.output in COSINE_OUTPUTS):
+            if getattr(self, option) and (
+                self.pair_encoding not in SIAMESE_ENCODINGS or self.output in COSINE_OUTPUTS
+            ):
                 raise ValueError(
-                    f"{option}=True needs pair_encoding='siamese' and an output other than "
+                    f"{option}=True needs pair_encoding='siamese' or 'hybrid' and an output other than "
                     "'cosine' or 'cosine_logit' (it acts on the (u, v, |u - v|) features); got "
                     f"pair_encoding={self.pair_encoding!r}, output={self.output!r}"
                 )
@@ -268,7 +278,8 @@ class TaskHead(nn.Module):
         self.config = config
         self.hidden_size = hidden_size
         self.num_outputs = num_outputs
-        self.siamese = config.pair_encoding == "siamese"
+        self.siamese = config.pair_encoding in SIAMESE_ENCODINGS
+        self.hybrid = config.pair_encoding == "hybrid"
         self.cnn = SequenceCNN(hidden_size, config.residual) if config.cnn else None
 
         layers = config.mlp_layers if config.stack == "mlp" else 0
@@ -281,31 +292,36 @@ class TaskHead(nn.Module):
         else:
             in_dim = (4 if config.pair_product else 3) * hidden_size if self.siamese else hidden_size
             self.stack = _stack(in_dim, mlp_hidden, layers, config.dropout, num_outputs)
+        # The hybrid head's cross view: the pooled [CLS] a [SEP] b [SEP] through its own stack.
+        self.cross_stack = (
+            _stack(hidden_size, mlp_hidden, layers, config.dropout, num_outputs)
+            if self.hybrid
+            else None
+        )
 
     def extra_repr(self) -> str:
         return f"hidden_size={self.hidden_size}, num_outputs={self.num_outputs}, config={self.config}"
 
     # -- the SMART split ---------------------------------------------------------------------
 
-    def embed(self, encoder: nn.Module, inputs: Inputs) -> Tensor | tuple[Tensor, Tensor]:
-        """Embedding-layer output: ``[B, L, H]``, or ``(emb_a, emb_b)`` for a siamese head."""
+    def embed(self, encoder: nn.Module, inputs: Inputs) -> Tensor | tuple[Tensor, ...]:
+        """Embedding-layer output: ``[B, L, H]``, ``(emb_a, emb_b)`` for a siamese head, or
+        ``(emb_a, emb_b, emb_ab)`` for a hybrid head."""
         if self.siamese:
-            a, b = self._pair(inputs)
-            return (_embed(encoder, a), _embed(encoder, b))
+            return tuple(_embed(encoder, part) for part in self._parts(inputs))
         _check_batch(inputs, "inputs")
         return _embed(encoder, inputs)
 
-    def embedding_mask(self, inputs: Inputs) -> Tensor | tuple[Tensor, Tensor]:
+    def embedding_mask(self, inputs: Inputs) -> Tensor | tuple[Tensor, ...]:
         """The padding mask(s) matching :meth:`embed` (1 = real token)."""
         if self.siamese:
-            a, b = self._pair(inputs)
-            return (a["attention_mask"], b["attention_mask"])
+            return tuple(part["attention_mask"] for part in self._parts(inputs))
         return inputs["attention_mask"]
 
     def forward_from_embeddings(
         self,
         encoder: nn.Module,
-        embeddings: Tensor | tuple[Tensor, Tensor],
+        embeddings: Tensor | tuple[Tensor, ...],
         inputs: Inputs,
     ) -> Tensor:
         """Outputs from (possibly perturbed) embeddings; ``inputs`` supplies the masks."""
@@ -314,10 +330,22 @@ class TaskHead(nn.Module):
                 raise TypeError("a cross/single head takes one embeddings tensor [B, L, H]")
             mask = inputs["attention_mask"]
             return self._output(self._pool(encoder, encoder.encode(embeddings, mask), mask))
-        if not (isinstance(embeddings, tuple) and len(embeddings) == 2):
-            raise TypeError("a siamese head takes embeddings as a tuple (emb_a, emb_b)")
-        a, b = self._pair(inputs)
-        u, v = self._encode_pair(encoder, embeddings, (a["attention_mask"], b["attention_mask"]))
+        parts = self._parts(inputs)
+        if not (isinstance(embeddings, tuple) and len(embeddings) == len(parts)):
+            expected = "(emb_a, emb_b, emb_ab)" if self.hybrid else "(emb_a, emb_b)"
+            raise TypeError(f"a {self.config.pair_encoding} head takes embeddings as a tuple {expected}")
+        masks = tuple(part["attention_mask"] for part in parts)
+        siamese = self._siamese_output(encoder, embeddings[:2], masks[:2])  # type: ignore[arg-type]
+        if not self.hybrid:
+            return siamese
+        assert self.cross_stack is not None
+        joint = self._pool(encoder, encoder.encode(embeddings[2], masks[2]), masks[2])
+        return 0.5 * (siamese + self._output(joint, self.cross_stack))
+
+    def _siamese_output(
+        self, encoder: nn.Module, embeddings: tuple[Tensor, Tensor], masks: tuple[Tensor, Tensor]
+    ) -> Tensor:
+        u, v = self._encode_pair(encoder, embeddings, masks)
         if self.config.output in COSINE_OUTPUTS:
             cos = F.cosine_similarity(self.stack(u), self.stack(v), dim=-1, eps=1e-8)
             if self.config.output == "cosine_logit":
@@ -338,18 +366,18 @@ class TaskHead(nn.Module):
         """``(forward, embeddings, mask)`` with one embeddings tensor, for regularisers such as
         ``gradbalance.regularizers.SmoothnessRegularizer`` that perturb a single ``[B, L, H]``
         tensor: ``forward(embeddings)`` equals ``self(encoder, inputs)``. A siamese pair's two
-        embeddings are joined along the token axis (``[B, L_a + L_b, H]``) and split again by
-        ``forward``, so the perturbation and its per-example ℓ∞ ball cover both sentences.
+        embeddings (a hybrid pair's three) are joined along the token axis (``[B, L_a + L_b,
+        H]``) and split again by ``forward``, so the perturbation and its per-example ℓ∞ ball
+        cover every sequence.
         """
         embeddings = self.embed(encoder, inputs)
         mask = self.embedding_mask(inputs)
         if not self.siamese:
             return (lambda e: self.forward_from_embeddings(encoder, e, inputs)), embeddings, mask  # type: ignore[return-value]
-        split = embeddings[0].shape[1]
+        widths = [e.shape[1] for e in embeddings]
 
         def forward(joined: Tensor) -> Tensor:
-            pair = (joined[:, :split], joined[:, split:])
-            return self.forward_from_embeddings(encoder, pair, inputs)
+            return self.forward_from_embeddings(encoder, joined.split(widths, dim=1), inputs)
 
         return forward, torch.cat(embeddings, dim=1), torch.cat(mask, dim=1)
 
@@ -365,11 +393,13 @@ class TaskHead(nn.Module):
         return torch.cat(features, dim=-1)
 
     def pooled(self, encoder: nn.Module, inputs: Inputs) -> Tensor | tuple[Tensor, Tensor]:
-        """Sentence vector(s) after the CNN and pooling: ``[B, H]`` or ``(u, v)``."""
-        embeddings = self.embed(encoder, inputs)
+        """Sentence vector(s) after the CNN and pooling: ``[B, H]``, or the siamese ``(u, v)``
+        (for a hybrid head too)."""
         if self.siamese:
-            a, b = self._pair(inputs)
-            return self._encode_pair(encoder, embeddings, (a["attention_mask"], b["attention_mask"]))  # type: ignore[arg-type]
+            a, b = self._parts(inputs)[:2]
+            embeddings = (_embed(encoder, a), _embed(encoder, b))
+            return self._encode_pair(encoder, embeddings, (a["attention_mask"], b["attention_mask"]))
+        embeddings = self.embed(encoder, inputs)
         mask = inputs["attention_mask"]
         return self._pool(encoder, encoder.encode(embeddings, mask), mask)
 
@@ -385,8 +415,8 @@ class TaskHead(nn.Module):
             return masked_mean(hidden, mask)
         return masked_max(hidden, mask)
 
-    def _output(self, features: Tensor) -> Tensor:
-        out = self.stack(features)
+    def _output(self, features: Tensor, stack: nn.Module | None = None) -> Tensor:
+        out = (self.stack if stack is None else stack)(features)
         return out.squeeze(-1) if self.num_outputs == 1 else out
 
     def _encode_pair(
@@ -404,18 +434,21 @@ class TaskHead(nn.Module):
         pooled = self._pool(encoder, encoder.encode(emb, mask), mask)
         return pooled[: ea.shape[0]], pooled[ea.shape[0] :]
 
-    @staticmethod
-    def _pair(inputs: Inputs) -> tuple[Inputs, Inputs]:
-        if "a" not in inputs or "b" not in inputs:
+    def _parts(self, inputs: Inputs) -> tuple[Inputs, ...]:
+        """The batches a siamese (``a``, ``b``) or hybrid (``a``, ``b``, ``ab``) head reads."""
+        keys = ("a", "b", "ab") if self.hybrid else ("a", "b")
+        if any(k not in inputs for k in keys):
+            layout = ", ".join(f"{k!r}: batch" for k in keys)
             raise KeyError(
-                "a siamese head takes inputs {'a': batch, 'b': batch}; got keys "
-                f"{sorted(inputs)} (collate with pair_encoding='siamese')"
+                f"a {self.config.pair_encoding} head takes inputs {{{layout}}}; got keys "
+                f"{sorted(inputs)} (collate with pair_encoding={self.config.pair_encoding!r})"
             )
-        _check_batch(inputs["a"], "inputs['a']")
-        _check_batch(inputs["b"], "inputs['b']")
-        if len(inputs["a"]["input_ids"]) != len(inputs["b"]["input_ids"]):
-            raise ValueError("inputs['a'] and inputs['b'] hold different numbers of examples")
-        return inputs["a"], inputs["b"]
+        for k in keys:
+            _check_batch(inputs[k], f"inputs[{k!r}]")
+        sizes = {k: len(inputs[k]["input_ids"]) for k in keys}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"the pair's batches hold different numbers of examples: {sizes}")
+        return tuple(inputs[k] for k in keys)
 
 
 def _embed(encoder: nn.Module, batch: Inputs) -> Tensor:

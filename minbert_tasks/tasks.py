@@ -34,7 +34,7 @@ from torch import Tensor
 
 from minbert_tasks import metrics
 from minbert_tasks.data import PairExample, ReadResult, SentenceExample, read_task_split
-from minbert_tasks.heads import HeadConfig, Inputs, TaskHead, build_head
+from minbert_tasks.heads import PAIR_ENCODINGS, HeadConfig, Inputs, TaskHead, build_head
 
 __all__ = [
     "PARA",
@@ -131,8 +131,10 @@ class TaskSpec:
 
     def check_head(self, config: HeadConfig) -> None:
         """Raise ``ValueError`` if ``config`` does not fit this task."""
-        if self.kind == "single" and config.pair_encoding == "siamese":
-            raise ValueError(f"{self.name}: a single-sentence task cannot use a siamese head")
+        if self.kind == "single" and config.pair_encoding != "cross":
+            raise ValueError(
+                f"{self.name}: a single-sentence task cannot use a {config.pair_encoding} head"
+            )
         if config.output in ("classes", "cosine") and self.output != "regression":
             raise ValueError(
                 f"{self.name}: output={config.output!r} is for regression tasks; "
@@ -197,20 +199,22 @@ class TaskSpec:
         """Tokenize ``examples`` into head inputs and a label tensor.
 
         ``pair_encoding`` (pair tasks; default: :attr:`head`'s): ``cross`` gives one batch of
-        ``[CLS] a [SEP] b [SEP]``, ``siamese`` gives ``{"a": batch, "b": batch}``. Labels are
+        ``[CLS] a [SEP] b [SEP]``, ``siamese`` gives ``{"a": batch, "b": batch}``, ``hybrid``
+        gives both, ``{"a": batch, "b": batch, "ab": cross batch}``. Labels are
         ``int64`` for multiclass, ``float32`` otherwise, or ``None`` when no example has one.
         """
         examples = list(examples)
         if not examples:
             raise ValueError(f"{self.name}: cannot collate an empty list of examples")
         encoding, first, second = self._texts(examples, pair_encoding)
-        if encoding == "siamese":
-            inputs = {
-                "a": _batch(tokenizer.encode(first, max_length=max_length)),
-                "b": _batch(tokenizer.encode(second, max_length=max_length)),
-            }
-        else:
-            inputs = _batch(tokenizer.encode(first, pairs=second, max_length=max_length))
+        if encoding == "cross":
+            return _batch(tokenizer.encode(first, pairs=second, max_length=max_length)), self._labels(examples)
+        inputs = {
+            "a": _batch(tokenizer.encode(first, max_length=max_length)),
+            "b": _batch(tokenizer.encode(second, max_length=max_length)),
+        }
+        if encoding == "hybrid":
+            inputs["ab"] = _batch(tokenizer.encode(first, pairs=second, max_length=max_length))
         return inputs, self._labels(examples)
 
     def lengths(
@@ -221,8 +225,8 @@ class TaskSpec:
         pair_encoding: str | None = None,
     ) -> list[int]:
         """Per-example token count that sets a batch's padded length under :meth:`collate`:
-        the sentence, the ``[CLS] a [SEP] b [SEP]`` pair, or the longer side of a Siamese pair.
-        Used to group training batches by length."""
+        the sentence, the ``[CLS] a [SEP] b [SEP]`` pair (cross and hybrid), or the longer side
+        of a Siamese pair. Used to group training batches by length."""
         examples = list(examples)
         if not examples:
             return []
@@ -240,13 +244,15 @@ class TaskSpec:
         checked against this task's kind (``pair_encoding`` defaults to :attr:`head`'s)."""
         encoding = self.head.pair_encoding if pair_encoding is None else pair_encoding
         if self.kind == "single":
-            if encoding == "siamese":
-                raise ValueError(f"{self.name}: a single-sentence task cannot be siamese-encoded")
+            if encoding != "cross":
+                raise ValueError(f"{self.name}: a single-sentence task cannot be {encoding}-encoded")
             _expect(examples, SentenceExample, self.name)
             return encoding, [e.text for e in examples], None  # type: ignore[union-attr]
         _expect(examples, PairExample, self.name)
-        if encoding not in ("cross", "siamese"):
-            raise ValueError(f"pair_encoding must be 'cross' or 'siamese'; got {encoding!r}")
+        if encoding not in PAIR_ENCODINGS:
+            raise ValueError(
+                f"pair_encoding must be one of {', '.join(PAIR_ENCODINGS)}; got {encoding!r}"
+            )
         first = [e.text_a for e in examples]  # type: ignore[union-attr]
         second = [e.text_b for e in examples]  # type: ignore[union-attr]
         return encoding, first, second

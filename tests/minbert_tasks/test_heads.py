@@ -51,13 +51,16 @@ def inputs_for(config: HeadConfig, extra_pad: int = 0) -> dict:
     if config.pair_encoding == "cross":
         return pad(a, extra_pad)
     b = batch(2, [4, 7, 2])
-    return {"a": pad(a, extra_pad), "b": pad(b, extra_pad)}
+    inputs = {"a": pad(a, extra_pad), "b": pad(b, extra_pad)}
+    if config.pair_encoding == "hybrid":
+        inputs["ab"] = pad(batch(3, [9, 10, 7]), extra_pad)
+    return inputs
 
 
 def all_configs() -> list[HeadConfig]:
     configs = []
     for pooling, stack, (cnn, residual), pair in itertools.product(
-        ("cls", "mean", "max", "pooler"), ("linear", "mlp"), CNN_OPTIONS, ("cross", "siamese")
+        ("cls", "mean", "max", "pooler"), ("linear", "mlp"), CNN_OPTIONS, ("cross", "siamese", "hybrid")
     ):
         outputs = ("linear", "classes") + (("cosine", "cosine_logit") if pair == "siamese" else ())
         for output in outputs:
@@ -98,15 +101,20 @@ def test_every_combination_shapes_smart_split_and_padding(encoder: MinBert, conf
     if config.pair_encoding == "siamese":
         assert isinstance(emb, tuple) and len(emb) == 2
         assert emb[0].shape == (3, 6, H) and emb[1].shape == (3, 7, H)
+    elif config.pair_encoding == "hybrid":
+        assert isinstance(emb, tuple) and len(emb) == 3
+        assert [e.shape for e in emb] == [(3, 6, H), (3, 7, H), (3, 10, H)]
     else:
         assert emb.shape == (3, 6, H)
     torch.testing.assert_close(head.forward_from_embeddings(encoder, emb, inputs), out, rtol=0, atol=0)
     # Perturbing the embeddings changes the output (the split is not a detached shortcut).
-    if isinstance(emb, tuple):
-        bumped = (emb[0] + 0.5 * torch.randn_like(emb[0]), emb[1])
+    if isinstance(emb, tuple):  # every part of a pair reaches the output
+        for k in range(len(emb)):
+            bumped = tuple(e + 0.5 * torch.randn_like(e) if j == k else e for j, e in enumerate(emb))
+            assert not torch.allclose(head.forward_from_embeddings(encoder, bumped, inputs), out)
     else:
         bumped = emb + 0.5 * torch.randn_like(emb)
-    assert not torch.allclose(head.forward_from_embeddings(encoder, bumped, inputs), out)
+        assert not torch.allclose(head.forward_from_embeddings(encoder, bumped, inputs), out)
     # Appending padding changes nothing (masked attention, CNN and pooling).
     with torch.no_grad():
         padded = head(encoder, inputs_for(config, extra_pad=4))
@@ -258,6 +266,28 @@ def test_pair_symmetric_head_averages_both_orders(encoder: MinBert, product: boo
         torch.testing.assert_close(symmetric(encoder, {"a": b, "b": a}), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_hybrid_head_averages_a_siamese_and_a_cross_head(encoder: MinBert, symmetric: bool) -> None:
+    """hybrid = ½ (the siamese head + the cross head) when they hold the hybrid's two stacks."""
+    options = {"pooling": "mean", "stack": "mlp", "mlp_hidden": 16}
+    torch.manual_seed(0)
+    hybrid = build_head(HeadConfig(pair_encoding="hybrid", pair_symmetric=symmetric, **options), H, 3).eval()
+    siamese = build_head(HeadConfig(pair_encoding="siamese", pair_symmetric=symmetric, **options), H, 3).eval()
+    cross = build_head(HeadConfig(**options), H, 3).eval()
+    siamese.stack.load_state_dict(hybrid.stack.state_dict())
+    assert hybrid.cross_stack is not None
+    cross.stack.load_state_dict(hybrid.cross_stack.state_dict())
+    a, b, ab = batch(1, [6, 3, 5]), batch(2, [4, 7, 2]), batch(3, [9, 10, 7])
+    with torch.no_grad():
+        expected = 0.5 * (siamese(encoder, {"a": a, "b": b}) + cross(encoder, ab))
+        torch.testing.assert_close(hybrid(encoder, {"a": a, "b": b, "ab": ab}), expected)
+        assert not torch.allclose(expected, siamese(encoder, {"a": a, "b": b}), atol=1e-3)
+        torch.testing.assert_close(hybrid.pooled(encoder, {"a": a, "b": b, "ab": ab}),
+                                   siamese.pooled(encoder, {"a": a, "b": b}))
+    # The two views keep separate parameters.
+    assert hybrid.cross_stack[1].weight.shape == (16, H) and hybrid.stack[1].weight.shape == (16, 3 * H)
+
+
 def test_mlp_depth_and_dropout() -> None:
     head = build_head(HeadConfig(stack="mlp", mlp_layers=3, mlp_hidden=8, dropout=0.5), H, 5)
     linears = [m for m in head.stack if isinstance(m, torch.nn.Linear)]
@@ -311,6 +341,8 @@ def test_pair_product_head_reads_the_product(encoder: MinBert) -> None:
         {"pair_product": 1, "pair_encoding": "siamese"},
         {"pair_symmetric": True},  # needs siamese
         {"pair_symmetric": True, "pair_encoding": "siamese", "output": "cosine"},
+        {"pair_encoding": "hybrid", "output": "cosine"},  # compares u and v only
+        {"pair_encoding": "hybrid", "output": "cosine_logit"},
     ],
 )
 def test_bad_options_are_refused(options: dict) -> None:
@@ -336,3 +368,9 @@ def test_wrong_input_layout_is_explained(encoder: MinBert) -> None:
         build_head(HeadConfig(pair_encoding="siamese"), H, 1)(encoder, inputs)
     with pytest.raises(KeyError, match="input_ids"):
         build_head(HeadConfig(), H, 1)(encoder, {"a": inputs, "b": inputs})
+    with pytest.raises(KeyError, match="'ab'"):
+        build_head(HeadConfig(pair_encoding="hybrid"), H, 1)(encoder, {"a": inputs, "b": inputs})
+    with pytest.raises(ValueError, match="different numbers"):
+        build_head(HeadConfig(pair_encoding="hybrid"), H, 1)(
+            encoder, {"a": inputs, "b": inputs, "ab": batch(2, [3, 2, 4])}
+        )

@@ -78,6 +78,15 @@ def test_collate_single_cross_and_siamese(tokenizer: Tokenizer) -> None:
     assert inputs["b"]["token_type_ids"].eq(0).all()
     torch.testing.assert_close(labels, torch.tensor([5.0, 0.4, 3.6, 1.8]))
 
+    # hybrid: the siamese pair and the cross-encoded pair, the same tensors as each layout alone.
+    hybrid, _ = PARA.collate(PARAS, tokenizer, max_length=16, pair_encoding="hybrid")
+    siamese, _ = PARA.collate(PARAS, tokenizer, max_length=16, pair_encoding="siamese")
+    cross, _ = PARA.collate(PARAS, tokenizer, max_length=16, pair_encoding="cross")
+    assert set(hybrid) == {"a", "b", "ab"}
+    for key in ("a", "b"):
+        assert all(torch.equal(hybrid[key][k], siamese[key][k]) for k in siamese[key])
+    assert all(torch.equal(hybrid["ab"][k], cross[k]) for k in cross)
+
     # The default encoding is the task's head's; truncation respects max_length.
     inputs, _ = PARA.collate(PARAS, tokenizer, max_length=6)
     assert "input_ids" in inputs and inputs["input_ids"].shape[1] == 6
@@ -91,6 +100,10 @@ def test_collate_labels_and_errors(tokenizer: Tokenizer) -> None:
         SST.collate([*unlabeled[:1], *SENTENCES[:2]], tokenizer)
     with pytest.raises(ValueError, match="siamese"):
         SST.collate(SENTENCES, tokenizer, pair_encoding="siamese")
+    with pytest.raises(ValueError, match="hybrid"):
+        SST.collate(SENTENCES, tokenizer, pair_encoding="hybrid")
+    with pytest.raises(ValueError, match="cross, siamese, hybrid"):
+        PARA.collate(PARAS, tokenizer, pair_encoding="bi")
     with pytest.raises(TypeError, match="PairExample"):
         PARA.collate(SENTENCES, tokenizer)
     with pytest.raises(ValueError, match="empty"):
@@ -101,11 +114,14 @@ def test_lengths_are_the_padded_length_each_example_needs(tokenizer: Tokenizer) 
     def padded(inputs: dict) -> list[int]:
         return inputs["attention_mask"].sum(1).tolist()
 
-    for task, examples, encoding in ((SST, SENTENCES, None), (PARA, PARAS, "cross"), (STS, STSS, "siamese")):
+    cases = ((SST, SENTENCES, None), (PARA, PARAS, "cross"), (STS, STSS, "siamese"), (PARA, PARAS, "hybrid"))
+    for task, examples, encoding in cases:
         lengths = task.lengths(examples, tokenizer, max_length=16, pair_encoding=encoding)
         one_by_one = [task.collate([e], tokenizer, 16, encoding)[0] for e in examples]
         if encoding == "siamese":  # the longer side sets the batch's padded length
             assert lengths == [max(padded(i["a"])[0], padded(i["b"])[0]) for i in one_by_one]
+        elif encoding == "hybrid":  # the cross-encoded pair is the longest sequence
+            assert lengths == [padded(i["ab"])[0] for i in one_by_one]
         else:
             assert lengths == [padded(i)[0] for i in one_by_one]
     # Truncation caps the count, and computing lengths does not count as truncating inputs.
@@ -168,12 +184,13 @@ def test_metrics_and_overall() -> None:
         (PARA, PARAS, HeadConfig()),
         (PARA, PARAS, HeadConfig(pooling="mean", pair_encoding="siamese")),
         (PARA, PARAS, HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine_logit")),
+        (PARA, PARAS, HeadConfig(pooling="mean", pair_encoding="hybrid", stack="mlp", pair_symmetric=True)),
         (STS, STSS, HeadConfig(pooling="max")),
         (STS, STSS, HeadConfig(pooling="pooler", output="classes")),
         (STS, STSS, HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine")),
     ],
-    ids=["sst-cnn-mlp", "para-cross", "para-siamese", "para-cosine-logit", "sts-regression", "sts-classes",
-         "sts-cosine"],
+    ids=["sst-cnn-mlp", "para-cross", "para-siamese", "para-cosine-logit", "para-hybrid", "sts-regression",
+         "sts-classes", "sts-cosine"],
 )
 def test_loss_decreases_with_training(tokenizer: Tokenizer, task: TaskSpec, examples: list, config: HeadConfig) -> None:
     torch.manual_seed(0)
@@ -273,8 +290,9 @@ def test_inputs_to_moves_nested_tensors(tokenizer: Tokenizer) -> None:
         (SST, SENTENCES, HeadConfig()),
         (PARA, PARAS, HeadConfig()),
         (STS, STSS, HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine")),
+        (PARA, PARAS, HeadConfig(pooling="mean", pair_encoding="hybrid")),
     ],
-    ids=["sst", "para-cross", "sts-siamese-cosine"],
+    ids=["sst", "para-cross", "sts-siamese-cosine", "para-hybrid"],
 )
 def test_heads_work_with_gradbalance_smart(
     tokenizer: Tokenizer, task: TaskSpec, examples: list, config: HeadConfig
