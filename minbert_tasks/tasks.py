@@ -208,13 +208,14 @@ class TaskSpec:
             raise ValueError(f"{self.name}: cannot collate an empty list of examples")
         encoding, first, second = self._texts(examples, pair_encoding)
         if encoding == "cross":
-            return _batch(tokenizer.encode(first, pairs=second, max_length=max_length)), self._labels(examples)
-        inputs = {
-            "a": _batch(tokenizer.encode(first, max_length=max_length)),
-            "b": _batch(tokenizer.encode(second, max_length=max_length)),
-        }
-        if encoding == "hybrid":
-            inputs["ab"] = _batch(tokenizer.encode(first, pairs=second, max_length=max_length))
+            inputs = _batch(tokenizer.encode(first, pairs=second, max_length=max_length))
+        else:
+            inputs = {
+                "a": _batch(tokenizer.encode(first, max_length=max_length)),
+                "b": _batch(tokenizer.encode(second, max_length=max_length)),
+            }
+            if encoding == "hybrid":
+                inputs["ab"] = _batch(tokenizer.encode(first, pairs=second, max_length=max_length))
         return inputs, self._labels(examples)
 
     def lengths(

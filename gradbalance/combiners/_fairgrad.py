@@ -124,8 +124,7 @@ def fair_weights(K: Tensor, alpha: float) -> Tensor:
     # Tasks with the same direction (cosine 1 to rounding) share one equation's left side, so
     # each group is solved as one task and split after (see _log_weights); a system holding
     # both would be singular to rounding.
-    group = np.unique(np.argmax(C >= 1 - _PARALLEL, axis=1), return_inverse=True)[1]
-    first = np.unique(group, return_index=True)[1]
+    _, first, group = np.unique(np.argmax(C >= 1 - _PARALLEL, axis=1), return_index=True, return_inverse=True)
     reduced = C[np.ix_(first, first)]
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing trial step is rejected
         # From Nash-MTL's problem (α = 1, scale-free) to α in steps of a factor _STAGE, each
