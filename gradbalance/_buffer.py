@@ -49,9 +49,9 @@ class TaskGradients:
     accumulate as usual.
 
     Rows are zeroed at the first ``task()`` of each step (after construction, after
-    :meth:`combine` or after :meth:`zero_`), so a parameter that task ``t`` never reaches reads
-    0 in row ``t``, and a task that sat out the step has an all-zero row (every built-in treats
-    a zero row as absent).
+    :meth:`combine`, even one that raised, or after :meth:`zero_`), so a parameter that task
+    ``t`` never reaches reads 0 in row ``t``, and a task that sat out the step has an all-zero
+    row (every built-in treats a zero row as absent).
 
     Example::
 
@@ -192,13 +192,17 @@ class TaskGradients:
             p.grad = None
 
     def combine(self, combiner: GradientCombiner, segments: Sequence[int] | None = None) -> Combination:
-        """Combine the rows into :attr:`result` and point every shared ``.grad`` at it."""
+        """Combine the rows into :attr:`result` and point every shared ``.grad`` at it.
+
+        The next ``task()`` starts a new step (zero rows) even if this raised, so a step
+        rejected for a NaN/Inf gradient can be skipped; the rows stay readable until then.
+        """
+        self._stale = True
         info = combiner.combine_with_info(self.rows, segments, out=self.result)
         if info.direction.data_ptr() != self.result.data_ptr():
             self.result.copy_(info.direction)  # a plugin that ignored out=
         for p, v in zip(self._params, self._result_views):
             p.grad = v
-        self._stale = True
         return info
 
     def __repr__(self) -> str:

@@ -122,28 +122,32 @@ def fair_weights(K: Tensor, alpha: float) -> Tensor:
         return torch.zeros_like(K.diagonal())
     log_norms = np.log(norms)
     # Tasks with the same direction (cosine 1 to rounding) share one equation's left side, so
-    # each group is solved as one task and split after (see _log_weights); a system holding
+    # each group is solved as one task and split after (see _group_split); a system holding
     # both would be singular to rounding.
     _, first, group = np.unique(np.argmax(C >= 1 - _PARALLEL, axis=1), return_index=True, return_inverse=True)
     reduced = C[np.ix_(first, first)]
+    # From Nash-MTL's problem (α = 1, scale-free) to α in steps of a factor _STAGE, each solved
+    # from the last: far from α = 1 and with norms 1e25 apart, c below spans hundreds of orders
+    # of magnitude and a cold start can stall.
+    stages = math.ceil(abs(math.log(alpha)) / math.log(_STAGE))
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowing trial step is rejected
-        # From Nash-MTL's problem (α = 1, scale-free) to α in steps of a factor _STAGE, each
-        # solved from the last: far from α = 1 and with norms 1e25 apart, c below spans
-        # hundreds of orders of magnitude and a cold start can stall.
-        log_b = _log_weights(reduced, log_norms, group, 1.0, None)
-        stages = math.ceil(abs(math.log(alpha)) / math.log(_STAGE))
+        log_c, log_share = _group_split(log_norms, group, 1.0)
+        log_b = _log_weights(reduced, log_c, 1.0, None)
         for stage in range(1, stages + 1):
-            log_b = _log_weights(reduced, log_norms, group, alpha ** (stage / stages), log_b)
-        # Split each group's β: member t has β_t ∝ c_t^α (its equation's right side is shared).
-        log_share = alpha * _log_c(log_norms, alpha)
-        log_share -= _group_logsumexp(log_share, group)[group]
+            log_c, log_share = _group_split(log_norms, group, alpha ** (stage / stages))
+            log_b = _log_weights(reduced, log_c, alpha ** (stage / stages), log_b)
+        # Each group's β split among its members (log_share at the last stage's α = alpha).
         log_w = log_b[group] + log_share - log_norms
     return torch.from_numpy(np.exp(log_w)).to(K.dtype)
 
 
-def _log_c(log_norms: np.ndarray, alpha: float) -> np.ndarray:
-    """``log c_t`` with ``c_t = ‖g_t‖^(1/α − 1)``: the right sides' coefficients in β."""
-    return (1 / alpha - 1) * log_norms
+def _group_split(log_norms: np.ndarray, group: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, ``log c`` with ``c = (Σ_t c_t^α)^(1/α)`` (``c_t = ‖g_t‖^(1/α − 1)``, the right
+    sides' coefficients in β); per member, ``log (c_t^α / Σ c^α)``, its share of the group's β.
+    A group's members share ``(Cβ)_t = P``, so ``β_t = (c_t/P)^α``: the group is one task."""
+    member = alpha * ((1 / alpha - 1) * log_norms)  # α log c_t
+    total = _group_logsumexp(member, group)
+    return total / alpha, member - total[group]
 
 
 def _group_logsumexp(values: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -152,14 +156,9 @@ def _group_logsumexp(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     return np.logaddexp.reduceat(values[np.argsort(group, kind="stable")], starts)
 
 
-def _log_weights(
-    C: np.ndarray, log_norms: np.ndarray, group: np.ndarray, alpha: float, start: np.ndarray | None
-) -> np.ndarray:
-    """``log Σ_{t ∈ group} β_t`` per group at ``alpha``, from ``start`` (the same at a nearby
-    ``alpha``) or cold. A group's members share ``(Cβ)_t = P``, so ``β_t = (c_t/P)^α`` and
-    the group is one task with ``c = (Σ_t c_t^α)^(1/α)``."""
-    member = alpha * _log_c(log_norms, alpha)
-    log_c = _group_logsumexp(member, group) / alpha
+def _log_weights(C: np.ndarray, log_c: np.ndarray, alpha: float, start: np.ndarray | None) -> np.ndarray:
+    """``log β`` per group for the groups' ``log c`` at ``alpha``, from ``start`` (the same at a
+    nearby ``alpha``) or cold."""
     # C β = c β^(−1/α); scaling c by κ scales β by κ^(α/(1+α)), so the solver sees c relative
     # to its largest entry and the scale comes back in the logarithm.
     log_kappa = float(log_c.max())

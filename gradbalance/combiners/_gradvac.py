@@ -121,4 +121,5 @@ class GradVac(GramianCombiner):
         state = dict(state)
         load_generator_state(self._generator, state, type(self).__name__)
         targets = state.get("targets")
-        self._targets = None if targets is None else targets.detach().to(torch.float64).clone()
+        # On the CPU with the Gramians, wherever the checkpoint was mapped to.
+        self._targets = None if targets is None else targets.detach().to("cpu", torch.float64).clone()

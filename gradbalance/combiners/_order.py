@@ -40,4 +40,6 @@ def generator_state(generator: torch.Generator) -> dict[str, Any]:
 def load_generator_state(generator: torch.Generator, state: dict[str, Any], owner: str) -> None:
     if "rng" not in state:
         raise ValueError(f"{owner} state is missing 'rng' (got keys {sorted(state)})")
-    generator.set_state(state["rng"])
+    # A checkpoint loaded with torch.load(map_location="cuda") holds the state on the GPU; the
+    # generator is a CPU one and accepts only a CPU byte tensor.
+    generator.set_state(torch.as_tensor(state["rng"], dtype=torch.uint8, device="cpu"))

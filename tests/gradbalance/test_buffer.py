@@ -114,6 +114,29 @@ def test_rows_are_zeroed_for_the_next_step(setup):
     assert torch.count_nonzero(buffer.rows[1:]) == 0
 
 
+def test_a_step_whose_combine_failed_can_be_skipped(setup):
+    # The usual answer to a NaN loss is to skip that step: the next step must start from zero
+    # rows, not accumulate onto the rejected gradients (which would reject every later step).
+    model, xs = setup
+    buffer = TaskGradients(shared(model), num_tasks=3)
+    for t in range(3):
+        with buffer.task(t):
+            (model.loss(t, xs[t]) * (float("nan") if t == 1 else 1.0)).backward()
+    with pytest.raises(gradbalance.NonFiniteGradientError, match="task 1"):
+        buffer.combine(gradbalance.create("sum"))
+    assert torch.isnan(buffer.rows[1]).all()  # still there to inspect until the next step
+    for t in range(3):
+        with buffer.task(t):
+            model.loss(t, xs[t]).backward()
+    params = buffer.parameters
+    for t in range(3):
+        grads = torch.autograd.grad(model.loss(t, xs[t]), params, allow_unused=True)
+        want = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+        torch.testing.assert_close(buffer.rows[t], want)
+    buffer.combine(gradbalance.create("sum"))
+    torch.testing.assert_close(buffer.result, buffer.rows.sum(0))
+
+
 def test_segments_by_tensor_module_whole_and_function(setup):
     model, _ = setup
     buffer = TaskGradients(shared(model), num_tasks=3)

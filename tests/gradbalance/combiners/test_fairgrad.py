@@ -174,6 +174,29 @@ def test_extreme_exponents_stay_finite():
         assert bool((G @ info.direction > 0).all())
 
 
+def test_a_stalled_newton_descent_is_restarted_by_a_coordinate_sweep(monkeypatch):
+    # At α = 30 with norms 1e25 apart the huge task's weight (~1e-750) is below float64's range,
+    # held at the smallest normal number: its equation cannot hold, and Newton on all of them
+    # stalls. The Gauss-Seidel sweep (_sweep) then solves the other tasks' equations one by one;
+    # without it they stay 10-30% off.
+    from gradbalance.combiners import _fairgrad
+
+    calls = []
+    sweep = _fairgrad._sweep
+    monkeypatch.setattr(_fairgrad, "_sweep", lambda *args: calls.append(1) or sweep(*args))
+    G = torch.randn(3, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    G[0] *= 1e-10
+    G[2] *= 1e15
+    alpha = 30.0
+    info = FairGrad(alpha=alpha).combine_with_info(G)
+    assert calls
+    w, d = info.weights[0], info.direction
+    assert float(w[2]) < 1e-300
+    progress, want = G[:2] @ d, w[:2] ** (-1 / alpha)
+    rounding = 1e-12 * G[:2].norm(dim=1) * float((w * G.norm(dim=1)).sum())
+    assert ((progress - want).abs() <= 1e-8 * want + rounding).all()
+
+
 def test_options_are_validated_and_registered():
     made = gradbalance.create("fairgrad", alpha=2.0)
     assert isinstance(made, FairGrad) and made.alpha == 2.0
