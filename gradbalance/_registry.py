@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import inspect
 import warnings
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -96,21 +98,38 @@ class Registry:
 
     def _load_entry_points(self) -> None:
         for ep, dist, plugin in load_entry_points(self._group):
-            self.register(plugin, source=dist, name=f"{dist}:{ep.name}")
+            name = f"{dist}:{ep.name}"
+            if not self.manager.has_plugin(name):  # one distribution twice on sys.path: keep the first
+                self._add(plugin, source=dist, name=name)
 
     def register(self, plugin: object, *, source: str | None = None, name: str | None = None) -> None:
-        """Register an in-process plugin object (a module or an instance with hookimpls)."""
+        """Register an in-process plugin object (a module or an instance with hookimpls).
+
+        ``name`` defaults to the module's name or the instance's qualified class name, and
+        ``source`` (shown by ``gradbalance list``) to ``name``. Registering again under the same
+        name replaces the earlier plugin, so re-running a notebook cell does not conflict.
+        """
         manager = self.manager
-        if name is not None and manager.has_plugin(name):
-            # The same distribution installed twice on sys.path: keep the first.
-            return
+        if name is None and isinstance(plugin, ModuleType):
+            name = plugin.__name__
+        elif name is None:
+            owner = plugin if isinstance(plugin, type) else type(plugin)
+            name = f"{owner.__module__}.{owner.__qualname__}"
+        if manager.has_plugin(name):
+            manager.unregister(name=name)
+            self._sources.pop(name, None)
+            self._entries = None
+        self._add(plugin, source=source, name=name)
+
+    def _add(self, plugin: object, *, source: str | None, name: str) -> None:
+        manager = self.manager
         try:
             plugin_name = manager.register(plugin, name=name)
-        except pluggy.PluginValidationError as exc:
+        except (pluggy.PluginValidationError, ValueError) as exc:  # bad hooks; an object registered twice
             warnings.warn(
                 f"gradbalance: skipped plugin from {source or name!r}: {exc}",
                 PluginLoadWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             return
         if plugin_name is not None:
@@ -128,11 +147,25 @@ class Registry:
     def _collect(self, kind: str) -> dict[str, PluginEntry]:
         hook = getattr(self.manager.hook, _KINDS[kind])
         found: dict[str, PluginEntry] = {}
-        # Call implementations one at a time so each class is traced to its plugin.
+        # Call implementations one at a time so each class is traced to its plugin, and a plugin
+        # whose hook fails (a lazy import, a class that is not a combiner) costs only itself.
         for impl in hook.get_hookimpls():
             source = self._sources.get(impl.plugin_name, impl.plugin_name)
-            for cls in impl.function() or ():
-                entry = self._entry(cls, kind, source)
+            try:
+                returned = impl.function() or ()
+                if not isinstance(returned, (list, tuple)):
+                    raise TypeError(f"{_KINDS[kind]}() must return a list of classes, got {returned!r}")
+                entries = [self._entry(cls, kind, source) for cls in returned]
+            except Exception as exc:
+                warnings.warn(
+                    f"gradbalance: skipped the {kind}s of plugin {source!r} ({impl.plugin_name}): "
+                    f"{type(exc).__name__}: {exc}",
+                    PluginLoadWarning,
+                    stacklevel=4,
+                )
+                continue
+            for entry in entries:
+                cls = entry.cls
                 if entry.name in found and found[entry.name].cls is not cls:
                     other = found[entry.name]
                     raise PluginConflictError(
@@ -168,23 +201,35 @@ class Registry:
         entries = self.entries(kind)
         if name not in entries:
             raise UnknownCombinerError(
-                f"no {kind} named {name!r}; available: {', '.join(sorted(entries)) or 'none'}"
+                f"no {kind} named {name!r}{_did_you_mean(name, entries)}; "
+                f"available: {', '.join(sorted(entries)) or 'none'}"
             )
         return entries[name].cls
 
     def options(self, name: str, kind: str = "combiner") -> list[str]:
         """The keyword options the class registered as ``name`` accepts, in signature order."""
-        return [p for p in inspect.signature(self.get(name, kind)).parameters if not p.startswith("_")]
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        parameters = inspect.signature(self.get(name, kind)).parameters.values()
+        return [p.name for p in parameters if p.kind in keyword and not p.name.startswith("_")]
 
-    def create(self, name: str, kind: str = "combiner", **options: Any) -> Any:
+    def create(self, name: str, kind: str = "combiner", /, **options: Any) -> Any:
         """Build the class registered as ``name`` with ``options``."""
         cls = self.get(name, kind)
         try:
             inspect.signature(cls).bind(**options)
         except TypeError as exc:
-            accepted = ", ".join(self.options(name, kind)) or "no options"
-            raise TypeError(f"bad options for {kind} {name!r}: {exc}; it accepts: {accepted}") from None
+            accepted = self.options(name, kind)
+            hint = "".join(_did_you_mean(o, accepted) for o in options if o not in accepted)
+            raise TypeError(
+                f"bad options for {kind} {name!r}: {exc}{hint}; "
+                f"it accepts: {', '.join(accepted) or 'no options'}"
+            ) from None
         return cls(**options)
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 #: The process-wide registry behind :func:`available` and :func:`create`.
@@ -196,7 +241,7 @@ def available(kind: str = "combiner") -> list[str]:
     return default_registry.available(kind)
 
 
-def create(name: str, **options: Any) -> GradientCombiner:
+def create(name: str, /, **options: Any) -> GradientCombiner:
     """Build the combiner registered as ``name``, e.g. ``create("pcgrad", seed=0)``."""
     return default_registry.create(name, "combiner", **options)
 
@@ -207,9 +252,13 @@ def options(name: str, kind: str = "combiner") -> list[str]:
     return default_registry.options(name, kind)
 
 
-def register(plugin: object, *, source: str | None = None) -> None:
-    """Register a plugin object in-process (scripts and notebooks; packages use entry points)."""
-    default_registry.register(plugin, source=source)
+def register(plugin: object, *, source: str | None = None, name: str | None = None) -> None:
+    """Register a plugin object in-process (scripts and notebooks; packages use entry points).
+
+    Registering again under the same ``name`` (by default the module's name or the instance's
+    qualified class name) replaces the earlier plugin: re-running a notebook cell is safe.
+    """
+    default_registry.register(plugin, source=source, name=name)
 
 
 def plugin_entries(kind: str = "combiner") -> list[PluginEntry]:

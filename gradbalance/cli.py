@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ._registry import create, default_registry, options, plugin_entries
+from .errors import GradbalanceError
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -33,9 +35,15 @@ def _demo(args: argparse.Namespace) -> int:
     if not names:
         print("gradbalance demo: no combiners are installed (is gradbalance installed with pip?)", file=sys.stderr)
         return 2
-    runs = []
-    for name in names:
-        runs.append(toy.optimize(_seeded(name), steps=args.steps, lr=args.lr))  # type: ignore[arg-type]
+    if os.path.isdir(args.out):
+        print(f"gradbalance demo: error: --out {args.out!r} is a directory; give a .png file", file=sys.stderr)
+        return 2
+    try:  # every name and option is checked before the first (long) run
+        combiners = [_seeded(name) for name in names]
+    except (GradbalanceError, TypeError, ValueError) as exc:
+        print(f"gradbalance demo: error: {exc}", file=sys.stderr)
+        return 2
+    runs = [toy.optimize(c, steps=args.steps, lr=args.lr) for c in combiners]  # type: ignore[arg-type]
     header = f"{'combiner':<10} {'start':>14} {'f1':>9} {'f2':>9} {'steps to converge':>18}"
     print(header)
     print("-" * len(header))
@@ -60,14 +68,27 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradbalance", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="installed combiners and regularizers").set_defaults(func=_list)
     demo = sub.add_parser("demo", help="optimize the two-objective toy problem with every combiner")
     demo.add_argument("--out", default="gradbalance-demo.png", help="PNG to write")
-    demo.add_argument("--steps", type=int, default=3000)
-    demo.add_argument("--lr", type=float, default=0.01)
+    demo.add_argument("--steps", type=_positive(int), default=3000, help="Adam steps per combiner (default: 3000)")
+    demo.add_argument("--lr", type=_positive(float), default=0.01, help="Adam learning rate (default: 0.01)")
     demo.add_argument("--combiners", nargs="+", help="names to run (default: all installed)")
     demo.set_defaults(func=_demo)
     return parser
@@ -75,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except GradbalanceError as exc:  # e.g. two installed plugins claiming one name
+        print(f"gradbalance {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,8 +71,12 @@ class BregmanProximalPoint:
     def teacher_outputs(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         """``module(*args, **kwargs)`` evaluated with the teacher's tensors, without gradients."""
         self._check_matches(module)
+        # Buffers are passed as copies: a train-mode forward (batch norm) updates the buffers it
+        # is given in place, and the teacher changes only in :meth:`update`.
+        buffers = {name for name, _ in module.named_buffers()}
+        state = {name: t.clone() if name in buffers else t for name, t in self.teacher.items()}
         with torch.no_grad():
-            return functional_call(module, self.teacher, args, kwargs, strict=True)
+            return functional_call(module, state, args, kwargs, strict=True)
 
     def loss(self, student_outputs: Tensor, teacher_outputs: Tensor) -> Tensor:
         """μ · ℓ_s(student_outputs, teacher_outputs); no gradient reaches the teacher."""
@@ -119,8 +123,16 @@ class BregmanProximalPoint:
                 self.teacher[name].copy_(t)
 
     def to(self, *args: Any, **kwargs: Any) -> BregmanProximalPoint:
-        """Move the teacher like ``Tensor.to`` (e.g. after moving the student); returns self."""
-        self.teacher = {name: t.to(*args, **kwargs) for name, t in self.teacher.items()}
+        """Move the teacher like ``nn.Module.to`` (after moving the student); returns self.
+
+        A dtype applies to floating tensors only: integer buffers such as batch-norm counters
+        keep theirs, as in the module. Views made with ``attrs.evolve`` share the move.
+        """
+        device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
+        # In place, so views made with attrs.evolve (one teacher, several divergences) follow.
+        for name, t in self.teacher.items():
+            cast = dtype if t.is_floating_point() or t.is_complex() else None
+            self.teacher[name] = t.to(device=device, dtype=cast, non_blocking=non_blocking)
         return self
 
     def _check_matches(self, module: nn.Module) -> None:
@@ -133,10 +145,17 @@ class BregmanProximalPoint:
                 f"BregmanProximalPoint.from_module): missing {missing}, unexpected {unexpected}"
             )
         for name, t in names.items():
-            if t.shape != self.teacher[name].shape:
+            mine = self.teacher[name]
+            if t.shape != mine.shape:
                 raise ValueError(
                     f"{name!r} has shape {tuple(t.shape)} in the module but "
-                    f"{tuple(self.teacher[name].shape)} in the teacher"
+                    f"{tuple(mine.shape)} in the teacher"
+                )
+            if t.dtype != mine.dtype or t.device != mine.device:
+                raise ValueError(
+                    f"{name!r} is {t.dtype} on {t.device} in the module but {mine.dtype} on "
+                    f"{mine.device} in the teacher; after moving or casting the module, do the "
+                    "same to the teacher: bregman.to(device, dtype)"
                 )
 
 

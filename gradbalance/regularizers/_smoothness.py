@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -51,6 +52,13 @@ class SmoothnessRegularizer:
     2–3× a plain training step. Dropout and batch-norm statistics behave as in any other
     forward in the module's current mode.
 
+    Precision: the ε-ball is only meaningful where the model computes x̃ finely enough. Under
+    bf16/fp16 (autocast or a half-precision model) the first matmul rounds x + δ to the half
+    dtype, whose spacing near 1 is about 8e-3 (bf16) or 1e-3 (fp16): with the paper's ε = 1e-5
+    the model sees x or a one-ulp neighbour, so the term measures rounding, not an ε-ball
+    perturbation. :meth:`perturbation` warns when ε is below that spacing; use a larger ε there
+    or run the regulariser's forwards in float32.
+
     Departures: Alg. 1 leaves the initial noise unprojected; with ``steps=0`` we still project
     it, so every evaluated x̃ lies in the ε-ball. ℓ_s for one-output heads is the Bernoulli KL
     or the squared error, never a softmax KL (identically zero there).
@@ -98,6 +106,7 @@ class SmoothnessRegularizer:
         """The adversarial perturbation δ* (detached, same shape as ``embeddings``)."""
         loss_fn = divergence(self.divergence)
         x = embeddings.detach()
+        self._check_resolution(x)
         target = outputs.detach()
         keep = _broadcast_mask(mask, x)
 
@@ -145,6 +154,22 @@ class SmoothnessRegularizer:
         return self.weight * divergence(self.divergence)(adversarial, outputs)
 
     __call__ = loss
+
+    def _check_resolution(self, x: Tensor) -> None:
+        dtype = x.dtype
+        device_type = x.device.type
+        if hasattr(torch, "get_autocast_dtype") and torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+        if dtype in (torch.float16, torch.bfloat16) and self.epsilon < torch.finfo(dtype).eps:
+            warnings.warn(
+                f"SmoothnessRegularizer: epsilon={self.epsilon:g} is below the spacing of {dtype} "
+                f"near 1 ({torch.finfo(dtype).eps:g}), the precision the model computes in here "
+                "(autocast or a half-precision model): x + δ rounds to x or a neighbouring value, "
+                "so the term measures rounding instead of an ε-ball perturbation. Use a larger "
+                "epsilon or run the SMART forwards in float32.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
 
 def _broadcast_mask(mask: Tensor | None, x: Tensor) -> Tensor | None:

@@ -35,6 +35,56 @@ def test_toy_objectives_conflict_and_the_combiner_reaches_the_pareto_set(name, o
     assert abs(run.path[-1, 0, 1].item() + 8.2) < 0.5  # on the Pareto set's floor
 
 
-def test_unknown_combiner_in_demo_is_reported():
-    with pytest.raises(Exception, match="available"):
-        main(["demo", "--steps", "5", "--combiners", "nope"])
+def test_unknown_combiner_in_demo_is_a_usage_error_before_any_run(tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--steps", "5", "--out", str(out), "--combiners", "sum", "pc-grad"]) == 2
+    captured = capsys.readouterr()
+    assert "no combiner named 'pc-grad' (did you mean 'pcgrad'?); available:" in captured.err
+    assert captured.out == "" and not out.exists()  # nothing ran, nothing written
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "0"], "argument --steps: must be a positive number, got '0'"),
+        (["--steps", "-3"], "argument --steps: must be a positive number"),
+        (["--steps", "1.5"], "argument --steps: invalid int value: '1.5'"),
+        (["--lr", "-1"], "argument --lr: must be a positive number"),
+        (["--lr", "nan"], "argument --lr: must be a positive number"),
+    ],
+)
+def test_bad_demo_arguments_exit_2_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--combiners", "sum", *argv])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_demo_refuses_a_directory_as_out(tmp_path, capsys):
+    assert main(["demo", "--steps", "5", "--out", str(tmp_path), "--combiners", "sum"]) == 2
+    captured = capsys.readouterr()
+    assert "is a directory" in captured.err and captured.out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_reports_a_plugin_conflict_without_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    info = tmp_path / "pcgrad_fork-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pcgrad-fork\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[gradbalance]\npcgrad_fork = pcgrad_fork\n")
+    (tmp_path / "pcgrad_fork.py").write_text(
+        "import gradbalance\n\n"
+        "class MyPCGrad(gradbalance.Sum):\n    name = 'pcgrad'\n\n"
+        "@gradbalance.hookimpl\ndef gradbalance_combiners():\n    return [MyPCGrad]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gradbalance", "list"],
+        env=dict(os.environ, PYTHONPATH=str(tmp_path)), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("gradbalance list: error: two combiners are named 'pcgrad'")
+    assert "Traceback" not in result.stderr

@@ -140,9 +140,18 @@ def test_in_process_registration_and_bad_plugins():
         def gradbalance_combiners(self):
             return [NotACombiner]
 
+    class SingleClassPlugin:
+        @gradbalance.hookimpl
+        def gradbalance_combiners(self):
+            return Doubled  # not a list
+
     registry.register(BadPlugin(), source="bad")
-    with pytest.raises(TypeError, match="does not subclass gradbalance.GradientCombiner"):
-        registry.available()
+    registry.register(SingleClassPlugin(), source="single")
+    with pytest.warns(gradbalance.PluginLoadWarning) as caught:
+        assert registry.available() == ["doubled", "pcgrad"]  # the others still work
+    messages = sorted(str(w.message) for w in caught)
+    assert "'bad'" in messages[0] and "does not subclass gradbalance.GradientCombiner" in messages[0]
+    assert "'single'" in messages[1] and "must return a list of classes" in messages[1]
 
 
 def test_regularizers_are_a_plugin_kind_of_their_own():
@@ -185,3 +194,86 @@ def test_load_entry_points_loads_each_on_its_own(monkeypatch):
     with pytest.warns(gradbalance.PluginLoadWarning, match="gradbalance: skipped plugin 'missing'"):
         loaded = gradbalance.load_entry_points("some.group")  # no check: the objects themselves
     assert [value for _, _, value in loaded] == [json.dumps, json.loads, json.JSONDecoder]
+
+
+LAZY_BROKEN = """
+    import gradbalance
+
+    @gradbalance.hookimpl
+    def gradbalance_combiners():
+        from heavy_dependency_xyz import Fancy  # a lazy import whose dependency is missing
+        return [Fancy]
+"""
+
+
+def test_a_plugin_whose_hook_fails_costs_only_itself(tmp_path):
+    make_distribution(tmp_path, "lazy-plugin", "lazy_plugin", LAZY_BROKEN)
+    make_distribution(tmp_path, "acme-balancers", "acme_balancers", GOOD)
+    result = run_python(
+        tmp_path,
+        """
+        import gradbalance
+        print(gradbalance.create("pcgrad", seed=0).seed)
+        print("half-sum" in gradbalance.available())
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["0", "True"]
+    assert "PluginLoadWarning" in result.stderr
+    assert "'lazy-plugin'" in result.stderr and "heavy_dependency_xyz" in result.stderr
+
+
+def test_rerunning_a_notebook_cell_replaces_the_earlier_registration():
+    registry = Registry(group="gradbalance-test-empty-group")
+
+    def cell(factor: float) -> None:
+        class Scaled(gradbalance.Sum):
+            """A scaled sum."""
+
+            name = "scaled"
+
+        Scaled.factor = factor
+
+        class Plugin:
+            @gradbalance.hookimpl
+            def gradbalance_combiners(self):
+                return [Scaled, PCGrad]
+
+        registry.register(Plugin())
+
+    cell(1.0)
+    cell(2.0)  # the same cell, edited and run again
+    assert registry.available() == ["pcgrad", "scaled"]
+    assert registry.get("scaled").factor == 2.0
+    assert registry.entries()["scaled"].source.endswith("cell.<locals>.Plugin")
+    import json
+
+    registry.register(json)
+    registry.register(json)  # a module registered twice: no error
+
+
+def test_unknown_names_and_options_suggest_a_close_match():
+    with pytest.raises(UnknownCombinerError, match=r"no combiner named 'pc-grad' \(did you mean 'pcgrad'\?\)"):
+        gradbalance.create("pc-grad")
+    with pytest.raises(TypeError, match=r"'sed'.*\(did you mean 'seed'\?\); it accepts: seed, reduction"):
+        gradbalance.create("pcgrad", sed=1)
+
+
+def test_options_named_like_the_registry_arguments_reach_the_class():
+    registry = Registry(group="gradbalance-test-empty-group")
+
+    class Kinded(gradbalance.Sum):
+        name = "kinded"
+
+        def __init__(self, kind: str = "a", *args: int, **rest: int) -> None:
+            super().__init__()
+            self.kind = kind
+
+    class Plugin:
+        @gradbalance.hookimpl
+        def gradbalance_combiners(self):
+            return [Kinded]
+
+    registry.register(Plugin())
+    assert registry.create("kinded", "combiner", kind="b").kind == "b"
+    assert registry.options("kinded") == ["kind"]

@@ -6,6 +6,7 @@ import copy
 import doctest
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 from hypothesis import given, settings
@@ -161,3 +162,28 @@ def test_weight_scales_the_loss() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(_bregman).failed == 0
+
+
+def test_train_mode_teacher_forward_leaves_the_teacher_unchanged() -> None:
+    # A train-mode batch norm updates the buffers it is given; the teacher moves only in update().
+    net = _net().train()
+    bregman = BregmanProximalPoint.from_module(net)
+    before = {k: t.clone() for k, t in bregman.teacher.items()}
+    bregman.teacher_outputs(net, 3 * torch.randn(8, 4) + 2)
+    for name, t in bregman.teacher.items():
+        assert torch.equal(t, before[name]), name
+
+
+def test_teacher_follows_a_cast_module_through_to() -> None:
+    net = _net()
+    bregman = BregmanProximalPoint.from_module(net, beta=0.5)
+    view = attrs.evolve(bregman, divergence="squared_error")  # one teacher, another ℓ_s
+    net.to(torch.float64)
+    x = torch.randn(5, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"'0.weight' is torch.float64 .* bregman.to\(device, dtype\)"):
+        bregman.teacher_outputs(net, x)
+    assert bregman.to(torch.float64) is bregman
+    assert bregman.teacher["1.num_batches_tracked"].dtype == torch.int64  # as nn.Module.to keeps it
+    assert view.teacher["0.weight"].dtype == torch.float64
+    bregman.update(net)
+    assert bregman.teacher_outputs(net.eval(), x).dtype == torch.float64

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -194,3 +195,25 @@ def test_mask_shape_is_checked() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(_smoothness).failed == 0
+
+
+def test_epsilon_below_half_precision_spacing_warns() -> None:
+    # Under bf16 autocast the first matmul rounds x + δ to bf16: with ε = 1e-5 the model sees x
+    # or a one-ulp neighbour, and the term is rounding noise (zero, or far above float32's).
+    net = _mixing_model()
+    x = torch.randn(B, L, D)
+    tiny = SmoothnessRegularizer(sigma=1e-5, epsilon=1e-5)
+    fp32 = tiny(net, x, net(x), generator=torch.Generator().manual_seed(0)).item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.warns(RuntimeWarning, match="epsilon=1e-05 is below the spacing of torch.bfloat16"):
+            rounded = tiny(net, x, net(x), generator=torch.Generator().manual_seed(0)).item()
+        assert not 0.1 * fp32 < rounded < 10 * fp32  # what the warning is about
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            SmoothnessRegularizer(epsilon=5e-2)(net, x, net(x))
+    net16 = _mixing_model().to(torch.float16)
+    with pytest.warns(RuntimeWarning, match="torch.float16"):
+        tiny(net16, x.half(), net16(x.half()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny(net, x, net(x))  # float32: no warning
