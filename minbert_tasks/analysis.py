@@ -129,9 +129,11 @@ def _check_record(rec: Record) -> str | None:
 def read_metrics(path: str | os.PathLike[str]) -> tuple[list[Record], list[Record]]:
     """Read ``metrics.jsonl``: ``(train_records, eval_records)``, each in file order.
 
-    Blank lines and records of other kinds are ignored. Raises ``FileNotFoundError`` naming
-    the path, and :class:`MetricsFormatError` (a ``ValueError``) naming ``path:line`` for a
-    line that is not JSON, not an object, has no ``kind`` or has malformed fields.
+    Blank lines and records of other kinds are ignored, and so is an unterminated last line
+    that is not JSON (a record still being written by a running trainer, or cut off by a kill).
+    Raises ``FileNotFoundError`` naming the path, and :class:`MetricsFormatError` (a
+    ``ValueError``) naming ``path:line`` for a line that is not JSON, not an object, has no
+    ``kind`` or has malformed fields.
     """
     p = Path(path)
     if not p.is_file():
@@ -145,6 +147,8 @@ def read_metrics(path: str | os.PathLike[str]) -> tuple[list[Record], list[Recor
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
+                if not line.endswith("\n") and not fh.read(1):
+                    break  # the last line, still being (or never fully) written
                 raise MetricsFormatError(f"{p}:{lineno}: invalid JSON: {exc.msg}") from None
             if not isinstance(rec, dict):
                 raise MetricsFormatError(f"{p}:{lineno}: expected a JSON object")

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_text", "atomic_save", "load", "resolve_checkpoint"]
+__all__ = ["CheckpointError", "atomic_write_text", "atomic_save", "load", "resolve_checkpoint"]
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -37,12 +37,35 @@ def atomic_write_text(text: str, path: str | os.PathLike[str]) -> None:
     _atomic(Path(path), lambda handle: handle.write(text.encode()))
 
 
-def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint on the CPU; a missing file is a one-line error naming it."""
+#: What every checkpoint holds (``best.pt`` and ``checkpoint.pt``); ``checkpoint.pt`` adds
+#: :data:`RESUME_KEYS`.
+MODEL_KEYS = ("config", "encoder_config", "model")
+RESUME_KEYS = ("position", "optimizer", "scheduler", "combiner", "torch_rng", "smart_rng", "best_score")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is unreadable or not a minbert-tasks checkpoint; the message names it."""
+
+
+def load(path: str | os.PathLike[str], required: tuple[str, ...] = MODEL_KEYS) -> dict[str, Any]:
+    """Load a checkpoint on the CPU. A missing, truncated or foreign file, or one without the
+    ``required`` entries, is a one-line error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... on bad files
+        reason = str(exc).split("\n")[0].split(". ")[0] or type(exc).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: truncated, corrupt or not a torch checkpoint ({reason})"
+        ) from None
+    missing = [key for key in required if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a minbert-tasks checkpoint of this version (no {', '.join(missing)})"
+        )
+    return state
 
 
 def resolve_checkpoint(run_or_file: str | os.PathLike[str], name: str = "best.pt") -> Path:

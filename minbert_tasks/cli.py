@@ -8,6 +8,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from minbert_tasks.config import TrainConfig
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -21,16 +25,89 @@ def _train(args: argparse.Namespace) -> int:
     if args.strict:
         overrides.append("strict_data=true")
     if args.resume:
+        given = [name for name, value in (("--config", args.config), ("--set", args.set), ("--run-dir", args.run_dir),
+                                          ("--data-dir", args.data_dir), ("--model", args.model),
+                                          ("--device", args.device), ("--strict", args.strict)) if value]
+        if given:
+            raise ValueError(f"--resume continues {args.resume} with the config saved there; "
+                             f"drop {', '.join(given)} (or start a new run with them)")
         run_dir = Path(args.resume)
+        finished = _check_resumable(run_dir)
+        if finished:
+            print(f"run {run_dir} has already finished ({finished}); nothing to resume")
+            return 0
         config = None
     else:
         config = load_config(args.config or "default", overrides)
+        _check_runnable(config)
         run_dir = Path(args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.monotonic()
     scores = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     _print_scores(scores)
     print(f"run: {run_dir}  ({(time.monotonic() - started) / 60:.1f} min)")
     return 0
+
+
+def _check_runnable(config: TrainConfig) -> None:
+    """Build the combiner and samplers and check the device before anything is written, so that
+    a bad option is a one-line :class:`ConfigError` naming its key, not a traceback mid-setup."""
+    import inspect
+
+    import gradbalance
+    import torch
+
+    from minbert_tasks import plugins
+    from minbert_tasks.config import ConfigError
+    from minbert_tasks.training import combiner_options
+
+    try:
+        gradbalance.create(config.combiner, **combiner_options(config))
+    except TypeError as exc:
+        raise ConfigError(f"combiner_options: {exc}") from None
+    for k, phase in enumerate(config.phases):
+        sampler = plugins.get_sampler(phase.sampler)
+        try:
+            sampler(**phase.sampler_options)
+        except TypeError as exc:
+            accepted = ", ".join(inspect.signature(sampler).parameters) or "none"
+            raise ConfigError(f"phases.{k}.sampler_options: {exc}; sampler {phase.sampler!r} accepts: {accepted}") from None
+    if config.device != "auto":
+        try:
+            device = torch.device(config.device)
+        except RuntimeError:
+            raise ConfigError(f"device {config.device!r} is not a torch device (auto, cpu, cuda, cuda:1, ...)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {config.device!r}: CUDA is not available here (use device=\"cpu\" or \"auto\")")
+
+
+def _check_resumable(run_dir: Path) -> str | None:
+    """Check that ``run_dir`` holds a run ``--resume`` can continue; return why it has already
+    finished, or ``None`` if there is training left."""
+    from minbert_tasks.checkpointing import MODEL_KEYS, RESUME_KEYS, load
+    from minbert_tasks.config import ConfigError, config_from_json
+
+    if run_dir.is_file():
+        raise ValueError(f"--resume takes a run directory, not a file: {run_dir}")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory at {run_dir}")
+    file = run_dir / "checkpoint.pt"
+    if not file.is_file():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint.pt: the run stopped before its first checkpoint; "
+                                f"start it again with --run-dir {run_dir}")
+    state = load(file, MODEL_KEYS + RESUME_KEYS)
+    try:
+        config = config_from_json(state["config"])
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: its saved config does not load in this version: {exc}") from None
+    position = state["position"]
+    if position["phase"] >= len(config.phases):
+        return "every phase is done"
+    if config.max_steps is not None and position["global_step"] >= config.max_steps:
+        return f"max_steps={config.max_steps} reached"
+    budget = config.time_budget_minutes
+    if budget is not None and float(state.get("elapsed_seconds", 0.0)) > budget * 60:
+        return f"its time budget of {budget:g} minutes is spent"
+    return None
 
 
 def _print_scores(scores: dict[str, float]) -> None:
@@ -43,11 +120,19 @@ def _print_scores(scores: dict[str, float]) -> None:
         print(f"  overall {overall:.4f}")
 
 
+def _check_out(path: str | None, flag: str = "--out") -> None:
+    """Refuse an output path that is a directory before any work is done."""
+    if path is not None and Path(path).is_dir():
+        raise ValueError(f"{flag} {path} is a directory; give a file path (e.g. {Path(path) / 'out.json'})")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from minbert_tasks.checkpointing import load, resolve_checkpoint
+    from minbert_tasks.checkpointing import atomic_write_text, load, resolve_checkpoint
+    from minbert_tasks.data import DataError
     from minbert_tasks.evaluation import evaluate, summary_score
     from minbert_tasks.system import load_run_model
 
+    _check_out(args.out)
     file = resolve_checkpoint(args.checkpoint)
     model, tokenizer, setups, config = load_run_model(load(file), file.parent)
     dev = {}
@@ -55,11 +140,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         result = setup.spec.read(args.split, data_dir=args.data_dir or config.data_dir, strict=args.strict)
         if result.skipped:
             print(result.report())
+        if not result.examples:
+            raise DataError(f"{name} {args.split}: no examples read from {result.path}")
         dev[name] = list(result.examples)
     scores, _ = evaluate(model, setups, dev, tokenizer, batch_size=args.batch_size)
     _print_scores(scores)
     if args.out:
-        Path(args.out).write_text(json.dumps({"scores": scores, "overall": summary_score(scores)}, indent=2))
+        atomic_write_text(json.dumps({"scores": scores, "overall": summary_score(scores)}, indent=2), args.out)
     return 0
 
 
@@ -72,20 +159,37 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from minbert_tasks.analysis import analyze_run
-    from minbert_tasks.checkpointing import load, resolve_checkpoint
+    import warnings
+
+    from minbert_tasks.analysis import AnalysisSkipped, analyze_run, read_metrics
+    from minbert_tasks.checkpointing import load
     from minbert_tasks.evaluation import evaluate
     from minbert_tasks.system import load_run_model
 
     run = Path(args.run)
-    file = resolve_checkpoint(run)
-    model, tokenizer, setups, config = load_run_model(load(file), file.parent)
-    dev = {name: list(s.spec.read("dev", data_dir=args.data_dir or config.data_dir).examples) for name, s in setups.items()}
-    for name, task in ((t.name, t) for t in config.tasks):
-        if task.dev_limit is not None:
-            dev[name] = dev[name][: task.dev_limit]
-    _, predictions = evaluate(model, setups, dev, tokenizer, batch_size=128)
-    for path in analyze_run(run, predictions, out_dir=args.out_dir):
+    if run.is_file():
+        raise ValueError(f"analyze takes a run directory (the folder with metrics.jsonl), not a file: {run}")
+    if not run.is_dir():
+        raise FileNotFoundError(f"no run directory at {run}")
+    read_metrics(run / "metrics.jsonl")  # a missing or malformed file fails before the slow part
+    predictions = None
+    file = run / "best.pt"
+    if file.is_file():
+        model, tokenizer, setups, config = load_run_model(load(file), run)
+        data_dir = args.data_dir or config.data_dir
+        dev = {name: list(s.spec.read("dev", data_dir=data_dir).examples) for name, s in setups.items()}
+        for task in config.tasks:
+            if task.dev_limit is not None:
+                dev[task.name] = dev[task.name][: task.dev_limit]
+        _, predictions = evaluate(model, setups, {k: v for k, v in dev.items() if v}, tokenizer, batch_size=128)
+    else:
+        print(f"{run} has no best.pt yet (no evaluation has finished): drawing the training curves only")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AnalysisSkipped)
+        written = analyze_run(run, predictions, out_dir=args.out_dir)
+    for warning in caught:
+        print(warning.message)
+    for path in written:
         print(f"wrote {path}")
     return 0
 
@@ -96,6 +200,16 @@ def _presets(args: argparse.Namespace) -> int:
     for name in preset_names():
         print(name)
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", required=True, metavar="RUN_OR_FILE")
     ev.add_argument("--split", default="dev")
     ev.add_argument("--data-dir")
-    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--batch-size", type=_positive_int, default=128)
     ev.add_argument("--strict", action="store_true")
     ev.add_argument("--out", help="also write the scores as JSON here")
     ev.set_defaults(func=_evaluate)
@@ -128,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--task", required=True)
     pr.add_argument("--input", required=True)
     pr.add_argument("--out", required=True)
-    pr.add_argument("--batch-size", type=int, default=128)
+    pr.add_argument("--batch-size", type=_positive_int, default=128)
     pr.add_argument("--strict", action="store_true")
     pr.set_defaults(func=_predict)
 
@@ -148,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (DataError, FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+    except (DataError, OSError, ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"minbert-tasks {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -257,6 +257,29 @@ def _build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: {exc}") from None
 
 
+def _scalar(hint: Any, value: Any, path: str) -> Any:
+    """``value`` checked against a plain ``int``/``float``/``bool``/``str`` hint (an integral
+    float is accepted as an int); other hints pass through to the fields' validators."""
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{path} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{path} must be an integer, got {value!r}")
+    if hint is float and not _is_number(value):
+        raise ConfigError(f"{path} must be a number, got {value!r}")
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{path} must be a string, got {value!r}")
+    return value
+
+
+def _item_name(path: str, index: int, item: Any) -> str:
+    """How an override addresses list item ``index``: a task by its name, anything else by index."""
+    name = item.get("name") if path == "tasks" and isinstance(item, Mapping) else None
+    return name if isinstance(name, str) and name else str(index)
+
+
 def _convert(hint: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -272,8 +295,16 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
     if origin is tuple and args and attrs.has(args[0]):
         if not isinstance(value, Sequence) or isinstance(value, str):
             raise ConfigError(f"{path} must be a list of tables")
-        return tuple(_build(args[0], v, f"{path}.{k}") for k, v in enumerate(value))
-    return value
+        return tuple(_build(args[0], v, f"{path}.{_item_name(path, k, v)}") for k, v in enumerate(value))
+    if origin is tuple:
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise ConfigError(f"{path} must be a list, got {value!r}")
+        return tuple(_convert(args[0], v, f"{path}.{k}") for k, v in enumerate(value))
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path} must be a table, got {value!r}")
+        return value
+    return _scalar(hint, value, path)
 
 
 def _task_index(tasks: list[Any], name: str, key: str) -> int:
@@ -299,16 +330,25 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         node: Any = data
         for k, part in enumerate(parts[:-1]):
             if isinstance(node, list):
-                index = _task_index(node, part, key) if parts[k - 1] == "tasks" else int(part)
+                index = _task_index(node, part, key) if parts[k - 1] == "tasks" else _list_index(node, part, key)
                 node = node[index]
             else:
                 node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                where = ".".join(parts[: k + 1])
+                raise ConfigError(f"override {key!r}: {where} is {node!r}, not a table to set {parts[k + 1]!r} in")
         last = parts[-1]
         if isinstance(node, list):
-            node[int(last)] = value
+            node[_list_index(node, last, key)] = value
         else:
             node[last] = value
     return data
+
+
+def _list_index(items: list[Any], part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(f"override {key!r}: {part!r} is not an index of a list of {len(items)} (0..{len(items) - 1})")
+    return int(part)
 
 
 def preset_names() -> list[str]:

@@ -170,6 +170,17 @@ def task_file(task: str, split: str, data_dir: str | os.PathLike[str] | None = N
     return folder / TASK_FILES[(task, split)]
 
 
+def _check_folder(path: Path) -> None:
+    """A missing data folder is named as such, with how to point at the right one."""
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise DataError(
+            f"data folder {folder} {what} (looking for {path.name}); pass --data-dir, set "
+            f"${DATA_DIR_ENV} or data_dir in the config to the folder of the CS224N task files"
+        )
+
+
 def read_task_split(
     task: str,
     split: str,
@@ -178,6 +189,7 @@ def read_task_split(
 ) -> ReadResult:
     """Read the standard labelled file of one task and split (see :data:`TASK_FILES`)."""
     path = task_file(task, split, data_dir)
+    _check_folder(path)
     if task == "sst":
         return read_sentences(path, strict=strict)
     return read_pairs(path, label_kind="binary" if task == "para" else "score", strict=strict)
@@ -222,9 +234,21 @@ def _find_columns(
     if all(t in names for t in text_names):
         text_cols = [names.index(t) for t in text_names]
     elif n_text == 1 and "sentence1" in names:
+        if "sentence2" in names:
+            raise DataError(
+                f"{path}: header {header!r} has two sentence columns, but this task reads one sentence "
+                "per row (a sentence-pair file, or the wrong --task?)"
+            )
         text_cols = [names.index("sentence1")]
     else:
         text_cols = list(range(id_col + 1, id_col + 1 + n_text))
+        # Positional columns must not land on a column the header names as something else.
+        named = {*_LABEL_HEADERS, "sentence", "sentence1", "sentence2"} - set(text_names)
+        if any(c < len(names) and names[c] in named for c in text_cols):
+            raise DataError(
+                f"{path}: header {header!r} has no {', '.join(text_names)} column(s) "
+                "(a file of another task, or the wrong --task?)"
+            )
     label_col: int | None = None
     if labeled:
         found = [names.index(n) for n in _LABEL_HEADERS if n in names]

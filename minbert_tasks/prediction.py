@@ -35,7 +35,10 @@ def predict_file(
     device: str = "cpu",
     strict: bool = False,
 ) -> int:
-    """Write predictions for ``input_path``; returns the number of rows written."""
+    """Write predictions for ``input_path``; returns the number of rows written. The file
+    appears whole or not at all (written beside ``out_path`` and renamed); its folder is made."""
+    if Path(out_path).is_dir():
+        raise ValueError(f"--out {out_path} is a directory; give a file path (e.g. {Path(out_path) / f'{task}.csv'})")
     file = resolve_checkpoint(checkpoint)
     model, tokenizer, setups, _ = load_run_model(load(file), file.parent)
     if task not in setups:

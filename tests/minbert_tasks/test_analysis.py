@@ -326,3 +326,13 @@ def test_analyze_run_no_eval_and_unknown_task(tmp_path: Path) -> None:
     messages = " | ".join(str(w.message) for w in record)
     assert "dev scores" in messages and "'qnli'" in messages
     assert sorted(p.name for p in paths) == sorted([FILE_NAMES["cosines"], FILE_NAMES["losses"]])
+
+
+def test_an_unterminated_last_line_is_a_record_being_written(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    good = "".join(json.dumps(r) + "\n" for r in _records(4))
+    path.write_text(good + '{"kind": "train", "st', encoding="utf-8")
+    assert read_metrics(path) == read_metrics(_write_run(tmp_path / "run", _records(4)) / "metrics.jsonl")
+    path.write_text(good + '{"kind": "train", "st\n', encoding="utf-8")  # a finished line: corrupt
+    with pytest.raises(MetricsFormatError, match=":5: invalid JSON"):
+        read_metrics(path)

@@ -287,3 +287,21 @@ def test_empty_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="empty file"):
         read_sentences(write(tmp_path, ""))
     assert read_sentences(write(tmp_path, SST_HEADER)).examples == []
+
+
+def test_missing_data_folder_is_named_with_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"data folder .*nope does not exist .*--data-dir, set \$MINBERT_DATA"):
+        read_task_split("sts", "dev", tmp_path / "nope")
+    with pytest.raises(DataError, match="is not a folder"):
+        read_task_split("sts", "dev", write(tmp_path, SST_HEADER))
+
+
+def test_a_file_of_the_other_layout_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="two sentence columns"):
+        read_sentences(write(tmp_path, PAIR_HEADER + "0\tp1\ta\tb\t1\n"), labeled=False)
+    for labeled in (True, False):
+        with pytest.raises(DataError, match="no sentence1, sentence2 column"):
+            read_pairs(write(tmp_path, SST_HEADER + "0\ts1\thello\t3\n"), labeled=labeled)
+    # an unnamed layout still reads by position
+    pairs = read_pairs(write(tmp_path, "\tid\ta\tb\tscore\n0\tp1\tx\ty\t1\n"))
+    assert pairs.examples == [PairExample("p1", "x", "y", 1)]
