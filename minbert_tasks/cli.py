@@ -85,6 +85,7 @@ def _check_resumable(run_dir: Path) -> str | None:
     finished, or ``None`` if there is training left."""
     from minbert_tasks.checkpointing import MODEL_KEYS, RESUME_KEYS, load
     from minbert_tasks.config import ConfigError, config_from_json
+    from minbert_tasks.training import finished_reason
 
     if run_dir.is_file():
         raise ValueError(f"--resume takes a run directory, not a file: {run_dir}")
@@ -99,15 +100,7 @@ def _check_resumable(run_dir: Path) -> str | None:
         config = config_from_json(state["config"])
     except ConfigError as exc:
         raise ConfigError(f"{file}: its saved config does not load in this version: {exc}") from None
-    position = state["position"]
-    if position["phase"] >= len(config.phases):
-        return "every phase is done"
-    if config.max_steps is not None and position["global_step"] >= config.max_steps:
-        return f"max_steps={config.max_steps} reached"
-    budget = config.time_budget_minutes
-    if budget is not None and float(state.get("elapsed_seconds", 0.0)) > budget * 60:
-        return f"its time budget of {budget:g} minutes is spent"
-    return None
+    return finished_reason(config, state)
 
 
 def _print_scores(scores: dict[str, float]) -> None:

@@ -37,7 +37,7 @@ from minbert_tasks.samplers import TaskData
 from minbert_tasks.system import TaskSetup, build_model, save_tokenizer
 from minbert_tasks.tasks import inputs_to
 
-__all__ = ["Position", "Trainer", "train"]
+__all__ = ["Position", "RunFinished", "Trainer", "finished_reason", "train"]
 
 
 @attrs.define
@@ -360,6 +360,7 @@ class Trainer:
             best_score=self.best_score,
             loss_avg=self._loss_avg,
             elapsed_seconds=self.elapsed_seconds(),
+            metrics_bytes=_size(self.run_dir / "metrics.jsonl"),
         )
         atomic_save(state, self.run_dir / "checkpoint.pt")
 
@@ -380,6 +381,19 @@ class Trainer:
         self._loss_avg = dict(state.get("loss_avg") or {})
         self._elapsed_before = float(state.get("elapsed_seconds", 0.0))
         self.position = Position(**state["position"])
+        self._rewind_metrics(state.get("metrics_bytes"))
+
+    def _rewind_metrics(self, size: int | None) -> None:
+        """Cut ``metrics.jsonl`` back to what it held at the checkpoint: the steps after it are
+        trained (and logged) again, and a line a kill left half-written must not stay in the
+        middle of the file. Checkpoints without the size keep every complete line."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        text = path.read_bytes()
+        keep = text[:size] if size is not None else text[: text.rfind(b"\n") + 1]
+        if keep != text:
+            atomic_write_text(keep.decode(), path)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -458,6 +472,28 @@ class Trainer:
         return " ".join(f"{k} {v:.3f}" for k, v in scores.items())
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+class RunFinished(RuntimeError):
+    """``train(resume=True)`` on a run with nothing left to train."""
+
+
+def finished_reason(config: TrainConfig, state: dict[str, Any]) -> str | None:
+    """Why the run ``state`` (a ``checkpoint.pt``) belongs to has nothing left to train, or
+    ``None``: every phase done, ``max_steps`` reached, or the time budget spent."""
+    position = state["position"]
+    if position["phase"] >= len(config.phases):
+        return "every phase is done"
+    if config.max_steps is not None and position["global_step"] >= config.max_steps:
+        return f"max_steps={config.max_steps} reached"
+    budget = config.time_budget_minutes
+    if budget is not None and float(state.get("elapsed_seconds", 0.0)) > budget * 60:
+        return f"its time budget of {budget:g} minutes is spent"
+    return None
+
+
 def train(
     config: TrainConfig | None,
     run_dir: str | os.PathLike[str],
@@ -471,6 +507,9 @@ def train(
     if resume:
         state = load(run_dir / "checkpoint.pt")
         saved = config_from_json(state["config"])
+        reason = finished_reason(saved, state)
+        if reason is not None:
+            raise RunFinished(f"run {run_dir} has already finished ({reason}); nothing to resume")
         trainer = Trainer(saved, run_dir, progress=progress)
         trainer.restore(state)
         print(f"resuming {run_dir} at phase {trainer.position.phase}, epoch {trainer.position.epoch}, "

@@ -11,7 +11,7 @@ import torch
 
 from minbert_tasks.cli import main
 from minbert_tasks.config import ConfigError, TaskConfig, TrainConfig, load_config, preset_names
-from minbert_tasks.training import Interrupted, Trainer, combiner_options, train
+from minbert_tasks.training import Interrupted, RunFinished, Trainer, combiner_options, train
 
 WORDS = "good bad movie great awful plot actor scene story fine dull bright dark happy sad film".split()
 
@@ -94,6 +94,45 @@ def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(data_di
         assert torch.equal(value, b["ema"][key]), key
     assert a["position"] == b["position"]
     assert b["elapsed_seconds"] > spent > 0  # the time budget counts the whole run, resumes too
+
+
+def _records(run: Path) -> list[dict]:
+    """The metrics of a run without their wall-clock fields."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
+
+
+def test_a_resumed_run_logs_each_step_once_even_after_a_kill_mid_line(data_dir, tmp_path):
+    overrides = ["phases.0.epochs=2", "checkpoint_every=3", "fit_schedule_to_budget=false"]
+    train(tiny(data_dir, "default", *overrides), tmp_path / "whole", progress=False)
+
+    def crash(trainer):
+        if trainer.position.global_step == 5:  # steps 4 and 5 are logged after step 3's checkpoint
+            raise Interrupted
+
+    killed = tmp_path / "killed"
+    with pytest.raises(Interrupted):
+        train(tiny(data_dir, "default", *overrides), killed, progress=False, on_step=crash)
+    with open(killed / "metrics.jsonl", "a") as handle:
+        handle.write('{"kind": "train", "st')  # the kill came in the middle of a write
+    train(None, killed, resume=True, progress=False)
+    assert _records(killed) == _records(tmp_path / "whole")
+
+    # A checkpoint from before the byte count was saved keeps every complete line.
+    state = torch.load(killed / "checkpoint.pt", weights_only=False)
+    trainer = Trainer(tiny(data_dir, "default", *overrides), killed, progress=False)
+    with open(killed / "metrics.jsonl", "a") as handle:
+        handle.write('{"kind": "tr')
+    trainer.restore({k: v for k, v in state.items() if k != "metrics_bytes"})
+    assert _records(killed) == _records(tmp_path / "whole")
+
+
+def test_resuming_a_finished_run_trains_nothing(data_dir, tmp_path):
+    train(tiny(data_dir, "default", "max_steps=2"), tmp_path, progress=False)
+    before = (tmp_path / "metrics.jsonl").read_text(), (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunFinished, match="max_steps=2 reached"):
+        train(None, tmp_path, resume=True, progress=False)
+    assert ((tmp_path / "metrics.jsonl").read_text(), (tmp_path / "checkpoint.pt").read_bytes()) == before
 
 
 def test_seeded_combiners_take_the_runs_seed_unless_given_one(data_dir):
