@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from minbert_tasks.model.checkpoint import CheckpointError
+
 __all__ = ["CheckpointError", "atomic_write_text", "atomic_save", "load", "resolve_checkpoint"]
 
 
@@ -41,10 +43,6 @@ def atomic_write_text(text: str, path: str | os.PathLike[str]) -> None:
 #: :data:`RESUME_KEYS`.
 MODEL_KEYS = ("config", "encoder_config", "model")
 RESUME_KEYS = ("position", "optimizer", "scheduler", "combiner", "torch_rng", "smart_rng", "best_score")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is unreadable or not a minbert-tasks checkpoint; the message names it."""
 
 
 def load(path: str | os.PathLike[str], required: tuple[str, ...] = MODEL_KEYS) -> dict[str, Any]:

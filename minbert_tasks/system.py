@@ -15,6 +15,7 @@ from minbert_tasks import plugins
 from minbert_tasks.config import TrainConfig, config_from_json
 from minbert_tasks.heads import HeadConfig, TaskHead
 from minbert_tasks.model import BertConfig, MinBert, Tokenizer, default_model_path, load_pretrained
+from minbert_tasks.model.bert import BertSelfAttention
 from minbert_tasks.tasks import TaskSpec
 
 __all__ = ["MultiTaskModel", "TaskSetup", "build_model", "load_run_model", "tokenizer_folder"]
@@ -73,10 +74,12 @@ def _encoder(config: TrainConfig, vocab_size: int) -> MinBert:
     if config.freeze_word_embeddings:
         # Half of MiniLM's parameters; frozen, they cost no gradient rows, combine or Adam work.
         encoder.embeddings.word_embeddings.weight.requires_grad_(False)
-    if config.dropout is not None:
+    if config.dropout is not None:  # hidden and attention-probability dropout alike
         for module in encoder.modules():
             if isinstance(module, nn.Dropout):
                 module.p = config.dropout
+            elif isinstance(module, BertSelfAttention):
+                module.dropout_p = config.dropout
     return encoder
 
 

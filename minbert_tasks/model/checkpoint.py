@@ -36,7 +36,8 @@ _SHOWN = 10
 
 
 class CheckpointError(ValueError):
-    """A checkpoint's tensors do not fit the model described by its config."""
+    """A checkpoint is unreadable, not a minbert-tasks checkpoint, or its tensors do not fit the
+    model its config describes; the message names the file."""
 
 
 def _fmt_keys(kind: str, keys: list[str]) -> str:
