@@ -84,14 +84,17 @@ def _encoder(config: TrainConfig, vocab_size: int) -> MinBert:
 
 
 def build_model(config: TrainConfig) -> tuple[MultiTaskModel, Tokenizer, dict[str, TaskSetup]]:
-    """A fresh model (pretrained encoder, new heads), its tokenizer and the task setups."""
+    """A fresh model (pretrained encoder, new heads) in train mode, its tokenizer and the task
+    setups."""
     tokenizer = Tokenizer.from_folder(tokenizer_folder(config.model))
     setups = task_setups(config)
     torch.manual_seed(config.seed)
     encoder = _encoder(config, tokenizer.vocab_size)
     hidden = encoder.config.hidden_size
     heads = {name: s.spec.build_head(hidden, s.head) for name, s in setups.items()}
-    return MultiTaskModel(encoder, heads), tokenizer, setups
+    # load_pretrained returns the encoder in eval mode: without this, a pretrained encoder would
+    # train without dropout until the first evaluation switched the whole model to train mode.
+    return MultiTaskModel(encoder, heads).train(), tokenizer, setups
 
 
 def save_tokenizer(config: TrainConfig, run_dir: Path) -> None:

@@ -274,12 +274,15 @@ class Trainer:
                 loss = loss + self.bregman[task].loss(outputs, teacher_outputs)
         return loss, plain
 
-    def _micro_step(self, step: dict[str, Any]) -> dict[str, float]:
+    def _micro_step(self, step: dict[str, Any], accumulated: int = 1) -> dict[str, float]:
+        """Backward each task's loss of ``step`` into its row, weighted and divided by
+        ``accumulated``, the micro-steps of this optimizer step (fewer than
+        ``grad_accumulation`` at an epoch's end), so a step's gradient is their mean."""
         losses = {}
         for task, indices in step.items():
             t = self.task_names.index(task)
             loss, plain = self._task_loss(task, indices)
-            scale = self.config.task(task).loss_weight / self.config.grad_accumulation
+            scale = self.config.task(task).loss_weight / accumulated
             with self.buffer.task(t):
                 (loss * scale).backward()
             losses[task] = plain
@@ -415,9 +418,12 @@ class Trainer:
                 plan = self._plan(self.position.phase, self.position.epoch)
                 pending = 0
                 for index in range(self.position.step, len(plan)):
-                    losses = self._micro_step(plan[index])
+                    # Optimizer steps start at multiples of grad_accumulation (resumes too); the
+                    # last one of an epoch may gather fewer micro-steps.
+                    group = min(config.grad_accumulation, len(plan) - (index - pending))
+                    losses = self._micro_step(plan[index], group)
                     pending += 1
-                    if pending < config.grad_accumulation and index + 1 < len(plan):
+                    if pending < group:
                         continue
                     pending = 0
                     info = self._optimizer_step()

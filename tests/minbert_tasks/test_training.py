@@ -246,6 +246,28 @@ def test_a_task_loss_weight_scales_exactly_that_tasks_gradient_row(data_dir, tmp
         tiny(data_dir, "default", "tasks.sst.loss_weight=0")
 
 
+def test_accumulated_micro_steps_average_and_an_epochs_partial_group_is_stepped_at_full_scale(data_dir, tmp_path):
+    # SST in batches of 8 gives 3 micro-steps per epoch: one step of 2, then a step of just 1.
+    config = tiny(data_dir, "default", "grad_accumulation=2", "tasks.sst.batch_size=8", "tasks.sst.loss_weight=3",
+                  "phases.0.epochs=1", "fit_schedule_to_budget=false")
+    trainer = Trainer(config, tmp_path, progress=False)
+    assert len(trainer._plan(0, 0)) == 3 and trainer.total_steps == 2
+    scales: dict[str, list[float]] = {}
+    task_loss = trainer._task_loss
+
+    def spy(task, indices):  # the gradient reaching a task's loss is the scale it is backed with
+        loss, plain = task_loss(task, indices)
+        loss.register_hook(lambda grad: scales.setdefault(task, []).append(float(grad)))
+        return loss, plain
+
+    trainer._task_loss = spy
+    steps = []
+    trainer.fit(on_step=lambda t: steps.append(t.position.step))
+    assert steps == [2, 3]
+    assert scales["sst"] == pytest.approx([1.5, 1.5, 3.0])
+    assert scales["para"] == scales["sts"] == pytest.approx([0.5, 0.5, 1.0])
+
+
 def test_label_smoothing_reaches_the_loss_and_bad_values_are_refused(data_dir, tmp_path):
     losses = {}
     for epsilon in (0.0, 0.2):

@@ -109,6 +109,23 @@ def test_appending_padding_does_not_change_real_positions(lengths: list[int], ex
     torch.testing.assert_close(long[:, :width][real], short[real], atol=1e-5, rtol=1e-5)
 
 
+def test_each_sequence_of_a_padded_batch_encodes_as_it_does_alone(model: MinBert) -> None:
+    g = torch.Generator().manual_seed(3)
+    lengths = [7, 2, 5, 1]
+    ids = torch.full((len(lengths), max(lengths)), CFG.pad_token_id)
+    mask = torch.zeros_like(ids)
+    types = torch.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = torch.randint(1, CFG.vocab_size, (n,), generator=g)
+        mask[row, :n] = 1
+        types[row, n // 2 : n] = 1  # a pair's second segment
+    with torch.no_grad():
+        batch = model(ids, mask, types)
+        for row, n in enumerate(lengths):
+            alone = model(ids[row : row + 1, :n], mask[row : row + 1, :n], types[row : row + 1, :n])
+            torch.testing.assert_close(batch[row, :n], alone[0], atol=1e-5, rtol=1e-5)
+
+
 def test_fully_padded_row_stays_finite(model: MinBert) -> None:
     ids, mask, _ = _batch()
     mask[2] = 0
