@@ -1,26 +1,16 @@
 """The ``minbert-tasks`` commands on user mistakes: every one is a single ``error:`` line naming
 what was wrong, exit code 2, no traceback and nothing half-written."""
 
-import csv
 import random
 from pathlib import Path
 
 import pytest
 import torch
 
+from _task_files import WORDS, write
 from minbert_tasks.checkpointing import CheckpointError, load
 from minbert_tasks.cli import main
 from minbert_tasks.config import ConfigError, load_config
-
-WORDS = "good bad movie great awful plot actor scene story fine dull bright dark happy sad film".split()
-
-
-def write(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t")
-        writer.writerow(["", *header])
-        for k, row in enumerate(rows):
-            writer.writerow([k, *row])
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """The trainer end to end on tiny files and a tiny random encoder (no pretrained weights)."""
 
-import csv
 import json
 import math
 import random
@@ -9,23 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from _task_files import WORDS, write
 from minbert_tasks.cli import main
 from minbert_tasks.config import ConfigError, TaskConfig, TrainConfig, load_config, preset_names
 from minbert_tasks.training import Interrupted, RunFinished, Trainer, combiner_options, train
 
-WORDS = "good bad movie great awful plot actor scene story fine dull bright dark happy sad film".split()
-
 
 def sentence(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
-
-
-def write(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t")
-        writer.writerow(["", *header])
-        for k, row in enumerate(rows):
-            writer.writerow([k, *row])
 
 
 @pytest.fixture(scope="module")
