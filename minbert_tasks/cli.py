@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def _train(args: argparse.Namespace) -> int:
     from minbert_tasks.config import load_config
-    from minbert_tasks.training import train
+    from minbert_tasks.training import RunFinished, train
 
     overrides = list(args.set or [])
     for flag, key in ((args.data_dir, "data_dir"), (args.model, "model"), (args.device, "device")):
@@ -32,17 +32,17 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"--resume continues {args.resume} with the config saved there; "
                              f"drop {', '.join(given)} (or start a new run with them)")
         run_dir = Path(args.resume)
-        finished = _check_resumable(run_dir)
-        if finished:
-            print(f"run {run_dir} has already finished ({finished}); nothing to resume")
-            return 0
         config = None
     else:
         config = load_config(args.config or "default", overrides)
         _check_runnable(config)
         run_dir = Path(args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.monotonic()
-    scores = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    try:
+        scores = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    except RunFinished as exc:
+        print(exc)
+        return 0
     _print_scores(scores)
     print(f"run: {run_dir}  ({(time.monotonic() - started) / 60:.1f} min)")
     return 0
@@ -80,29 +80,6 @@ def _check_runnable(config: TrainConfig) -> None:
             raise ConfigError(f"device {config.device!r}: CUDA is not available here (use device=\"cpu\" or \"auto\")")
 
 
-def _check_resumable(run_dir: Path) -> str | None:
-    """Check that ``run_dir`` holds a run ``--resume`` can continue; return why it has already
-    finished, or ``None`` if there is training left."""
-    from minbert_tasks.checkpointing import MODEL_KEYS, RESUME_KEYS, load
-    from minbert_tasks.config import ConfigError, config_from_json
-    from minbert_tasks.training import finished_reason
-
-    if run_dir.is_file():
-        raise ValueError(f"--resume takes a run directory, not a file: {run_dir}")
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"no run directory at {run_dir}")
-    file = run_dir / "checkpoint.pt"
-    if not file.is_file():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint.pt: the run stopped before its first checkpoint; "
-                                f"start it again with --run-dir {run_dir}")
-    state = load(file, MODEL_KEYS + RESUME_KEYS)
-    try:
-        config = config_from_json(state["config"])
-    except ConfigError as exc:
-        raise ConfigError(f"{file}: its saved config does not load in this version: {exc}") from None
-    return finished_reason(config, state)
-
-
 def _print_scores(scores: dict[str, float]) -> None:
     from minbert_tasks.evaluation import summary_score
 
@@ -113,19 +90,14 @@ def _print_scores(scores: dict[str, float]) -> None:
         print(f"  overall {overall:.4f}")
 
 
-def _check_out(path: str | None, flag: str = "--out") -> None:
-    """Refuse an output path that is a directory before any work is done."""
-    if path is not None and Path(path).is_dir():
-        raise ValueError(f"{flag} {path} is a directory; give a file path (e.g. {Path(path) / 'out.json'})")
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    from minbert_tasks.checkpointing import atomic_write_text, load, resolve_checkpoint
+    from minbert_tasks.checkpointing import atomic_write_text, check_out_path, load, resolve_checkpoint
     from minbert_tasks.data import DataError
     from minbert_tasks.evaluation import evaluate, summary_score
     from minbert_tasks.system import load_run_model
 
-    _check_out(args.out)
+    if args.out is not None:
+        check_out_path(args.out, "out.json")
     file = resolve_checkpoint(args.checkpoint)
     model, tokenizer, setups, config = load_run_model(load(file), file.parent)
     dev = {}

@@ -30,8 +30,8 @@ from torch import Tensor
 import gradbalance
 from gradbalance.regularizers import BregmanProximalPoint, SmoothnessRegularizer
 from minbert_tasks import plugins
-from minbert_tasks.checkpointing import atomic_save, atomic_write_text, load
-from minbert_tasks.config import TrainConfig, config_from_json
+from minbert_tasks.checkpointing import MODEL_KEYS, RESUME_KEYS, atomic_save, atomic_write_text, load
+from minbert_tasks.config import ConfigError, TrainConfig, config_from_json
 from minbert_tasks.evaluation import evaluate, summary_score
 from minbert_tasks.samplers import TaskData
 from minbert_tasks.system import TaskSetup, build_model, save_tokenizer
@@ -500,6 +500,24 @@ def finished_reason(config: TrainConfig, state: dict[str, Any]) -> str | None:
     return None
 
 
+def _load_resumable(run_dir: Path) -> tuple[dict[str, Any], TrainConfig]:
+    """The ``checkpoint.pt`` of the run in ``run_dir`` and its config; a path that is no run
+    directory, a run without a checkpoint or one this version cannot read is a one-line error."""
+    if run_dir.is_file():
+        raise ValueError(f"--resume takes a run directory, not a file: {run_dir}")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory at {run_dir}")
+    file = run_dir / "checkpoint.pt"
+    if not file.is_file():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint.pt: the run stopped before its first checkpoint; "
+                                f"start it again with --run-dir {run_dir}")
+    state = load(file, MODEL_KEYS + RESUME_KEYS)
+    try:
+        return state, config_from_json(state["config"])
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: its saved config does not load in this version: {exc}") from None
+
+
 def train(
     config: TrainConfig | None,
     run_dir: str | os.PathLike[str],
@@ -511,8 +529,7 @@ def train(
     """Train ``config`` into ``run_dir`` (or continue the run there with ``resume=True``)."""
     run_dir = Path(run_dir)
     if resume:
-        state = load(run_dir / "checkpoint.pt")
-        saved = config_from_json(state["config"])
+        state, saved = _load_resumable(run_dir)
         reason = finished_reason(saved, state)
         if reason is not None:
             raise RunFinished(f"run {run_dir} has already finished ({reason}); nothing to resume")
