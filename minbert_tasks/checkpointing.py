@@ -12,7 +12,7 @@ import torch
 
 from minbert_tasks.model.checkpoint import CheckpointError
 
-__all__ = ["CheckpointError", "atomic_write_text", "atomic_save", "load", "resolve_checkpoint"]
+__all__ = ["CheckpointError", "atomic_write_text", "check_out_path", "atomic_save", "load", "resolve_checkpoint"]
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -33,6 +33,13 @@ def _atomic(path: Path, write: Any) -> None:
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` to ``path`` through a temporary file and a rename."""
     _atomic(Path(path), lambda handle: torch.save(obj, handle))
+
+
+def check_out_path(path: str | os.PathLike[str], example: str) -> None:
+    """Refuse an output path that is a directory before any work is done (``example``: a file
+    name to suggest inside it)."""
+    if Path(path).is_dir():
+        raise ValueError(f"--out {path} is a directory; give a file path (e.g. {Path(path) / example})")
 
 
 def atomic_write_text(text: str, path: str | os.PathLike[str]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from minbert_tasks import data
-from minbert_tasks.checkpointing import atomic_write_text, load, resolve_checkpoint
+from minbert_tasks.checkpointing import atomic_write_text, check_out_path, load, resolve_checkpoint
 from minbert_tasks.evaluation import predict_examples
 from minbert_tasks.system import load_run_model
 
@@ -37,8 +37,7 @@ def predict_file(
 ) -> int:
     """Write predictions for ``input_path``; returns the number of rows written. The file
     appears whole or not at all (written beside ``out_path`` and renamed); its folder is made."""
-    if Path(out_path).is_dir():
-        raise ValueError(f"--out {out_path} is a directory; give a file path (e.g. {Path(out_path) / f'{task}.csv'})")
+    check_out_path(out_path, f"{task}.csv")
     file = resolve_checkpoint(checkpoint)
     model, tokenizer, setups, _ = load_run_model(load(file), file.parent)
     if task not in setups:
