@@ -80,20 +80,22 @@ def _check_runnable(config: TrainConfig) -> None:
             raise ConfigError(f"device {config.device!r}: CUDA is not available here (use device=\"cpu\" or \"auto\")")
 
 
-def _print_scores(scores: dict[str, float]) -> None:
+def _print_scores(scores: dict[str, float]) -> float | None:
+    """Print each task's dev metric and the overall score; return the overall score."""
     from minbert_tasks.evaluation import summary_score
 
+    overall = summary_score(scores)
     for task, value in scores.items():
         print(f"  {task:<6} {value:.4f}")
-    overall = summary_score(scores)
     if overall is not None:
         print(f"  overall {overall:.4f}")
+    return overall
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from minbert_tasks.checkpointing import atomic_write_text, check_out_path, load, resolve_checkpoint
     from minbert_tasks.data import DataError
-    from minbert_tasks.evaluation import evaluate, summary_score
+    from minbert_tasks.evaluation import evaluate
     from minbert_tasks.system import load_run_model
 
     if args.out is not None:
@@ -109,9 +111,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise DataError(f"{name} {args.split}: no examples read from {result.path}")
         dev[name] = list(result.examples)
     scores, _ = evaluate(model, setups, dev, tokenizer, batch_size=args.batch_size)
-    _print_scores(scores)
+    overall = _print_scores(scores)
     if args.out:
-        atomic_write_text(json.dumps({"scores": scores, "overall": summary_score(scores)}, indent=2), args.out)
+        atomic_write_text(json.dumps({"scores": scores, "overall": overall}, indent=2), args.out)
     return 0
 
 

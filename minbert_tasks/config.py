@@ -175,6 +175,8 @@ class TrainConfig:
     weight_decay: float = attrs.field(default=0.01, validator=_non_negative)
     warmup: float = attrs.field(default=0.1, validator=_non_negative)
     schedule: str = attrs.field(default="linear", validator=_one_of("linear", "cosine", "constant"))
+    # Micro-batches per optimizer step; the step's gradient is their mean (an epoch's shorter last
+    # group is averaged over its own size, so its micro-batches weigh as much as any other's).
     grad_accumulation: int = attrs.field(default=1, validator=_positive)
     clip_norm: float | None = attrs.field(default=1.0, validator=_positive)
     dropout: float | None = None

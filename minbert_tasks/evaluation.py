@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 
+from minbert_tasks import plugins
 from minbert_tasks.data import PairExample, SentenceExample
 from minbert_tasks.model import Tokenizer
 from minbert_tasks.system import MultiTaskModel, TaskSetup
-from minbert_tasks.tasks import inputs_to, overall
+from minbert_tasks.tasks import inputs_to
 
 __all__ = ["evaluate", "predict_examples", "predict_outputs", "summary_score"]
 
@@ -45,15 +46,19 @@ def predict_outputs(
     model.eval()
     order = sorted(range(len(examples)), key=lambda i: _length(examples[i]))
     chunks = []
-    for start in range(0, len(order), batch_size):
-        inputs, _ = setup.spec.collate(
-            [examples[i] for i in order[start : start + batch_size]], tokenizer, setup.max_length,
-            setup.head.pair_encoding,
-        )
-        inputs = inputs_to(inputs, device)
-        with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            chunks.append(model(task, inputs).float())
-    model.train(was_training)
+    try:
+        for start in range(0, len(order), batch_size):
+            inputs, _ = setup.spec.collate(
+                [examples[i] for i in order[start : start + batch_size]], tokenizer, setup.max_length,
+                setup.head.pair_encoding,
+            )
+            inputs = inputs_to(inputs, device)
+            autocast = autocast_dtype is not None
+            with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast):
+                chunks.append(model(task, inputs).float())
+    finally:
+        # A failed batch (out of memory, a bad row) must not leave a training model in eval mode.
+        model.train(was_training)
     outputs = torch.cat(chunks)
     restored = torch.empty_like(outputs)
     restored[torch.tensor(order, device=outputs.device)] = outputs
@@ -93,11 +98,10 @@ def evaluate(
 
 
 def summary_score(scores: Mapping[str, float]) -> float | None:
-    """The CS224N overall score when sst, para and sts are all present, else the mean of the
-    task metrics (STS Pearson mapped to [0, 1] the same way); ``None`` if nothing is finite."""
-    if {"sst", "para", "sts"} <= set(scores):
-        value = overall(scores)
-    else:
-        parts = [(v + 1) / 2 if k == "sts" else v for k, v in scores.items()]
-        value = sum(parts) / len(parts) if parts else float("nan")
-    return None if math.isnan(value) else float(value)
+    """The mean over tasks of each metric on a 0–1 scale (:meth:`TaskSpec.unit_score` of the
+    task registered under that name): for sst, para and sts exactly the CS224N overall score.
+    ``None`` if it is not finite."""
+    if not scores:
+        return None
+    value = sum(plugins.get_task(task).unit_score(v) for task, v in scores.items()) / len(scores)
+    return float(value) if math.isfinite(value) else None

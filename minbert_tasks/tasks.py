@@ -13,7 +13,8 @@ output           head outputs        loss                    prediction         
 
 The last row is a regression task under a ``HeadConfig(output="classes")`` head: STS is then
 6-way classification over the rounded scores 0..5, predicted as the expected value. A cosine
-head (siamese, output in [0, 5]) is a plain regression head here: MSE on the 0–5 scale.
+head (siamese, output ``5·cos`` in [−5, 5]) is a plain regression head here: MSE on the 0–5
+scale, predictions clamped to [0, 5].
 
 Built-ins: :data:`SST` (5-class sentiment), :data:`PARA` (Quora paraphrase, binary) and
 :data:`STS` (similarity 0–5, Pearson). Third-party tasks are ``TaskSpec`` instances registered
@@ -315,6 +316,11 @@ class TaskSpec:
         if self.output == "regression":
             return metrics.pearson(_numpy(preds), _numpy(golds))
         return metrics.accuracy(_numpy(preds), _numpy(golds))
+
+    def unit_score(self, value: float) -> float:
+        """:meth:`metric` on a 0–1 scale for averaging across tasks: Pearson r as ``(r + 1) / 2``
+        (the CS224N overall score's rule for STS), accuracy as it is."""
+        return (value + 1.0) / 2.0 if self.output == "regression" else value
 
     def _bin_values(self, bins: int) -> Tensor:
         low = math.ceil(self.score_range[0]) if self.score_range is not None else 0
