@@ -46,6 +46,7 @@ def predict_outputs(
     model.eval()
     order = sorted(range(len(examples)), key=lambda i: _length(examples[i]))
     chunks = []
+    device_type = torch.device(device).type
     try:
         for start in range(0, len(order), batch_size):
             inputs, _ = setup.spec.collate(
@@ -53,8 +54,7 @@ def predict_outputs(
                 setup.head.pair_encoding,
             )
             inputs = inputs_to(inputs, device)
-            autocast = autocast_dtype is not None
-            with torch.autocast(torch.device(device).type, dtype=autocast_dtype, enabled=autocast):
+            with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 chunks.append(model(task, inputs).float())
     finally:
         # A failed batch (out of memory, a bad row) must not leave a training model in eval mode.
