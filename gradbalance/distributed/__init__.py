@@ -2,6 +2,9 @@
 
 - :class:`ReplicatedTaskGradients`: data parallelism with replicated parameters (DDP): each
   task's row is averaged over the ranks, every rank combines the same rows.
+- :class:`ShardedTaskGradients` (FSDP2's ``fully_shard``) and :func:`sharded_combine` (any
+  column-sharded ``[T, P_local]`` matrix): one all-reduce of the float64 ``[S, T, T]`` partial
+  Gramians, identical weights on every rank, each applied to its own columns.
 - :func:`sync_combiner_state`: rank 0's combiner state on every rank.
 
 See ``docs/distributed.md`` for the recipes and the traffic each mode costs.
@@ -9,5 +12,12 @@ See ``docs/distributed.md`` for the recipes and the traffic each mode costs.
 
 from ._group import sync_combiner_state
 from ._replicated import ReplicatedTaskGradients
+from ._sharded import ShardedTaskGradients, all_reduce_gramians, sharded_combine
 
-__all__ = ["ReplicatedTaskGradients", "sync_combiner_state"]
+__all__ = [
+    "ReplicatedTaskGradients",
+    "ShardedTaskGradients",
+    "all_reduce_gramians",
+    "sharded_combine",
+    "sync_combiner_state",
+]

@@ -70,9 +70,12 @@ def sgd(model: nn.Module) -> torch.optim.Optimizer:
 
 def train(model: nn.Module, forward: Callable, buffer: TaskGradients, combiner, name: str,
           steps: range, optimizer: torch.optim.Optimizer, rank: int = 0, world: int = 1,
-          after_step: Callable[[], None] | None = None, no_sync: Callable = contextlib.nullcontext) -> None:
-    """SGD ``steps``; each rank trains on its slice of every task's global batch."""
+          after_step: Callable[[], None] | None = None,
+          no_sync: Callable = contextlib.nullcontext) -> list[gradbalance.Combination]:
+    """SGD ``steps``; each rank trains on its slice of every task's global batch. Returns what
+    every combine returned."""
     segments = buffer.segments(SEGMENTS[name]) if name in SEGMENTS else None
+    infos = []
     for step in steps:
         optimizer.zero_grad()
         with no_sync():
@@ -80,15 +83,16 @@ def train(model: nn.Module, forward: Callable, buffer: TaskGradients, combiner, 
                 x, y = shard(batch, rank, world)
                 with buffer.task(t):
                     nn.functional.mse_loss(forward(t, x), y).backward()
-        buffer.combine(combiner, segments)
+        infos.append(buffer.combine(combiner, segments))
         optimizer.step()
         if after_step is not None:
             after_step()
+    return infos
 
 
-def reference(name: str, steps: int = STEPS) -> Net:
+def reference(name: str, steps: int = STEPS) -> tuple[Net, list[gradbalance.Combination]]:
     """The same steps in one process on the whole batch."""
     model = make_model()
     buffer = TaskGradients(model.trunk, TASKS)
-    train(model, model, buffer, combiners()[name], name, range(steps), sgd(model))
-    return model
+    infos = train(model, model, buffer, combiners()[name], name, range(steps), sgd(model))
+    return model, infos

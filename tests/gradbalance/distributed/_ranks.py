@@ -7,8 +7,10 @@ import hashlib
 import os
 import socket
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -49,6 +51,45 @@ def run_ranks(fn: Callable[..., None], world: int, *args: object, timeout: float
                 if process.is_alive():
                     process.kill()
             raise TimeoutError(f"{getattr(fn, '__name__', fn)} on {world} ranks ran past {timeout} s")
+
+
+#: Jobs registered by the test modules at import; one spawned 2-rank run executes them all
+#: (process start-up, ~10 s on a loaded 2-core machine, dominates each job's own work).
+JOBS: list[Callable[[int, int, str], None]] = []
+
+
+def rank_job(fn: Callable[[int, int, str], None]) -> Callable[[int, int, str], None]:
+    """Register ``fn(rank, world, out_dir)`` to run on 2 ranks with the other jobs."""
+    JOBS.append(fn)
+    return fn
+
+
+def _run_jobs(rank: int, world: int, jobs: list[tuple[Callable[[int, int, str], None], str]]) -> None:
+    for fn, out in jobs:
+        try:
+            fn(rank, world, out)
+        except Exception:  # recorded for the job's tests; the other jobs still run
+            with open(f"{out}/rank{rank}.error", "w") as f:
+                f.write(traceback.format_exc())
+
+
+def run_jobs(root: Path) -> dict[str, Path]:
+    """Run every registered job on 2 ranks, each in its own folder under ``root``."""
+    folders = {}
+    for fn in JOBS:
+        folders[fn.__name__] = root / fn.__name__
+        folders[fn.__name__].mkdir()
+    run_ranks(_run_jobs, 2, [(fn, str(folders[fn.__name__])) for fn in JOBS])
+    return folders
+
+
+def job_results(folder: Path, world: int = 2) -> list:
+    """Each rank's saved results of one job, or the rank's traceback as a test failure."""
+    for rank in range(world):
+        error = folder / f"rank{rank}.error"
+        if error.exists():
+            raise AssertionError(f"rank {rank} of {folder.name} failed:\n{error.read_text()}")
+    return [torch.load(folder / f"rank{rank}.pt") for rank in range(world)]
 
 
 def digest(tensors: Iterable[torch.Tensor]) -> str:

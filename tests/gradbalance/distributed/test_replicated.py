@@ -6,10 +6,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from _multitask import TASKS, combiners, make_model, reference, sgd, train, STEPS
-from _ranks import assert_identical_across_ranks, run_ranks
+from _ranks import assert_identical_across_ranks, rank_job
 from gradbalance.distributed import ReplicatedTaskGradients
 
 
+@rank_job
 def _train_all(rank: int, world: int, out: str) -> None:
     results = {}
     for wrap in ("plain", "ddp"):
@@ -34,11 +35,10 @@ def _train_all(rank: int, world: int, out: str) -> None:
     torch.save(results, f"{out}/rank{rank}.pt")
 
 
-def test_two_ranks_match_one_process_on_the_global_batch(tmp_path):
-    run_ranks(_train_all, 2, str(tmp_path))
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+def test_two_ranks_match_one_process_on_the_global_batch(rank_results):
+    ranks = rank_results(_train_all)
     for name in combiners():
-        want = reference(name).state_dict()
+        want = reference(name)[0].state_dict()
         for wrap in ("plain", "ddp"):
             got = ranks[0][wrap, name]
             for key in want:

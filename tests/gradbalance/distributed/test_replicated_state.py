@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
 import gradbalance
 from _multitask import TASKS, batches, make_model, sgd, shard, train
-from _ranks import assert_identical_across_ranks, run_ranks
+from _ranks import assert_identical_across_ranks, rank_job
 from gradbalance import TaskGradients
 from gradbalance.distributed import ReplicatedTaskGradients
 
@@ -47,6 +46,13 @@ def _run(model, optimizer, buffer, combiner, steps, rank, world) -> None:
     train(model, model, buffer, combiner, "gradvac", steps, optimizer, rank, world, after_step=check)
 
 
+def _one_process(steps: range, checkpoint: dict | None = None):
+    model, optimizer, buffer, combiner = _resume(0, 1, checkpoint)
+    _run(model, optimizer, buffer, combiner, steps, 0, 1)
+    return model, optimizer, combiner
+
+
+@rank_job
 def _two_ranks(rank: int, world: int, out: str) -> None:
     # 2 ranks from scratch, checkpoint (rank 0) after FIRST steps, on to LAST.
     model, optimizer, buffer, combiner = _resume(rank, world, None)
@@ -55,27 +61,22 @@ def _two_ranks(rank: int, world: int, out: str) -> None:
         torch.save(_checkpoint(model, optimizer, combiner), f"{out}/two_ranks_at_first.pt")
     _run(model, optimizer, buffer, combiner, range(FIRST, LAST), rank, world)
     final = {"scratch": model.state_dict()}
-    # The one-process checkpoint resumed on 2 ranks.
-    model, optimizer, buffer, combiner = _resume(rank, world, torch.load(f"{out}/one_process_at_first.pt"))
+    # A one-process checkpoint (each rank computes the same one) resumed on 2 ranks.
+    one_process = _checkpoint(*_one_process(range(FIRST)))
+    model, optimizer, buffer, combiner = _resume(rank, world, one_process)
     _run(model, optimizer, buffer, combiner, range(FIRST, LAST), rank, world)
     final["resumed from one process"] = model.state_dict()
     torch.save(final, f"{out}/rank{rank}.pt")
 
 
-def test_state_saved_on_rank_0_resumes_on_one_or_two_ranks(tmp_path):
-    model, optimizer, buffer, combiner = _resume(0, 1, None)
-    _run(model, optimizer, buffer, combiner, range(FIRST), 0, 1)
-    torch.save(_checkpoint(model, optimizer, combiner), tmp_path / "one_process_at_first.pt")
-    _run(model, optimizer, buffer, combiner, range(FIRST, LAST), 0, 1)
-    want = model.state_dict()
-
-    run_ranks(_two_ranks, 2, str(tmp_path))
+def test_state_saved_on_rank_0_resumes_on_one_or_two_ranks(rank_results, _job_folders):
+    ranks = rank_results(_two_ranks)
+    want = _one_process(range(LAST))[0].state_dict()
     # The 2-rank checkpoint resumed in one process.
-    model, optimizer, buffer, combiner = _resume(0, 1, torch.load(tmp_path / "two_ranks_at_first.pt"))
-    _run(model, optimizer, buffer, combiner, range(FIRST, LAST), 0, 1)
-    runs = {"two ranks resumed on one": model.state_dict()}
+    checkpoint = torch.load(_job_folders["_two_ranks"] / "two_ranks_at_first.pt")
+    runs = {"two ranks resumed on one": _one_process(range(FIRST, LAST), checkpoint)[0].state_dict()}
     for rank in range(2):
-        for key, state in torch.load(tmp_path / f"rank{rank}.pt").items():
+        for key, state in ranks[rank].items():
             runs[f"{key}, rank {rank}"] = state
     for run, state in runs.items():
         for key in want:
@@ -83,6 +84,7 @@ def test_state_saved_on_rank_0_resumes_on_one_or_two_ranks(tmp_path):
                                        msg=lambda m: f"{run} {key}: {m}")
 
 
+@rank_job
 def _edge_cases(rank: int, world: int, out: str) -> None:
     result: dict = {}
     # Head use differs across ranks: head 0 used on rank 0 only, head 1 on rank 1 only.
@@ -103,14 +105,8 @@ def _edge_cases(rank: int, world: int, out: str) -> None:
     torch.save(result, f"{out}/rank{rank}.pt")
 
 
-@pytest.fixture(scope="module")
-def edge_cases(tmp_path_factory):
-    out = tmp_path_factory.mktemp("edge")
-    run_ranks(_edge_cases, 2, str(out))
-    return [torch.load(out / f"rank{r}.pt") for r in range(2)]
-
-
-def test_heads_average_as_ddp_would_and_unused_heads_keep_no_grad(edge_cases):
+def test_heads_average_as_ddp_would_and_unused_heads_keep_no_grad(rank_results):
+    edge_cases = rank_results(_edge_cases)
     local = [edge_cases[r]["local"] for r in range(2)]
     for rank in range(2):
         averaged = edge_cases[rank]["averaged"]
@@ -119,7 +115,8 @@ def test_heads_average_as_ddp_would_and_unused_heads_keep_no_grad(edge_cases):
         assert averaged[2] is None and averaged[3] is None
 
 
-def test_ranks_with_different_layouts_fail_clearly_on_every_rank(edge_cases):
+def test_ranks_with_different_layouts_fail_clearly_on_every_rank(rank_results):
+    edge_cases = rank_results(_edge_cases)
     for rank in range(2):
         message = edge_cases[rank].get("mismatch")
         assert message is not None and "tasks: [3, 4]" in message
