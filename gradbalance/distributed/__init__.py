@@ -6,6 +6,8 @@
   column-sharded ``[T, P_local]`` matrix): one all-reduce of the float64 ``[S, T, T]`` partial
   Gramians, identical weights on every rank, each applied to its own columns.
 - :func:`sync_combiner_state`: rank 0's combiner state on every rank.
+- :func:`count_collectives` (bytes the collectives move, measured) and :func:`step_traffic`
+  (the per-step formulas of each mode).
 
 See ``docs/distributed.md`` for the recipes and the traffic each mode costs.
 """
@@ -13,11 +15,16 @@ See ``docs/distributed.md`` for the recipes and the traffic each mode costs.
 from ._group import sync_combiner_state
 from ._replicated import ReplicatedTaskGradients
 from ._sharded import ShardedTaskGradients, all_reduce_gramians, sharded_combine
+from ._traffic import CollectiveTraffic, StepTraffic, count_collectives, step_traffic
 
 __all__ = [
+    "CollectiveTraffic",
     "ReplicatedTaskGradients",
     "ShardedTaskGradients",
+    "StepTraffic",
     "all_reduce_gramians",
+    "count_collectives",
     "sharded_combine",
+    "step_traffic",
     "sync_combiner_state",
 ]
