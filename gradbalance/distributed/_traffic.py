@@ -42,7 +42,7 @@ _RING = {"all_reduce": lambda n: 2 * (n - 1) / n, "broadcast": lambda n: 1.0}
 _GATHER_LIKE = lambda n: (n - 1) / n  # noqa: E731  (reduce-scatter and all-gather)
 
 
-@attrs.define
+@attrs.define(eq=False)  # blocks are told apart by identity
 class CollectiveTraffic:
     """Calls and payload bytes per collective, counted by :func:`count_collectives`.
 
