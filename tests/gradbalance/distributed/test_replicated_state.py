@@ -96,10 +96,19 @@ def _edge_cases(rank: int, world: int, out: str) -> None:
     result["local"] = [None if h.weight.grad is None else h.weight.grad.clone() for h in model.heads]
     buffer.combine(gradbalance.create("sum"))
     result["averaged"] = [None if h.weight.grad is None else h.weight.grad.clone() for h in model.heads]
-    # A rank with another number of tasks: a clear error on every rank, no hang.
-    buffer = ReplicatedTaskGradients(model.trunk, TASKS + rank, replicated=model)
-    try:
+    # Rank 1 skips task 0 and runs task 2 before task 1: with overlap the rows still pair up.
+    for overlap in (False, True):
+        model = make_model()
+        buffer = ReplicatedTaskGradients(model.trunk, TASKS, replicated=model, overlap=overlap)
+        for t in (0, 1, 2) if rank == 0 else (2, 1):
+            x, y = shard(batches(0)[t], rank, world)
+            with buffer.task(t):
+                nn.functional.mse_loss(model(t, x), y).backward()
         buffer.combine(gradbalance.create("sum"))
+        result["rows", overlap] = buffer.rows.clone()
+    # A rank with another number of tasks: a clear error on every rank, no hang.
+    try:
+        ReplicatedTaskGradients(model.trunk, TASKS + rank, replicated=model)
     except ValueError as error:
         result["mismatch"] = str(error)
     torch.save(result, f"{out}/rank{rank}.pt")
@@ -113,6 +122,12 @@ def test_heads_average_as_ddp_would_and_unused_heads_keep_no_grad(rank_results):
         torch.testing.assert_close(averaged[0], local[0][0] / 2)  # rank 1 contributed zeros
         torch.testing.assert_close(averaged[1], local[1][1] / 2)
         assert averaged[2] is None and averaged[3] is None
+
+
+def test_overlapped_rows_pair_up_when_ranks_run_different_tasks(rank_results):
+    for result in rank_results(_edge_cases):
+        assert torch.count_nonzero(result["rows", False]) > 0
+        assert torch.equal(result["rows", True], result["rows", False])
 
 
 def test_ranks_with_different_layouts_fail_clearly_on_every_rank(rank_results):
