@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
@@ -108,3 +109,33 @@ def test_counting_wraps_torch_distributed_only_inside_the_block():
         assert dist.all_reduce is not original  # the inner block leaves the outer one counting
         outer.add("all_reduce", 8)
     assert dist.all_reduce is original and outer.ring_bytes(4) == 2 * 3 / 4 * 8
+
+
+def _traffic_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "scripts" / "distributed_traffic.py"
+    spec = importlib.util.spec_from_file_location("distributed_traffic", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, path.parents[1] / "docs" / "distributed.md"
+
+
+def test_the_docs_table_is_the_projection_scripts_output():
+    script, page = _traffic_script()
+    text = page.read_text()
+    start = text.index("<!-- distributed_traffic.py -->\n") + len("<!-- distributed_traffic.py -->\n")
+    assert text[start : text.index("\n<!-- /distributed_traffic.py -->")] == script.table()
+
+
+def test_projected_bert_sizes_are_the_real_models():
+    transformers = pytest.importorskip("transformers")
+    script, _ = _traffic_script()
+    for layers, hidden, intermediate in script.MODELS.values():
+        config = transformers.BertConfig(num_hidden_layers=layers, hidden_size=hidden,
+                                         intermediate_size=intermediate, num_attention_heads=hidden // 64)
+        with torch.device("meta"):
+            model = transformers.BertModel(config)
+        params = list(model.parameters())
+        assert script.bert_size(layers, hidden, intermediate) == (sum(p.numel() for p in params), len(params))
