@@ -59,3 +59,23 @@ def sync_combiner_state(combiner: GradientCombiner, group: dist.ProcessGroup | N
     dist.broadcast_object_list(payload, src=group_src(group), group=group)
     if dist.get_rank(group) != 0:
         combiner.load_state_dict(payload[0])
+
+
+def reduce_scatter(output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None,
+                   async_op: bool = False) -> dist.Work | None:
+    """Sum ``input`` over the group; this rank gets its contiguous ``1/n`` piece in ``output``
+    (``reduce_scatter_single`` where torch has it, ``reduce_scatter_tensor`` before)."""
+    single = getattr(dist, "reduce_scatter_single", None)
+    if single is not None:
+        return single(output, input, group=group, async_op=async_op)
+    return dist.reduce_scatter_tensor(output, input, group=group, async_op=async_op)
+
+
+def all_gather(output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None) -> None:
+    """Concatenate every rank's ``input`` into ``output`` (``all_gather_single`` where torch
+    has it, ``all_gather_into_tensor`` before)."""
+    single = getattr(dist, "all_gather_single", None)
+    if single is not None:
+        single(output, input, group=group)
+    else:
+        dist.all_gather_into_tensor(output, input, group=group)
