@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     train.add_argument("--run-dir", help="where to write the run (default: runs/<timestamp>)")
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
-    train.add_argument("--data-dir", help="folder of the task files (default: $MINBERT_DATA or ../shared/data)")
+    train.add_argument("--data-dir", help="folder of the task files (default: $MINBERT_DATA, else the copy shipped in the package)")
     train.add_argument("--model", help="a local BERT folder (default: the bundled all-MiniLM-L6-v2)")
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: auto)")
     train.add_argument("--strict", action="store_true", help="malformed data rows are errors")
