@@ -120,7 +120,8 @@ class TaskConfig:
         batch_size: examples per batch.
         head: head options; ``None`` is the task's default head.
         max_length: tokens per input after truncation.
-        train_limit / dev_limit: read only the first N examples (quick runs and tests).
+        train_limit: read only the first N training examples (quick runs and tests).
+        dev_limit: read only the first N dev examples.
         loss_weight: static weight of the task's loss (regularisers included) before its
             gradient fills the task's row; 1 = as is.
         smart_weight: λ_s of the SMART smoothness term (0 = off).
