@@ -17,6 +17,8 @@ rewrites them at load time, leaving the sources as they are:
   renamed or deleted function fails CI instead of leaving a dead reference.
 - ``text::`` followed by an indented block becomes ``text:`` and a fenced code block;
   ``.. math::`` becomes a fenced block of its formula.
+- Prose maths such as ``∇_x̃`` or ``δ*`` stays as written: an underscore or asterisk that reST
+  reads literally but Markdown would take for emphasis is escaped (outside code and doctests).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class SphinxRoles(griffe.Extension):
 def rewrite(text: str, resolve: Any) -> str:
     """``text`` with its roles turned into autorefs (``resolve(target)`` gives the identifier or
     ``None``) and its reST literal and math blocks into fenced blocks."""
-    return _ROLE.sub(lambda m: _autoref(m["target"], resolve), _blocks(text))
+    return _ROLE.sub(lambda m: _autoref(m["target"], resolve), _escape(_blocks(text)))
 
 
 def _autoref(target: str, resolve: Any) -> str:
@@ -137,6 +139,48 @@ def _walk(obj: griffe.Object) -> Any:
         private = name.startswith("_") and not name.startswith("__") and not member.is_module
         if not member.is_alias and not private:
             yield from _walk(member)
+
+
+_CODE_OR_ROLE = re.compile(r"(:\w+:)?(`+).*?\2")
+_EMPHASIS = re.compile(r"(?<![^\s(\[\"'])(\*{1,2})(?=\S)(?!\*).+?(?<=\S)\1(?![\w*])")
+
+
+def _escape(text: str) -> str:
+    """Escape ``_`` not inside a word and ``*`` not part of reST emphasis, outside fenced
+    blocks, inline code, roles and doctest lines."""
+    out: list[str] = []
+    fenced = doctest = False
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            fenced = not fenced
+        elif stripped.startswith((">>>", "...")):
+            doctest = True
+        elif not stripped:
+            doctest = False
+        if fenced or doctest or stripped.startswith("```"):
+            out.append(line)
+            continue
+        pieces, last = [], 0
+        for m in _CODE_OR_ROLE.finditer(line):
+            pieces += [_escape_prose(line[last : m.start()]), m.group(0)]
+            last = m.end()
+        out.append("".join([*pieces, _escape_prose(line[last:])]))
+    return "\n".join(out)
+
+
+def _escape_prose(text: str) -> str:
+    keep = [m.span() for m in _EMPHASIS.finditer(text)]
+    chars = []
+    for i, c in enumerate(text):
+        before = text[i - 1] if i else " "
+        after = text[i + 1] if i + 1 < len(text) else " "
+        if c == "_" and not (before.isalnum() and (after.isalnum() or after == "_")) and not before == "_":
+            c = "\\_"
+        elif c == "*" and not any(start <= i < end for start, end in keep):
+            c = "\\*"
+        chars.append(c)
+    return "".join(chars)
 
 
 def _blocks(text: str) -> str:

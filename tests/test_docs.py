@@ -80,3 +80,48 @@ def test_plugin_example_package_passes_its_tests_once_installed(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 passed" in result.stdout
+
+
+def _extensions():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import griffe_extensions
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return griffe_extensions
+
+
+def test_docstring_roles_become_cross_references_resolved_in_scope():
+    import griffe
+
+    ext = _extensions()
+    loader_extensions = griffe.load_extensions(ext.AttrsSignatures, ext.SphinxRoles)
+    package = griffe.load("gradbalance", search_paths=[str(ROOT)], extensions=loader_extensions)
+    doc = package["_buffer.TaskGradients"].docstring.value
+    # :meth:`combine` inside TaskGradients names the class's own method.
+    assert '<autoref optional identifier="gradbalance._buffer.TaskGradients.combine"><code>combine</code>' in doc
+    assert ":meth:" not in doc and "Example::" not in doc and "```python" in doc
+    # attrs classes get the __init__ attrs generates: PCGrad(seed=None, reduction='sum').
+    init = package["combiners._pcgrad.PCGrad"].members["__init__"]
+    assert [(p.name, p.default) for p in init.parameters][1:] == [("seed", "None"), ("reduction", "'sum'")]
+
+
+def test_a_role_naming_nothing_is_reported(caplog):
+    import griffe
+
+    ext = _extensions()
+    package = griffe.load("gradbalance", search_paths=[str(ROOT)])
+    loader = griffe.GriffeLoader(search_paths=[str(ROOT)])
+    loader.modules_collection["gradbalance"] = package
+    with caplog.at_level("WARNING"):
+        assert ext._resolve("TaskGradients.combine", package, loader) == "gradbalance._buffer.TaskGradients.combine"
+        assert ext._resolve("TaskGradients.combine_all", package, loader) is None
+    assert "'TaskGradients.combine_all'" in caplog.text and "names nothing" in caplog.text
+
+
+def test_prose_maths_is_escaped_but_emphasis_code_and_doctests_are_not():
+    ext = _extensions()
+    text = "g = ∇_x̃ f and x̃* = x + δ*, the *input* ``a_b*``\n>>> y = x_1 * 2"
+    assert ext.rewrite(text, lambda target: target) == (
+        "g = ∇\\_x̃ f and x̃\\* = x + δ\\*, the *input* ``a_b*``\n>>> y = x_1 * 2"
+    )
