@@ -50,6 +50,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "load_config",
+    "preset_description",
     "preset_names",
 ]
 
@@ -360,6 +361,11 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
+def preset_description(name: str) -> str:
+    """The one-line ``description`` a bundled preset declares (empty when it has none)."""
+    return str(_read_toml(name).get("description", ""))
+
+
 def _read_toml(source: str) -> dict[str, Any]:
     path = Path(source)
     if path.suffix != ".toml" and not path.exists():
@@ -382,6 +388,7 @@ def _read_toml(source: str) -> dict[str, Any]:
 def load_config(source: str | Mapping[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
     """A :class:`TrainConfig` from a TOML file, a preset name or a mapping, plus overrides."""
     data = json.loads(json.dumps(source)) if isinstance(source, Mapping) else _read_toml(source)
+    data.pop("description", None)  # says what a config is for; not a training setting
     apply_overrides(data, overrides)
     return _build(TrainConfig, data, "")
 
