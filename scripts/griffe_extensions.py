@@ -65,13 +65,21 @@ class AttrsSignatures(griffe.Extension):
             annotation = member.annotation if isinstance(member, griffe.Attribute) else None
             default = None
             if field.default is not attrs.NOTHING:
-                factory = isinstance(field.default, attrs.Factory)  # type: ignore[arg-type]
-                default = "<factory>" if factory else repr(field.default)
+                default = _default_source(field.default)
             kind = griffe.ParameterKind.keyword_only if field.kw_only else griffe.ParameterKind.positional_or_keyword
             parameters.append(griffe.Parameter(field.alias, annotation=annotation, kind=kind, default=default))
         init = griffe.Function("__init__", parameters=griffe.Parameters(*parameters), returns="None",
                                lineno=cls.lineno, endlineno=cls.lineno)
         cls.set_member("__init__", init)
+
+
+def _default_source(default: Any) -> str:
+    """A default as source text: its ``repr``, or ``list()`` for ``Factory(list)`` (``...`` for
+    a factory without a plain name), so the signature stays valid Python for the formatter."""
+    if not isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        return repr(default)
+    name = getattr(default.factory, "__qualname__", "<lambda>")
+    return "..." if "<" in name else f"{name}()"
 
 
 class SphinxRoles(griffe.Extension):
