@@ -364,30 +364,18 @@ MISSPELLED = """
 """
 
 
-@pytest.fixture
-def contract_site(tmp_path):
-    """A site directory with a combine-only balancer beside three distributions that break."""
-    make_distribution(tmp_path, "unit-balancers", "unit_balancers", COMBINE_ONLY)
-    make_distribution(tmp_path, "unfinished-balancers", "unfinished_balancers", NEITHER_METHOD)
-    make_distribution(tmp_path, "unmarked-balancers", "unmarked_balancers", UNMARKED)
-    make_distribution(tmp_path, "typo-balancers", "typo_balancers", MISSPELLED)
-    return tmp_path
-
-
-def plugin_warnings(stderr: str) -> dict[str, str]:
-    """The PluginLoadWarning messages in ``stderr``, keyed by the distribution each names."""
-    found = {}
-    for line in stderr.splitlines():
-        if "PluginLoadWarning: " in line:
-            message = line.split("PluginLoadWarning: ", 1)[1]
-            named = message.split("of distribution ", 1)[-1]  # a load failure names the entry point first
-            found[named.split("'")[1]] = message
-    return found
-
-
-def test_a_combine_only_distribution_is_listed_created_and_run_in_task_gradients(contract_site):
-    result = run_python(
-        contract_site,
+@pytest.fixture(scope="module")
+def contract_runs(tmp_path_factory):
+    """A site directory with a combine-only balancer beside three distributions that break, and
+    two fresh interpreters on it (run once for the tests below): a script that creates the
+    balancer by name and combines through ``TaskGradients``, and ``gradbalance list``."""
+    site = tmp_path_factory.mktemp("site")
+    make_distribution(site, "unit-balancers", "unit_balancers", COMBINE_ONLY)
+    make_distribution(site, "unfinished-balancers", "unfinished_balancers", NEITHER_METHOD)
+    make_distribution(site, "unmarked-balancers", "unmarked_balancers", UNMARKED)
+    make_distribution(site, "typo-balancers", "typo_balancers", MISSPELLED)
+    script = run_python(
+        site,
         """
         import torch, gradbalance
         print(gradbalance.available())
@@ -404,41 +392,58 @@ def test_a_combine_only_distribution_is_listed_created_and_run_in_task_gradients
         print(torch.allclose(buffer.result, want), shared.weight.grad.data_ptr() == buffer.result.data_ptr())
         """,
     )
-    assert result.returncode == 0, result.stderr
-    names, check = result.stdout.splitlines()
+    return script, run_python(site, "-m", "gradbalance", "list")
+
+
+def plugin_warnings(stderr: str) -> dict[str, str]:
+    """The PluginLoadWarning messages in ``stderr``, keyed by the distribution each names."""
+    found = {}
+    for line in stderr.splitlines():
+        if "PluginLoadWarning: " in line:
+            message = line.split("PluginLoadWarning: ", 1)[1]
+            named = message.split("of distribution ", 1)[-1]  # a load failure names the entry point first
+            found[named.split("'")[1]] = message
+    return found
+
+
+def test_a_combine_only_distribution_is_listed_created_and_run_in_task_gradients(contract_runs):
+    script, listing = contract_runs
+    assert script.returncode == 0, script.stderr
+    names, check = script.stdout.splitlines()
     assert "'unit-sum'" in names and "'unfinished'" not in names and "'pcgrad'" in names
     assert check == "True True"
-    listing = run_python(contract_site, "-m", "gradbalance", "list")
     assert listing.returncode == 0, listing.stderr
     rows = [line.split()[:3] for line in listing.stdout.splitlines()]
     assert ["unit-sum", "combiner", "unit-balancers"] in rows and ["pcgrad", "combiner", "gradbalance"] in rows
     assert "Sum of the task gradients, each scaled to unit norm." in listing.stdout
-    for stderr in (result.stderr, listing.stderr):
-        warned = plugin_warnings(stderr)
-        assert sorted(warned) == ["typo-balancers", "unfinished-balancers", "unmarked-balancers"]
-        assert "Traceback" not in stderr
-    assert warned["unfinished-balancers"] == (
-        "gradbalance: skipped plugin 'unfinished_balancers' (unfinished_balancers) of distribution "
-        "'unfinished-balancers': TypeError: Unfinished must implement combine(self, G, segments=None, *, "
-        "out=None) returning the [P] update direction (or combine_with_info returning a "
-        "gradbalance.Combination), or subclass gradbalance.GramianCombiner and implement weights(self, "
-        "gramian); for an abstract base class write class Unfinished(..., abstract=True)"
-    )
 
 
-def test_a_plugin_that_contributes_nothing_is_named_with_what_was_found(contract_site):
-    result = run_python(contract_site, "import gradbalance; print(gradbalance.available())")
-    assert result.returncode == 0, result.stderr
-    warned = plugin_warnings(result.stderr)
+def test_a_class_with_neither_method_costs_only_its_distribution(contract_runs):
+    for run in contract_runs:
+        warned = plugin_warnings(run.stderr)
+        assert "Traceback" not in run.stderr
+        assert warned["unfinished-balancers"] == (
+            "gradbalance: skipped plugin 'unfinished_balancers' (unfinished_balancers) of distribution "
+            "'unfinished-balancers': TypeError: Unfinished must implement combine(self, G, segments=None, *, "
+            "out=None) returning the [P] update direction (or combine_with_info returning a "
+            "gradbalance.Combination), or subclass gradbalance.GramianCombiner and implement weights(self, "
+            "gramian); for an abstract base class write class Unfinished(..., abstract=True)"
+        )
+
+
+def test_a_plugin_that_contributes_nothing_is_named_with_what_was_found(contract_runs):
     tail = ". A plugin implements gradbalance_combiners() and/or gradbalance_regularizers(), each marked @gradbalance.hookimpl"
-    assert warned["unmarked-balancers"] == (
-        "gradbalance: plugin 'unmarked-balancers' (unmarked_balancers) contributes nothing: "
-        "gradbalance_combiners() is not marked @gradbalance.hookimpl" + tail
-    )
-    assert warned["typo-balancers"] == (
-        "gradbalance: plugin 'typo-balancers' (typo_balancers) contributes nothing: @gradbalance.hookimpl "
-        "marks gradbalance_combiner(), which is no gradbalance hook (did you mean 'gradbalance_combiners'?)" + tail
-    )
+    for run in contract_runs:
+        warned = plugin_warnings(run.stderr)
+        assert sorted(warned) == ["typo-balancers", "unfinished-balancers", "unmarked-balancers"]
+        assert warned["unmarked-balancers"] == (
+            "gradbalance: plugin 'unmarked-balancers' (unmarked_balancers) contributes nothing: "
+            "gradbalance_combiners() is not marked @gradbalance.hookimpl" + tail
+        )
+        assert warned["typo-balancers"] == (
+            "gradbalance: plugin 'typo-balancers' (typo_balancers) contributes nothing: @gradbalance.hookimpl "
+            "marks gradbalance_combiner(), which is no gradbalance hook (did you mean 'gradbalance_combiners'?)" + tail
+        )
 
 
 def test_hook_problems_of_in_process_plugins():
