@@ -226,12 +226,13 @@ class TaskGradients:
     def combine(self, combiner: GradientCombiner, segments: Sequence[int] | None = None) -> Combination:
         """Combine the rows into :attr:`result` and point every shared ``.grad`` at it.
 
-        The next ``task()`` starts a new step (zero rows) even if this raised, so a step
-        rejected for a NaN/Inf gradient can be skipped; the rows stay readable until then.
+        The next ``task()`` starts a new step (zero rows) even if the combiner raised, so a step
+        rejected for a NaN/Inf gradient can be skipped; the rows stay readable until then. A
+        gradient from outside the tasks raises before anything changes.
         """
+        _check_no_outside_gradient(self._names, self._params, self._result_views, "combine()")
         self._stale = True
         _step_guard.release(self)
-        _check_no_outside_gradient(self._names, self._params, self._result_views, "combine()")
         info = combiner.combine_with_info(self.rows, segments, out=self.result)
         if info.direction.data_ptr() != self.result.data_ptr():
             self.result.copy_(info.direction)  # a plugin that ignored out=

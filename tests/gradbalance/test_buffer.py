@@ -244,6 +244,8 @@ def test_a_gradient_from_outside_the_tasks_is_an_error(setup):
     extra().backward()  # after the last task
     with pytest.raises(RuntimeError, match=r"at combine\(\)"):
         buffer.combine(gradbalance.create("sum"))
+    with pytest.raises(RuntimeError, match="never combined"):  # nothing changed: still uncombined
+        torch.optim.SGD(model.parameters(), lr=0.1).step()
     model.zero_grad()
     run_tasks(buffer, model, xs)
     buffer.combine(gradbalance.create("sum"))
