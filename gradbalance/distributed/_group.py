@@ -30,7 +30,7 @@ def check_same_across_ranks(
     values: Sequence[int], labels: Sequence[str], where: str, *,
     group: dist.ProcessGroup | None = None, device: torch.device | str = "cpu",
 ) -> None:
-    """All-gather a few integers and raise the same :class:`ValueError` on every rank when any rank
+    """All-gather a few integers and raise the same ``ValueError`` on every rank when any rank
     disagrees with rank 0 (one tiny collective; call it once, before the big ones)."""
     mine = torch.tensor(list(values), dtype=torch.int64, device=device)
     gathered = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]

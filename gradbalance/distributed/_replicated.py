@@ -20,7 +20,7 @@ __all__ = ["ReplicatedTaskGradients"]
 
 class ReplicatedTaskGradients(TaskGradients):
     """A :class:`~gradbalance.TaskGradients` buffer for data-parallel training with replicated
-    parameters: :meth:`combine` first averages every task's row over the process group, then
+    parameters: ``combine`` first averages every task's row over the process group, then
     every rank combines the same averaged rows, so the update is the one a single process
     computes on the global batch and the parameters stay bitwise identical across ranks.
 
@@ -43,7 +43,7 @@ class ReplicatedTaskGradients(TaskGradients):
 
     A plain (unwrapped) model works the same when its weights start identical on every rank.
     Every rank must build the buffer at the same point (the constructor checks that the ranks'
-    layouts agree, one tiny collective); the first :meth:`combine` with a combiner checks the
+    layouts agree, one tiny collective); the first ``combine`` with a combiner checks the
     segments and broadcasts the rank 0 combiner state (:func:`sync_combiner_state`).
 
     Args:
@@ -117,11 +117,11 @@ class ReplicatedTaskGradients(TaskGradients):
 
     @property
     def heads(self) -> list[Tensor]:
-        """The replicated parameters outside the buffer whose grads :meth:`combine` averages."""
+        """The replicated parameters outside the buffer whose grads ``combine`` averages."""
         return list(self._heads)
 
     def bytes_per_step(self) -> int:
-        """Payload bytes of :meth:`combine`'s collectives on the rows, heads and flags (without
+        """Payload bytes of ``combine``'s collectives on the rows, heads and flags (without
         the scatter mode's small Gramian all-reduce)."""
         rows_and_heads = self._flat.numel() * self._flat.element_size()
         return rows_and_heads + (self._gathered.numel() * self._gathered.element_size() if self.scatter else 0)
