@@ -115,8 +115,8 @@ def optimize_all(
     """:func:`optimize` for every combiner at once, as one batched problem; the same runs.
 
     One ``[combiners, starts, 2]`` float64 tensor under one Adam optimizer (Adam is elementwise,
-    so each combiner's points move exactly as under its own Adam at ``lr``), one autograd call
-    per task and step for all points, and each combiner's update from its own rows with its
+    so each combiner's points move exactly as under its own Adam at ``lr``), one backward pass per
+    step for all points and both tasks, and each combiner's update from its own rows with its
     starts as segments (independent problems) through ``combine``; for a
     :class:`GramianCombiner` that overrides neither ``combine`` nor ``combine_with_info``,
     through its ``weights`` on Gramians computed for all points in one product, which is what
@@ -126,10 +126,12 @@ def optimize_all(
     x = torch.tensor(starts, dtype=torch.float64).repeat(len(combiners), 1, 1).requires_grad_()
     optimizer = torch.optim.Adam([x], lr=lr)
     path, losses = [x.detach().clone()], []
+    tasks = torch.eye(2, dtype=torch.float64)
     for step in range(1, steps + 1):
         f = objectives(x)  # [2, C, N]
         losses.append(f.detach().permute(1, 2, 0).clone())
-        rows = torch.stack([torch.autograd.grad(f[t].sum(), x, retain_graph=t == 0)[0] for t in range(2)])
+        # Both tasks' gradients at every point in one backward pass (vmapped over the tasks).
+        (rows,) = torch.autograd.grad(f.sum((1, 2)), x, tasks, is_grads_batched=True)  # [2, C, N, 2]
         optimizer.zero_grad()
         x.grad = batch.directions(rows)
         optimizer.step()
