@@ -8,11 +8,15 @@ same trajectories), so where each start ended up reads both as a point and as a 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .toy import ToyRun, objectives, pareto_set
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 _COLUMNS = 4
 _BOUND = 10.0
@@ -68,7 +72,9 @@ def plot(runs: Sequence[ToyRun], path: str, starts: Sequence[tuple[float, float]
     plt.close(fig)
 
 
-def _parameter_panel(ax, run: ToyRun, X, Y, F, front_x, colors) -> None:  # type: ignore[no-untyped-def]
+def _parameter_panel(
+    ax: Axes, run: ToyRun, X: np.ndarray, Y: np.ndarray, F: np.ndarray, front_x: np.ndarray, colors: np.ndarray
+) -> None:
     for f, color in ((F[0], "tab:blue"), (F[1], "tab:orange")):
         ax.contour(X, Y, f, levels=10, colors=color, linewidths=0.6, alpha=0.45)
     # The grid's non-dominated points, one (mean) x2 per grid column: a curve, not a band.
@@ -88,7 +94,7 @@ def _parameter_panel(ax, run: ToyRun, X, Y, F, front_x, colors) -> None:  # type
     ax.set_ylabel("$x_2$")
 
 
-def _loss_panel(ax, run: ToyRun, front_f, colors) -> None:  # type: ignore[no-untyped-def]
+def _loss_panel(ax: Axes, run: ToyRun, front_f: np.ndarray, colors: np.ndarray) -> None:
     ax.plot(front_f[:, 0], front_f[:, 1], color="crimson", lw=3, alpha=0.6)
     for k in range(run.losses.shape[1]):
         traj = run.losses[:, k].numpy()

@@ -9,12 +9,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from ._registry import create, default_registry, options, plugin_entries
 from .errors import GradbalanceError
+
+if TYPE_CHECKING:
+    from .toy import ToyRun
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -85,7 +88,7 @@ def _progress(steps: int, began: float) -> Callable[[int], None]:
     return report
 
 
-def _print_table(runs: Sequence[Any], steps: int) -> None:
+def _print_table(runs: Sequence[ToyRun], steps: int) -> None:
     from . import toy
 
     _, front = toy.pareto_set()
