@@ -50,7 +50,7 @@ def _demo(args: argparse.Namespace) -> int:
     except (GradbalanceError, TypeError, ValueError) as exc:
         print(f"gradbalance demo: error: {exc}", file=sys.stderr)
         return 2
-    torch.set_num_threads(1)  # 2x2 problems: more threads only add synchronisation
+    torch.set_num_threads(1)  # tiny tensors: one thread, whatever the machine offers
     print(
         f"gradbalance demo: {', '.join(names)}; {len(toy.DEFAULT_STARTS)} starts each, "
         f"{args.steps} Adam steps at lr={args.lr}, all in one batched run",
