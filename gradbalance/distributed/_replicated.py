@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._buffer import ParamsLike, TaskGradients, _named
 from .._checks import check_segments
-from .._combiner import Combination, GradientCombiner
+from .._combiner import Combination, GradientCombiner, GramianCombiner
 from ._group import all_gather, check_same_across_ranks, reduce_scatter, require_initialized, sync_combiner_state
 from ._sharded import sharded_combine
 
@@ -148,6 +148,13 @@ class ReplicatedTaskGradients(TaskGradients):
         return dist.all_reduce(row, group=self.group, async_op=True)
 
     def _combine_rows(self, combiner: GradientCombiner, segments: Sequence[int] | None) -> Combination:
+        if self.scatter and not (combiner.columnwise or isinstance(combiner, GramianCombiner)):
+            self._pending = []  # every rank refuses the same combiner before any collective
+            raise TypeError(
+                f"combiner {getattr(combiner, 'name', type(combiner).__name__)!r} needs whole task "
+                "rows (it is neither a GramianCombiner nor columnwise), but scatter=True gives each "
+                "rank a column slice; build the buffer with scatter=False for it"
+            )
         try:
             self._average()
         finally:
