@@ -132,7 +132,7 @@ def _fsdp_training(rank: int, world: int, out: str) -> None:
                                       f"{name} Gramians and weights")
         result[name] = {k: v.full_tensor() for k, v in model.state_dict().items()}
         result[name, "gramians"] = [i.gramian for i in infos]
-        result[name, "local sizes"] = sum(buffer.segments("tensor")) and buffer.segments("tensor")
+        result[name, "local sizes"] = buffer.segments("tensor")
     torch.save(result, f"{out}/rank{rank}.pt")
 
 
@@ -176,9 +176,9 @@ def test_fsdp2_with_one_shared_forward_fills_the_rows_of_separate_forwards(rank_
 
 def test_fsdp2_training_matches_one_process_on_the_global_batch(rank_results):
     ranks = rank_results(_fsdp_training)
-    # Uneven shards: the last Linear's 10-row weight splits 5/5, the 12-row one 6/6, biases too;
-    # sizes differ by parameter, never by rank count.
-    assert sum(ranks[0]["sum", "local sizes"]) + sum(ranks[1]["sum", "local sizes"]) == 6 * 12 + 12 + 12 * 10 + 10
+    # Each rank's rows hold its shard of every trunk tensor: together, the whole trunk.
+    local = [ranks[r]["sum", "local sizes"] for r in range(2)]
+    assert [a + b for a, b in zip(*local)] == [12 * 6, 12, 10 * 12, 10] and local[0] != [0, 0, 0, 0]
     for name in combiners():
         model, infos = reference(name)
         want = model.state_dict()
