@@ -231,7 +231,12 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
         else:  # f's rounding
             break
         full_steps = t == 1.0
+        # A step the line search accepts without lowering f is rounding's doing: f can no
+        # longer tell the iterates apart (left alone, Newton would crawl on for every step).
+        stalled = candidate_value >= value
         beta, value = candidate, candidate_value
+        if stalled:
+            break
     return beta
 
 
