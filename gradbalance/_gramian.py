@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .errors import NonFiniteGradientError
-from ._checks import first_nonfinite_row
+from ._checks import all_finite, first_nonfinite_row
 
 #: Columns per block product; float32 error grows with the block length, not with P.
 BLOCK = 65536
@@ -163,7 +163,7 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     # One device-to-host transfer per step: the T×T algebra then runs on the CPU without
     # stalling the stream once per task pair.
     K = K.cpu()
-    if not np.isfinite(K.numpy()).all():  # numpy: torch's reduction costs ~5-30 µs on [S, T, T]
+    if not all_finite(K):
         K = _recover_nonfinite(G, sizes, K)
     return K
 
@@ -182,20 +182,26 @@ def _recover_nonfinite(G: Tensor, sizes: Sequence[int], K: Tensor) -> Tensor:
     return K
 
 
-def nonzero_row_weights(gramian: Tensor, solve: Callable[[Tensor], Tensor]) -> Tensor:
+def nonzero_row_weights(gramian: Tensor, solve: Callable[[np.ndarray], np.ndarray]) -> Tensor:
     """``[S, T]`` weights from ``solve`` applied to each segment's Gramian restricted to its
     non-zero rows (positive diagonal); zero rows, and segments without any, get weight 0.
 
     A zero row is a task that sat out the step or a segment it does not touch: the combiners
     that solve a problem over the tasks leave it out rather than let it constrain the others.
+    ``solve`` maps a float64 numpy ``[m, m]`` to ``[m]`` (numpy: torch's per-op dispatch would
+    cost more than the arithmetic on such arrays).
     """
-    S, T, _ = gramian.shape
-    weights = torch.zeros(S, T, dtype=gramian.dtype)
+    K = gramian.numpy()
+    S, T, _ = K.shape
+    weights = np.zeros((S, T))
+    positive = np.diagonal(K, axis1=1, axis2=2) > 0
     for s in range(S):
-        active = (gramian[s].diagonal() > 0).nonzero().flatten()
-        if len(active) > 0:
-            weights[s, active] = solve(gramian[s][active][:, active])
-    return weights
+        if positive[s].all():
+            weights[s] = solve(K[s])
+        elif positive[s].any():
+            active = np.flatnonzero(positive[s])
+            weights[s, active] = solve(K[s][np.ix_(active, active)])
+    return torch.from_numpy(weights)
 
 
 def solve_small(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -216,6 +222,15 @@ def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor 
     """
     if out is None:
         out = torch.empty(G.shape[1], dtype=G.dtype, device=G.device)
+    if not G.is_cuda and G.dtype in _DOT_DTYPES:
+        # numpy's gemv straight into out: no torch dispatch or weight conversion per segment.
+        rows, dest = G.detach().numpy(), out.detach().numpy()
+        w = weights.detach().cpu().numpy().astype(rows.dtype)
+        start = 0
+        for s, size in enumerate(sizes):
+            np.dot(w[s], rows[:, start : start + size], out=dest[start : start + size])
+            start += size
+        return out
     half = G.dtype in _HALF
     w = weights.to(device=G.device, dtype=torch.float32 if half else G.dtype)
     start = 0

@@ -9,7 +9,6 @@ from typing import ClassVar, Literal
 
 import attrs
 import numpy as np
-import torch
 from torch import Tensor
 
 from .._checks import reduction_field
@@ -135,9 +134,7 @@ class CAGrad(GramianCombiner):
         scale = T if self.reduction == "sum" else 1.0
         if self.rescale:
             scale /= 1.0 + c * c
-        weights = nonzero_row_weights(  # tiny arrays: numpy, not torch, per call
-            gramian, lambda K: torch.from_numpy(conflict_averse_weights(K.numpy(), T, c))
-        )
+        weights = nonzero_row_weights(gramian, lambda K: conflict_averse_weights(K, T, c))
         return weights * scale
 
 

@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import attrs
 import numpy as np
-import torch
 from torch import Tensor
 
 from .._combiner import GramianCombiner
@@ -118,14 +117,14 @@ class FairGrad(GramianCombiner):
         return nonzero_row_weights(gramian, lambda K: fair_weights(K, alpha))
 
 
-def fair_weights(K: Tensor, alpha: float) -> Tensor:
+def fair_weights(K: np.ndarray, alpha: float) -> np.ndarray:
     """The ``w > 0`` with ``K w = w^(−1/α)`` for a Gramian ``K`` with positive diagonal, or zeros
     where the rows are Pareto-stationary."""
-    norms = np.sqrt(np.diagonal(K.numpy()))
-    C = K.numpy() / np.outer(norms, norms)
-    hull = min_norm_weights(torch.from_numpy(C)).numpy()
+    norms = np.sqrt(np.diagonal(K))
+    C = K / np.outer(norms, norms)
+    hull = min_norm_weights(C)
     if float(hull @ C @ hull) <= _STATIONARY:
-        return torch.zeros_like(K.diagonal())
+        return np.zeros(len(K))
     log_norms = np.log(norms)
     # Tasks with the same direction (cosine 1 to rounding) share one equation's left side, so
     # each group is solved as one task and split after (see _group_split); a system holding
@@ -144,7 +143,7 @@ def fair_weights(K: Tensor, alpha: float) -> Tensor:
             log_b = _log_weights(reduced, log_c, alpha ** (stage / stages), log_b)
         # Each group's β split among its members (log_share at the last stage's α = alpha).
         log_w = log_b[group] + log_share - log_norms
-    return torch.from_numpy(np.exp(log_w)).to(K.dtype)
+    return np.exp(log_w)
 
 
 def _group_split(log_norms: np.ndarray, group: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:

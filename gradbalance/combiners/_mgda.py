@@ -6,7 +6,6 @@ from typing import ClassVar, Literal
 
 import attrs
 import numpy as np
-import torch
 from torch import Tensor
 
 from .._checks import reduction_field
@@ -54,13 +53,13 @@ class MGDA(GramianCombiner):
         return weights * gramian.shape[1] if self.reduction == "sum" else weights
 
 
-def min_norm_weights(K: Tensor) -> Tensor:
+def min_norm_weights(K: np.ndarray) -> np.ndarray:
     """The convex weights ``w`` minimizing ``wᵀ K w`` for a Gramian ``K`` with positive diagonal,
     by Wolfe's nearest-point algorithm: a major step adds the point that most violates
     optimality; minor steps solve for the nearest point of the support's affine hull and, while
     that point leaves the simplex, walk towards it until a weight reaches zero and drop it.
     A few ``T×T`` solves in numpy (tiny arrays: torch's per-call overhead would dominate)."""
-    Kn = K.numpy() / float(K.diagonal().max())
+    Kn = K / float(np.diagonal(K).max())
     diagonal = np.diagonal(Kn)
     support = [int(diagonal.argmin())]
     lam = np.ones(1)
@@ -88,7 +87,7 @@ def min_norm_weights(K: Tensor) -> Tensor:
             lam = lam[keep]
     weights = np.zeros(K.shape[0])
     weights[support] = lam / lam.sum()
-    return torch.from_numpy(weights).to(K.dtype)
+    return weights
 
 
 def _affine_nearest_point(K: np.ndarray) -> np.ndarray:

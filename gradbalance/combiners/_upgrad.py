@@ -7,7 +7,6 @@ from typing import ClassVar, Literal
 
 import attrs
 import numpy as np
-import torch
 from torch import Tensor
 
 from .._checks import reduction_field
@@ -58,12 +57,11 @@ class UPGrad(GramianCombiner):
         return weights if self.reduction == "sum" else weights / gramian.shape[1]
 
 
-def projection_weights(K: Tensor) -> Tensor:
+def projection_weights(K: np.ndarray) -> np.ndarray:
     """``[T, T]``: row ``i`` holds the weights ``e_i + v`` of ``g_i``'s projection onto the
     dual cone of the rows, for a Gramian ``K`` with positive diagonal."""
-    Kn = K.numpy() / float(K.diagonal().max())
-    rows = [np.eye(len(Kn))[i] + _dual_multipliers(Kn, i) for i in range(len(Kn))]
-    return torch.from_numpy(np.stack(rows)).to(K.dtype)
+    Kn = K / float(np.diagonal(K).max())
+    return np.eye(len(Kn)) + np.stack([_dual_multipliers(Kn, i) for i in range(len(Kn))])
 
 
 def _dual_multipliers(K: np.ndarray, i: int) -> np.ndarray:

@@ -1,0 +1,134 @@
+"""Small problems: the per-call cost of the ``T×T`` step and of ``combine`` on a small matrix.
+
+For a small model the library's Python, not the arithmetic, is the cost. Goals on the CPU,
+single-threaded:
+
+- the ``T×T`` step (``weights`` on ``[S, T, T]`` Gramians) at most 100 µs at ``T = 3`` and
+  300 µs at ``T = 8`` for every built-in, and batched over segments: ``S = 20`` Gramians cost
+  far less than 20 times one where the method batches (the projection methods and the
+  eigendecompositions; the active-set and Newton solvers loop over segments);
+- ``combine`` on a ``[3, 100_000]`` float32 matrix within 3× of ``G.sum(0)``, timed side by side.
+
+These sizes are cheap, so CI runs them as they are. Per-call times are a low percentile of
+many calls; the assertions allow :data:`MARGIN` over the goal for a noisy shared machine, and
+each test prints the measured value against the exact goal. Combiners that do not meet their
+goal yet are marked ``xfail`` with the value measured when the mark was set.
+
+    pytest benchmarks/test_small_combine.py -s
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gradbalance
+from timing import interleaved_samples, paired_ratio, per_call_seconds
+
+#: Goals in seconds per ``weights`` call, by number of tasks.
+STEP_GOALS = {3: 100e-6, 8: 300e-6}
+#: Goal for ``combine`` on [3, 100_000] against ``G.sum(0)``.
+COMBINE_GOAL = 3.0
+#: How far over a goal a noisy 2-core CI machine may measure before a test fails.
+MARGIN = 2.0
+#: Segments for the batching check, and the most their step may cost relative to one segment.
+SEGMENTS = 20
+BATCHED_LIMIT = SEGMENTS / 4
+BATCHED = ("pcgrad", "gradvac", "imtl-g", "aligned-mtl")
+
+CONFIGS = {"pcgrad": {"seed": 0}, "gradvac": {"seed": 0}, "imtl-g": {}, "mgda": {}, "aligned-mtl": {},
+           "upgrad": {}, "cagrad": {}, "nash-mtl": {}, "fairgrad": {}}
+
+
+def short_of(names: dict[str, str]) -> object:
+    """Parameters for the built-ins, the ones in ``names`` marked as short of the goal."""
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(reason=names[name], strict=False)) if name in names else name
+        for name in CONFIGS
+    ]
+
+
+def gramians(S: int, T: int) -> torch.Tensor:
+    """``[S, T, T]`` float64 Gramians of 64 random columns with one conflicting pair."""
+    G = torch.randn(S, T, 64, generator=torch.Generator().manual_seed(T), dtype=torch.float64)
+    G[:, 1] = -0.5 * G[:, 0] + G[:, 1]
+    return G @ G.mT
+
+
+def combiner(name: str) -> gradbalance.GramianCombiner:
+    made = gradbalance.create(name, **CONFIGS[name])
+    assert isinstance(made, gradbalance.GramianCombiner)
+    return made
+
+
+# Measured on the shared 2-core machine (seven other tenants), p10 of 300 calls.
+STEP_SHORT = {
+    3: {
+        "upgrad": "199 µs: T active-set programs per segment in Python",
+        "cagrad": "155 µs: active-set walk per segment in Python",
+        "nash-mtl": "304 µs: Newton with line search per segment in Python",
+        "fairgrad": "~300 µs: Newton with line search per segment in Python",
+    },
+    8: {
+        "upgrad": "710 µs: T active-set programs per segment in Python",
+        "cagrad": "722 µs: active-set walk per segment in Python",
+        "nash-mtl": "450 µs: Newton with line search per segment in Python",
+        "fairgrad": "~450 µs: Newton with line search per segment in Python",
+    },
+}
+
+
+@pytest.mark.parametrize("name", short_of(STEP_SHORT[3]))
+def test_step_at_3_tasks(name):
+    check_step(name, 3)
+
+
+@pytest.mark.parametrize("name", short_of(STEP_SHORT[8]))
+def test_step_at_8_tasks(name):
+    check_step(name, 8)
+
+
+def check_step(name: str, T: int) -> None:
+    K = gramians(1, T)
+    c = combiner(name)
+    seconds = per_call_seconds(lambda: c.weights(K), repeats=300)
+    goal = STEP_GOALS[T]
+    print(f"\n{name} T×T step, T={T}: {seconds * 1e6:.0f} µs (goal {goal * 1e6:.0f} µs)")
+    assert seconds <= MARGIN * goal, f"{name}: {seconds * 1e6:.0f} µs > {MARGIN} × {goal * 1e6:.0f} µs"
+
+
+@pytest.mark.parametrize("name", BATCHED)
+@pytest.mark.parametrize("T", [3, 8])
+def test_step_is_batched_over_segments(name, T):
+    one, many = gramians(1, T), gramians(SEGMENTS, T)
+    c = combiner(name)
+    # GradVac keeps targets per segment: one instance per shape.
+    c_many = combiner(name)
+    single = per_call_seconds(lambda: c.weights(one), repeats=200)
+    batched = per_call_seconds(lambda: c_many.weights(many), repeats=200)
+    ratio = batched / single
+    print(f"\n{name} T={T}: {SEGMENTS} segments cost {ratio:.1f}× one ({single * 1e6:.0f} µs)")
+    assert ratio <= BATCHED_LIMIT, f"{name}: {SEGMENTS} segments cost {ratio:.1f}× one segment"
+
+
+# Measured on the shared 2-core machine, lowest time of 60 calls against G.sum(0)'s.
+COMBINE_SHORT = {
+    "gradvac": "6.4×",
+    "imtl-g": "5.2×",
+    "mgda": "4.6×",
+    "upgrad": "7.3×",
+    "cagrad": "6.4×",
+    "nash-mtl": "9.8×",
+    "fairgrad": "~9×",
+}
+
+
+@pytest.mark.parametrize("name", short_of(COMBINE_SHORT))
+def test_combine_small_matrix_against_sum(name):
+    G = torch.randn(3, 100_000, generator=torch.Generator().manual_seed(3))
+    G[1] = -0.5 * G[0] + G[1]
+    c = combiner(name)
+    samples = interleaved_samples({"G.sum(0)": lambda: G.sum(0), name: lambda: c.combine(G)}, repeats=300)
+    ratio = paired_ratio(samples, name, "G.sum(0)")
+    print(f"\n{name} combine [3, 100000]: {ratio:.2f}× G.sum(0) (goal {COMBINE_GOAL}×)")
+    assert ratio <= MARGIN * COMBINE_GOAL, f"{name}: {ratio:.2f}× > {MARGIN} × {COMBINE_GOAL}×"
