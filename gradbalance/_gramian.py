@@ -67,12 +67,13 @@ def _dot_gramian(G: Tensor, sizes: Sequence[int]) -> Tensor:
     T = rows.shape[0]
     K = np.empty((len(sizes), T, T))
     start = 0
-    for s, size in enumerate(sizes):
-        blocks = [rows[:, lo : min(lo + BLOCK, start + size)] for lo in range(start, start + size, BLOCK)]
-        for i in range(T):
-            for j in range(i, T):
-                K[s, i, j] = K[s, j, i] = sum(float(np.dot(b[i], b[j])) for b in blocks)
-        start += size
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowing rows are redone in float64
+        for s, size in enumerate(sizes):
+            blocks = [rows[:, lo : min(lo + BLOCK, start + size)] for lo in range(start, start + size, BLOCK)]
+            for i in range(T):
+                for j in range(i, T):
+                    K[s, i, j] = K[s, j, i] = sum(float(np.dot(b[i], b[j])) for b in blocks)
+            start += size
     return torch.from_numpy(K)
 
 

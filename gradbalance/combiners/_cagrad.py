@@ -372,7 +372,7 @@ class _Dual:
         on the cosine Gramian): ``d`` is then the projection of ``g0`` onto
         ``{d : g_t · d ≥ 0 for all t}``."""
         slack = np.full(self.m, _TOLERANCE * self.size)
-        return cone_multipliers(self.cos, self.b * self.norms, lambda _: slack)
+        return cone_multipliers(self.cos[None], (self.b * self.norms)[None], lambda _: slack[None])[0]
 
     def _violation(self, progress: np.ndarray, supports: np.ndarray, omega: np.ndarray) -> np.ndarray:
         """``[N, m]``: by how much each task progresses less than a support task, in units of
