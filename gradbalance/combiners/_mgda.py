@@ -61,18 +61,18 @@ def min_norm_weights(K: np.ndarray) -> np.ndarray:
     A few ``T×T`` solves in numpy (tiny arrays: torch's per-call overhead would dominate)."""
     Kn = K / float(np.diagonal(K).max())
     diagonal = np.diagonal(Kn)
-    support = [int(diagonal.argmin())]
+    support = np.array([diagonal.argmin()])
     lam = np.ones(1)
     for _ in range(_MAX_MAJOR_STEPS):
         inner = Kn[:, support] @ lam  # g_t · x for every task
         norm2 = float(lam @ inner[support])
         j = int(inner.argmin())
-        if j in support or inner[j] >= norm2 - _TOLERANCE * diagonal[support].max():
+        if j in support or inner[j] >= norm2 - _TOLERANCE * float(diagonal[support].max()):
             break
-        support.append(j)
+        support = np.append(support, j)
         lam = np.append(lam, 0.0)
         while True:
-            mu = _affine_nearest_point(Kn[np.ix_(support, support)])
+            mu = _affine_nearest_point(Kn[support[:, None], support])
             if (mu > 0).all():
                 lam = mu
                 break
@@ -82,9 +82,8 @@ def min_norm_weights(K: np.ndarray) -> np.ndarray:
             ratios = np.where(gap > 0, lam[leaving] / np.maximum(gap, 1e-300), 0.0)
             lam = lam + ratios.min() * (mu - lam)
             lam[leaving[ratios.argmin()]] = 0
-            keep = np.flatnonzero(lam > 0)
-            support = [support[i] for i in keep]
-            lam = lam[keep]
+            keep = lam > 0
+            support, lam = support[keep], lam[keep]
     weights = np.zeros(K.shape[0])
     weights[support] = lam / lam.sum()
     return weights
