@@ -29,11 +29,14 @@ from ._checks import all_finite, first_nonfinite_row
 BLOCK = 65536
 #: Below this common block length, per-segment products beat one batched product of tiny blocks.
 MIN_SHARED_BLOCK = 64
-#: Up to this many tasks, CPU Gramians are taken as the ``T(T+1)/2`` row-pair dot products: a
-#: ``T×T`` SGEMM over a long flat matrix spends ~2× a pass over it packing its operands, the dots
-#: stream the rows (measured at T = 3: 1.1× ``G.sum(0)`` against 2.8× at P = 1e5, 1.2× against
-#: 2.9× at P = 1e6). At T = 8 the two are on par and the batched product keeps the job.
+#: Up to this many tasks and :data:`MAX_DOT_BYTES` of ``G``, CPU Gramians are the ``T(T+1)/2``
+#: row-pair dot products per block: a ``T×T`` SGEMM over a long flat matrix spends ~2× a pass
+#: over it packing its operands, the dots stream the rows from the caches (measured at T = 3:
+#: 1.1× ``G.sum(0)`` against 2.8× at P = 1e5; 0.54 against 1.3 ms at P = 1e6). On a large ``G``
+#: the batched product streams memory better (dots 10-30% slower at P = 15.6M), and at T = 8
+#: the two are on par.
 MAX_DOT_TASKS = 4
+MAX_DOT_BYTES = 16 << 20
 
 _HALF = (torch.float16, torch.bfloat16)
 _DOT_DTYPES = (torch.float32, torch.float64)
@@ -138,7 +141,8 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     Inf. Rows large enough to overflow float32 products are recomputed in float64. On CUDA the
     products run without TF32 (:func:`full_float32_matmul`).
     """
-    if not G.is_cuda and G.shape[0] <= MAX_DOT_TASKS and G.dtype in _DOT_DTYPES:
+    small = G.shape[0] <= MAX_DOT_TASKS and G.numel() * G.element_size() <= MAX_DOT_BYTES
+    if small and not G.is_cuda and G.dtype in _DOT_DTYPES:
         K = _dot_gramian(G, sizes)
     elif (_common_block(sizes) if len(sizes) > 1 and G.dtype == torch.float32 else 0) >= MIN_SHARED_BLOCK:
         # Segments that share a block length (per-tensor segments of a network are multiples of
