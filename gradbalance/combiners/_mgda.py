@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 import attrs
 import numpy as np
+import torch
 from torch import Tensor
 
 from .._checks import reduction_field
@@ -49,7 +50,11 @@ class MGDA(GramianCombiner):
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
-        weights = nonzero_row_weights(gramian, min_norm_weights)
+        if gramian.shape[0] == 1:  # one problem: the sequential solver has fewer calls per step
+            weights = nonzero_row_weights(gramian, min_norm_weights)
+        else:
+            K = gramian.numpy()
+            weights = torch.from_numpy(batched_min_norm_weights(K, np.diagonal(K, axis1=1, axis2=2) > 0))
         return weights * gramian.shape[1] if self.reduction == "sum" else weights
 
 
@@ -101,3 +106,74 @@ def _affine_nearest_point(K: np.ndarray) -> np.ndarray:
     rhs[m] = 1
     solution = solve_small(system, rhs)[:m]
     return solution / solution.sum()
+
+
+def batched_min_norm_weights(K: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``[N, m]``: for each Gramian ``K [N, m, m]``, the convex weights over its ``rows [N, m]``
+    (the others get 0; a problem without rows gets zeros) minimizing ``wᵀ K w``, by Wolfe's
+    nearest-point algorithm: a major step adds the point that most violates optimality; minor
+    steps solve for the nearest point of the support's affine hull and, while that point
+    leaves the simplex, walk towards it until a weight reaches zero and drop it: the steps of
+    :func:`min_norm_weights` for ``N`` problems side by side, each one batched bordered solve,
+    so the cost is that of the longest problem, not the sum."""
+    N, m = rows.shape
+    largest = np.where(rows, np.diagonal(K, axis1=1, axis2=2), 0.0).max(1)
+    Kn = K / np.where(largest > 0, largest, 1.0)[:, None, None]
+    diagonal = np.diagonal(Kn, axis1=1, axis2=2)
+    problems = np.arange(N)
+    start = np.where(rows, diagonal, np.inf).argmin(1)
+    support = np.zeros((N, m), dtype=bool)
+    support[problems, start] = True
+    lam = support.astype(float)
+    running = rows.any(1)
+    for _ in range(_MAX_MAJOR_STEPS):
+        inner = (Kn @ lam[:, :, None])[:, :, 0]  # g_t · x for every task
+        norm2 = (lam * inner).sum(1)
+        j = np.where(rows, inner, np.inf).argmin(1)
+        slack = _TOLERANCE * np.where(support, diagonal, -np.inf).max(1)
+        running &= ~support[problems, j] & (inner[problems, j] < norm2 - slack)
+        if not running.any():
+            break
+        support[running, j[running]] = True
+        minor = running.copy()
+        while minor.any():
+            mu = _affine_nearest_points(Kn, support)
+            inside = minor & ((mu > 0) | ~support).all(1)
+            lam = np.where(inside[:, None], mu, lam)
+            minor &= ~inside
+            if not minor.any():
+                break
+            # Walk from lam towards mu until the first weight reaches zero, and drop it.
+            leaving = support & (mu <= 0) & minor[:, None]
+            gap = lam - mu
+            ratios = np.where(leaving, np.where(gap > 0, lam / np.maximum(gap, 1e-300), 0.0), np.inf)
+            first = ratios.argmin(1)
+            step = np.where(minor, ratios[problems, first], 0.0)[:, None]
+            lam = np.where(minor[:, None], lam + step * (mu - lam), lam)
+            lam[minor, first[minor]] = 0
+            support &= ~minor[:, None] | (lam > 0)
+            lam = np.where(support, lam, 0.0)
+    total = lam.sum(1, keepdims=True)
+    return np.where(rows.any(1)[:, None], lam / np.where(total > 0, total, 1.0), 0.0)
+
+
+def _affine_nearest_points(K: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """``[N, m]``: per problem, ``μ`` minimizing ``μᵀ K μ`` subject to ``Σ μ = 1`` over the
+    support (no sign constraint; 0 off it), from the bordered KKT system
+    ``[[K, 1], [1ᵀ, 0]] [μ; ν] = [0; 1]`` restricted to the support and bordered by the
+    identity off it (whose unknowns come out exactly 0); least squares where rounding makes a
+    system singular."""
+    N, m = support.shape
+    system = np.zeros((N, m + 1, m + 1))
+    system[:, :m, :m] = K * (support[:, :, None] & support[:, None, :])
+    diagonal = np.arange(m)
+    system[:, diagonal, diagonal] += ~support
+    system[:, :m, m] = support
+    system[:, m, :m] = support
+    rhs = np.zeros((N, m + 1))
+    rhs[:, m] = 1
+    try:
+        solution = np.linalg.solve(system, rhs[:, :, None])[:, :m, 0]
+    except np.linalg.LinAlgError:
+        solution = np.stack([solve_small(a, b) for a, b in zip(system, rhs)])[:, :m]
+    return solution / solution.sum(1, keepdims=True)
