@@ -14,6 +14,8 @@ from .._combiner import GramianCombiner
 
 # Eigenvalues of the cosine matrix below this times the largest count as zero in C⁺.
 _PINV_RTOL = 1e-10
+# C⁺ 1 counts as zero below this fraction of the sums it is made of (float64 rounding is ~1e-16).
+_CANCELLED = 1e-12
 
 
 @attrs.define(eq=False)
@@ -69,8 +71,13 @@ def equal_projection_weights(K: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(cosines)
     keep = np.abs(values) > _PINV_RTOL * np.abs(values).max(1, keepdims=True)
     inverse_values = np.divide(1.0, values, out=np.zeros_like(values), where=keep)
-    beta = np.einsum("stk,sk->st", vectors, inverse_values * vectors.sum(1))
-    alpha = beta * inverse_norms
+    pinv = (vectors * inverse_values[:, None, :]) @ vectors.transpose(0, 2, 1)
+    beta = pinv.sum(2)
+    # 1 orthogonal to C's range (opposed tasks that balance out, e.g. four rows in one
+    # dimension): C⁺ 1 = 0 and β is rounding noise, which the normalization below would blow
+    # up into a full-size update in an arbitrary direction.
+    cancelled = np.abs(beta).max(1) <= _CANCELLED * np.abs(pinv).sum(2).max(1)
+    alpha = np.where(cancelled[:, None], 0.0, beta * inverse_norms)
     active = np.maximum((norms > 0).sum(1), 1)
     scale = np.maximum(alpha.sum(1), np.abs(alpha).sum(1) / active)
     # zero only when every task cancels out (C⁺ 1 = 0)

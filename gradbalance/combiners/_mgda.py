@@ -16,7 +16,7 @@ from .._gramian import nonzero_row_weights, solve_small
 # Wolfe's algorithm ends in finitely many steps in exact arithmetic; this only guards against
 # rounding making it cycle.
 _MAX_MAJOR_STEPS = 1000
-# Tolerance of the optimality test, relative to the largest squared norm in the support.
+# Tolerance of the optimality test g_j · x ≥ ‖x‖², relative to ‖g_j‖ Σ_k λ_k ‖g_k‖ (x = Σ_k λ_k g_k).
 _TOLERANCE = 1e-12
 
 
@@ -66,13 +66,18 @@ def min_norm_weights(K: np.ndarray) -> np.ndarray:
     A few ``T×T`` solves in numpy (tiny arrays: torch's per-call overhead would dominate)."""
     Kn = K / float(np.diagonal(K).max())
     diagonal = np.diagonal(Kn)
+    roots = np.sqrt(diagonal)
     support = np.array([diagonal.argmin()])
     lam = np.ones(1)
     for _ in range(_MAX_MAJOR_STEPS):
         inner = Kn[:, support] @ lam  # g_t · x for every task
         norm2 = float(lam @ inner[support])
         j = int(inner.argmin())
-        if j in support or inner[j] >= norm2 - _TOLERANCE * float(diagonal[support].max()):
+        # The rounding of g_j · x is ~ε ‖g_j‖ Σ_k λ_k ‖g_k‖: relative to that, not to the largest
+        # ‖g‖², or a min-norm point far shorter than the rows (a tiny row among normal ones) stops
+        # early, still conflicting with a long row.
+        slack = _TOLERANCE * roots[j] * float(lam @ roots[support])
+        if j in support or inner[j] >= norm2 - slack:
             break
         support = np.append(support, j)
         lam = np.append(lam, 0.0)
@@ -120,6 +125,7 @@ def batched_min_norm_weights(K: np.ndarray, rows: np.ndarray) -> np.ndarray:
     largest = np.where(rows, np.diagonal(K, axis1=1, axis2=2), 0.0).max(1)
     Kn = K / np.where(largest > 0, largest, 1.0)[:, None, None]
     diagonal = np.diagonal(Kn, axis1=1, axis2=2)
+    roots = np.sqrt(np.maximum(diagonal, 0.0))
     problems = np.arange(N)
     start = np.where(rows, diagonal, np.inf).argmin(1)
     support = np.zeros((N, m), dtype=bool)
@@ -130,7 +136,7 @@ def batched_min_norm_weights(K: np.ndarray, rows: np.ndarray) -> np.ndarray:
         inner = (Kn @ lam[:, :, None])[:, :, 0]  # g_t · x for every task
         norm2 = (lam * inner).sum(1)
         j = np.where(rows, inner, np.inf).argmin(1)
-        slack = _TOLERANCE * np.where(support, diagonal, -np.inf).max(1)
+        slack = _TOLERANCE * roots[problems, j] * (lam * roots).sum(1)  # as in min_norm_weights
         running &= ~support[problems, j] & (inner[problems, j] < norm2 - slack)
         if not running.any():
             break
@@ -173,7 +179,11 @@ def _affine_nearest_points(K: np.ndarray, support: np.ndarray) -> np.ndarray:
     rhs = np.zeros((N, m + 1))
     rhs[:, m] = 1
     try:
-        solution = np.linalg.solve(system, rhs[:, :, None])[:, :m, 0]
+        solution = np.linalg.solve(system, rhs[:, :, None])
+        # One step of iterative refinement: with rows of very different lengths (a 1e-10 row
+        # among unit ones) the solve's rounding depends on the support's order, and left the
+        # min-norm point conflicting with a long row by more than its tolerance.
+        solution = (solution + np.linalg.solve(system, rhs[:, :, None] - system @ solution))[:, :m, 0]
     except np.linalg.LinAlgError:
         solution = np.stack([solve_small(a, b) for a, b in zip(system, rhs)])[:, :m]
     return solution / solution.sum(1, keepdims=True)
