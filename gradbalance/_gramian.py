@@ -142,7 +142,7 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     products run without TF32 (:func:`full_float32_matmul`).
     """
     small = G.shape[0] <= MAX_DOT_TASKS and G.numel() * G.element_size() <= MAX_DOT_BYTES
-    if small and not G.is_cuda and G.dtype in _DOT_DTYPES:
+    if small and G.device.type == "cpu" and G.dtype in _DOT_DTYPES:
         K = _dot_gramian(G, sizes)
     elif (_common_block(sizes) if len(sizes) > 1 and G.dtype == torch.float32 else 0) >= MIN_SHARED_BLOCK:
         # Segments that share a block length (per-tensor segments of a network are multiples of
@@ -227,7 +227,7 @@ def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor 
     """
     if out is None:
         out = torch.empty(G.shape[1], dtype=G.dtype, device=G.device)
-    if not G.is_cuda and G.dtype in _DOT_DTYPES:
+    if G.device.type == "cpu" and G.dtype in _DOT_DTYPES:
         # numpy's gemv straight into out: no torch dispatch or weight conversion per segment.
         rows, dest = G.detach().numpy(), out.detach().numpy()
         w = weights.detach().cpu().numpy().astype(rows.dtype)
