@@ -39,8 +39,9 @@ class UPGrad(GramianCombiner):
     Problems", 1974, ch. 23, on the equivalent ``min_{v ≥ 0} ‖Gᵀ(e_i + v)‖``): a task whose
     constraint the current projection violates most joins the active set, each step solves the
     equality-constrained problem on it, and a task whose multiplier would turn negative leaves.
-    That is ``T`` small ``T×T`` programs in numpy per segment, where the reference code calls a
-    generic QP solver with a regularized Gramian.
+    That is ``T`` small ``T×T`` programs per segment, all of a step's programs solved side by
+    side in numpy (:func:`cone_multipliers`), where the reference code calls a generic QP
+    solver with a regularized Gramian.
 
     A zero gradient row has nothing to project, gets weight 0 and sets no constraint.
 
