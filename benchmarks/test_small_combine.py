@@ -24,14 +24,16 @@ import pytest
 import torch
 
 import gradbalance
-from timing import interleaved_samples, paired_ratio, per_call_seconds
+from timing import FULL, interleaved_samples, paired_ratio, per_call_seconds
 
 #: Goals in seconds per ``weights`` call, by number of tasks.
 STEP_GOALS = {3: 100e-6, 8: 300e-6}
 #: Goal for ``combine`` on [3, 100_000] against ``G.sum(0)``.
 COMBINE_GOAL = 3.0
-#: How far over a goal a noisy 2-core CI machine may measure before a test fails.
-MARGIN = 2.0
+#: How far over a goal a measurement may be before a test fails: 2× with
+#: ``GRADBALANCE_BENCH_FULL=1`` (a machine to yourself), 3× in the default run, which shares a
+#: 2-core CI machine with the rest of the suite and still catches a per-segment loop or a stall.
+MARGIN = 2.0 if FULL else 3.0
 #: Segments for the batching check, and the most their step may cost relative to one segment.
 SEGMENTS = 20
 BATCHED_LIMIT = SEGMENTS / 2
