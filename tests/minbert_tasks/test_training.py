@@ -2,6 +2,8 @@
 
 import json
 import random
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -146,6 +148,43 @@ def test_a_schedule_fitted_to_the_budget_decays_with_time(data_dir, tmp_path):
     assert fitted._lr_factor(0) == 0.0
     with pytest.raises(ConfigError, match="needs time_budget_minutes"):
         TrainConfig(tasks=[TaskConfig(name="sst")], fit_schedule_to_budget=True)
+
+
+def test_a_deterministic_run_is_the_same_whatever_the_clock_says(data_dir, tmp_path, monkeypatch):
+    import minbert_tasks.training as training
+
+    def run(name: str, deterministic: bool, late: bool) -> dict:
+        """Six steps of the default preset (its schedule fits itself to the 5-minute budget);
+        ``late``: from the start of training on, the clock reads 90% of the budget spent."""
+        calls = []
+
+        def monotonic() -> float:
+            calls.append(None)
+            return time.monotonic() + (0.9 * 5 * 60 if late and len(calls) > 1 else 0.0)
+
+        monkeypatch.setattr(training, "time", types.SimpleNamespace(monotonic=monotonic))
+        switched, rates = [], []
+
+        def follow(trainer: Trainer) -> None:
+            switched.append(torch.are_deterministic_algorithms_enabled())
+            rates.append(trainer.scheduler.get_last_lr())
+
+        config = tiny(data_dir, "default", "max_steps=6", "warmup=0.0", f"deterministic={str(deterministic).lower()}")
+        train(config, tmp_path / name, progress=False, on_step=follow)
+        monkeypatch.undo()
+        assert switched == [deterministic] * 6
+        return {"rates": rates, **torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)}
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    early, late = run("early", True, late=False), run("late", True, late=True)
+    assert not torch.are_deterministic_algorithms_enabled()  # switched back after the run
+    assert early["rates"] == late["rates"]
+    for key, value in early["model"].items():
+        assert torch.equal(value, late["model"][key]), key
+    # Without the option the fitted schedule reads the clock, and the runs part.
+    early, late = run("early-clock", False, late=False), run("late-clock", False, late=True)
+    assert early["rates"] != late["rates"]
+    assert any(not torch.equal(value, late["model"][key]) for key, value in early["model"].items())
 
 
 def test_logged_gradient_norms_are_those_of_the_task_rows(data_dir, tmp_path):
