@@ -504,7 +504,8 @@ def finished_reason(config: TrainConfig, state: dict[str, Any]) -> str | None:
     """Why the run ``state`` (a ``checkpoint.pt``) belongs to has nothing left to train, or
     ``None``: every phase done, ``max_steps`` reached, or the time budget spent."""
     position = state["position"]
-    if position["phase"] >= len(config.phases):
+    last = len(config.phases) - 1  # its last epoch's checkpoint is saved before the phase advances
+    if position["phase"] > last or (position["phase"] == last and position["epoch"] >= config.phases[last].epochs):
         return "every phase is done"
     if config.max_steps is not None and position["global_step"] >= config.max_steps:
         return f"max_steps={config.max_steps} reached"

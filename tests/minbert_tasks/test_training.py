@@ -118,10 +118,12 @@ def test_a_resumed_run_logs_each_step_once_even_after_a_kill_mid_line(data_dir, 
     assert _records(killed) == _records(tmp_path / "whole")
 
 
-def test_resuming_a_finished_run_trains_nothing(data_dir, tmp_path):
-    train(tiny(data_dir, "default", "max_steps=2"), tmp_path, progress=False)
+@pytest.mark.parametrize(("overrides", "reason"), [(["max_steps=2"], "max_steps=2 reached"),
+                                                  (["phases.0.epochs=1"], "every phase is done")])
+def test_resuming_a_finished_run_trains_nothing(data_dir, tmp_path, overrides, reason):
+    train(tiny(data_dir, "default", *overrides), tmp_path, progress=False)
     before = (tmp_path / "metrics.jsonl").read_text(), (tmp_path / "checkpoint.pt").read_bytes()
-    with pytest.raises(RunFinished, match="max_steps=2 reached"):
+    with pytest.raises(RunFinished, match=reason):
         train(None, tmp_path, resume=True, progress=False)
     assert ((tmp_path / "metrics.jsonl").read_text(), (tmp_path / "checkpoint.pt").read_bytes()) == before
 
