@@ -17,14 +17,15 @@ def _executable(path: Path, text: str) -> None:
 
 
 def test_ci_run_exports_ci_to_the_test_command(tmp_path):
-    # .ci/run in a copy of the layout, with setup and the venv's python replaced by recorders.
+    # .ci/run in a copy of the layout, with setup and the venv's tools replaced by recorders.
     shutil.copytree(ROOT / ".ci", tmp_path / ".ci")
     _executable(tmp_path / "scripts" / "setup.sh", "true\n")
-    _executable(tmp_path / ".venv" / "bin" / "python", '#!/bin/sh\necho "CI=${CI-unset} $*"\n')
+    for tool in ("python", "mkdocs"):
+        _executable(tmp_path / ".venv" / "bin" / tool, f'#!/bin/sh\necho "CI=${{CI-unset}} {tool} $*"\n')
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     result = subprocess.run(["bash", str(tmp_path / ".ci" / "run")], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "CI=true -m pytest"
+    assert result.stdout.splitlines()[-1] == "CI=true python -m pytest"
 
 
 def test_the_ci_variable_loads_the_derandomized_profile():
