@@ -4,9 +4,9 @@
 
 KILL is one of
     step:K      right after optimizer step K (and that step's checkpoint, if it has one);
-    save:N:F    in the N-th checkpoint file this process writes (checkpoint.pt or best.pt),
-                once a fraction F of its bytes is on disk;
-    rename:N    the N-th checkpoint file written in full, before it is renamed over the old one.
+    save:K:F    in the first checkpoint file (checkpoint.pt or best.pt) written at or after
+                optimizer step K, once a fraction F of its bytes is on disk;
+    rename:K    that file written in full, before it is renamed over the old one.
 Without KILL the run trains to its end. Each checkpoint file that is complete and in place is
 appended to RUN_DIR/../saves.jsonl as ``[file name, position]``, so the test knows which one
 was the last complete checkpoint when the kill came.
@@ -34,11 +34,12 @@ def die() -> None:
 def install(kill: list[str], log: Path) -> None:
     """Wrap this process's checkpoint writes with the kill point and the log of finished ones."""
     real_save, real_replace, real_atomic_save = torch.save, os.replace, training.atomic_save
-    written = [0]
+    armed = [False]  # the file being written is the one to kill in
 
     def save(obj, handle, *args, **kwargs):  # torch.save inside checkpointing's atomic writer
-        written[0] += 1
-        if kill[0] == "save" and written[0] == int(kill[1]):
+        step = obj["position"]["global_step"] if isinstance(obj, dict) and "position" in obj else -1
+        armed[0] = kill[0] in ("save", "rename") and step >= int(kill[1])
+        if armed[0] and kill[0] == "save":
             buffer = io.BytesIO()
             real_save(obj, buffer, *args, **kwargs)
             data = buffer.getvalue()
@@ -49,7 +50,7 @@ def install(kill: list[str], log: Path) -> None:
         real_save(obj, handle, *args, **kwargs)
 
     def replace(source, target):
-        if kill[0] == "rename" and written[0] == int(kill[1]) and str(target).endswith(".pt"):
+        if armed[0] and kill[0] == "rename" and str(target).endswith(".pt"):
             die()
         real_replace(source, target)
 
