@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ._checks import check_out, check_segments, check_task_matrix, first_nonfinite_row
 from ._gramian import apply_weights, segment_gramians
+from ._properties import Property
 from .errors import NonFiniteGradientError
 
 __all__ = ["Combination", "GradientCombiner", "GramianCombiner"]
@@ -61,6 +62,10 @@ class GradientCombiner(abc.ABC):
     """
 
     name: ClassVar[str]
+
+    #: The mathematical properties (:class:`Property`) the class guarantees for every choice of
+    #: its options; :mod:`gradbalance.testing` checks each one and ``docs/properties.md`` lists them.
+    properties: ClassVar[frozenset[Property]] = frozenset()
 
     def combine(
         self, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._properties import Property
 from .._combiner import GramianCombiner
 from .._gramian import nonzero_row_weights, solve_small
 from ._mgda import min_norm_weights
@@ -110,6 +111,12 @@ class FairGrad(GramianCombiner):
     """
 
     name: ClassVar[str] = "fairgrad"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.NON_CONFLICTING,
+        }
+    )
 
     alpha: float = attrs.field(default=1.0, validator=_check_alpha)
 

@@ -8,6 +8,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from .._properties import Property
 from .._combiner import GramianCombiner
 from ._order import generator_state, load_generator_state, make_generator, visiting_orders
 
@@ -57,6 +58,11 @@ class GradVac(GramianCombiner):
     """
 
     name: ClassVar[str] = "gradvac"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.POSITIVELY_HOMOGENEOUS,
+        }
+    )
 
     beta: float = attrs.field(default=0.01, converter=float)
     seed: int | None = None

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
+from .._properties import Property
 from .._combiner import GramianCombiner
 from .._gramian import nonzero_row_weights
 
@@ -46,6 +47,13 @@ class IMTLG(GramianCombiner):
     """
 
     name: ClassVar[str] = "imtl-g"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+            Property.TASK_SCALE_INVARIANT,
+        }
+    )
 
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 

@@ -9,6 +9,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from .._properties import Property
 from .._combiner import Combination, GradientCombiner, _check_sum_finite
 
 
@@ -17,6 +18,13 @@ class Mean(GradientCombiner):
     """Mean of the task gradients, ``d = (1/T) Σ_t g_t`` (sum with the learning rate over T)."""
 
     name: ClassVar[str] = "mean"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+            Property.SUM_WITHOUT_CONFLICT,
+        }
+    )
 
     def combine_with_info(
         self, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None

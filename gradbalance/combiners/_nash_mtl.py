@@ -7,6 +7,7 @@ from typing import ClassVar
 import attrs
 from torch import Tensor
 
+from .._properties import Property
 from .._combiner import GramianCombiner
 from .._gramian import nonzero_row_weights
 from ._fairgrad import fair_weights
@@ -43,6 +44,13 @@ class NashMTL(GramianCombiner):
     """
 
     name: ClassVar[str] = "nash-mtl"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.NON_CONFLICTING,
+            Property.TASK_SCALE_INVARIANT,
+        }
+    )
 
     def weights(self, gramian: Tensor) -> Tensor:
         return nonzero_row_weights(gramian, bargaining_weights)
