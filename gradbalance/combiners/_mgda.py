@@ -10,13 +10,14 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
+from .._properties import Property
 from .._combiner import GramianCombiner
 from .._gramian import nonzero_row_weights, solve_small
 
 # Wolfe's algorithm ends in finitely many steps in exact arithmetic; this only guards against
 # rounding making it cycle.
 _MAX_MAJOR_STEPS = 1000
-# Tolerance of the optimality test, relative to the largest squared norm in the support.
+# Tolerance of the optimality test g_j · x ≥ ‖x‖², relative to ‖g_j‖ Σ_k λ_k ‖g_k‖ (x = Σ_k λ_k g_k).
 _TOLERANCE = 1e-12
 
 
@@ -46,6 +47,13 @@ class MGDA(GramianCombiner):
     """
 
     name: ClassVar[str] = "mgda"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+            Property.NON_CONFLICTING,
+        }
+    )
 
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 
@@ -62,13 +70,18 @@ def min_norm_weights(K: Tensor) -> Tensor:
     A few ``T×T`` solves in numpy (tiny arrays: torch's per-call overhead would dominate)."""
     Kn = K.numpy() / float(K.diagonal().max())
     diagonal = np.diagonal(Kn)
+    roots = np.sqrt(diagonal)
     support = [int(diagonal.argmin())]
     lam = np.ones(1)
     for _ in range(_MAX_MAJOR_STEPS):
         inner = Kn[:, support] @ lam  # g_t · x for every task
         norm2 = float(lam @ inner[support])
         j = int(inner.argmin())
-        if j in support or inner[j] >= norm2 - _TOLERANCE * diagonal[support].max():
+        # The rounding of g_j · x is ~ε ‖g_j‖ Σ_k λ_k ‖g_k‖: relative to that, not to the largest
+        # ‖g‖², or a min-norm point far shorter than the rows (a tiny row among normal ones) stops
+        # early, still conflicting with a long row.
+        slack = _TOLERANCE * roots[j] * float(lam @ roots[support])
+        if j in support or inner[j] >= norm2 - slack:
             break
         support.append(j)
         lam = np.append(lam, 0.0)
