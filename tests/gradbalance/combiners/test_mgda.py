@@ -99,3 +99,14 @@ def test_parallel_opposed_and_absent_tasks():
     # A zero row (a task that sat out the step) does not stop the others.
     info = MGDA().combine_with_info(torch.stack([g, torch.zeros(2, dtype=torch.float64)]))
     torch.testing.assert_close(info.weights[0], torch.tensor([1.0, 0.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("seed", [1, 18])
+def test_a_tiny_row_among_long_ones_conflicts_with_none(seed):
+    # The min-norm point is as short as the tiny row; an optimality test relative to the
+    # longest row's |g|² stopped there while still conflicting with a long row (by 1.6e-11
+    # with |d|² = 3e-19 at seed 1).
+    G = torch.randn(4, 20, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    G[1] *= 1e-10
+    d = MGDA().combine(G)
+    assert bool((G @ d >= 0.5 * d.dot(d)).all()), (G @ d).tolist()
