@@ -318,6 +318,7 @@ def _run_check(subject: Subject, check: Check) -> None:
     @settings(
         max_examples=subject.kit.max_examples,
         deadline=None,
+        database=None,  # one inner function serves every check: a shared database would mix them
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     )
     @given(check.strategy(subject))
