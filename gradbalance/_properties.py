@@ -3,15 +3,13 @@
 A combiner class lists in ``properties`` what it guarantees for every choice of its options;
 :mod:`gradbalance.testing` checks each declared property, and the table of combiners ×
 properties in ``docs/properties.md`` is rendered from the same declarations
-(``python -m gradbalance._properties docs/properties.md`` rewrites it).
+(``python -m gradbalance._render_properties docs/properties.md`` rewrites it).
 """
 
 from __future__ import annotations
 
 import enum
-import sys
 from collections.abc import Iterable
-from pathlib import Path
 
 __all__ = ["Property", "properties_table"]
 
@@ -80,16 +78,3 @@ def replace_table(text: str, table: str) -> str:
     if start < 0 or end < start:
         raise ValueError(f"no {TABLE_START} ... {TABLE_END} block to fill in")
     return text[: start + len(TABLE_START)] + "\n" + table + text[end:]
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m gradbalance._properties FILE.md", file=sys.stderr)
-        return 2
-    path = Path(argv[0])
-    path.write_text(replace_table(path.read_text(encoding="utf-8"), builtin_table()), encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
