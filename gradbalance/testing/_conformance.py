@@ -16,7 +16,7 @@ from ..errors import NonFiniteGradientError
 from ._subject import SAFETY, Kit, Subject, assert_close, pieces, round_trip, tolerance
 from .strategies import ROW_KINDS, Steps, segmentations, step_sequences
 
-__all__ = ["CONTRACT", "Check", "applicable_checks", "check_combiner"]
+__all__ = ["CHECKS", "Check", "applicable_checks", "check_combiner"]
 
 _EPS64 = torch.finfo(torch.float64).eps
 _EPS32 = torch.finfo(torch.float32).eps
@@ -49,7 +49,7 @@ def _steps(subject: Subject, *, dtypes: Iterable[torch.dtype] = (torch.float64,)
         max_tasks=kit.max_tasks,
         max_columns=kit.max_columns,
         kinds=kinds,
-        dtype=[d for d in dtypes],
+        dtype=list(dtypes),
         segments=segments and not general,
         device=kit.device,
     )
@@ -60,7 +60,7 @@ def _steps(subject: Subject, *, dtypes: Iterable[torch.dtype] = (torch.float64,)
 
 
 def _result(subject: Subject, steps: Steps) -> None:
-    T, P = steps.shape
+    P = steps.shape[1]
     for k, d in enumerate(subject.run(steps.matrices, steps.segments)):
         G = steps.matrices[k]
         if not isinstance(d, Tensor):
@@ -207,7 +207,7 @@ def _nonconflicting(subject: Subject, steps: Steps) -> None:
             norms = g.norm(dim=1)
             # the result's own uncertainty, the rounding of a combination of the rows with
             # weights of order one, and that of g_t · d over the piece
-            scale = float(norms.sum()) + P * float(x.norm())
+            scale = float(norms.sum()) + x.numel() * float(x.norm())
             slack = norms * (tolerance(dev[piece], x, len(g)) + SAFETY * _EPS64 * scale)
             progress = g @ x
             if bool((progress < -slack).any()):
@@ -240,11 +240,11 @@ def _task_scale(subject: Subject, example: tuple[Steps, list[float]]) -> None:
     steps, exponents = example
     scales = torch.tensor([10.0**e for e in exponents[: steps.shape[0]]], dtype=torch.float64)
     scaled = Steps([G * scales[:, None].to(G.device) for G in steps.matrices], steps.segments)
-    pairs = [(steps, subject.run(steps.matrices, steps.segments)), (scaled, subject.run(scaled.matrices, steps.segments))]
-    bounds = [subject.deviations(s, _EPS64) for s, _ in pairs]
+    first, second = subject.run(steps.matrices, steps.segments), subject.run(scaled.matrices, steps.segments)
+    first_dev, second_dev = subject.deviations(steps, _EPS64), subject.deviations(scaled, _EPS64)
     for k in range(len(steps.matrices)):
         for piece in pieces(steps.segments, steps.shape[1]):
-            (a, b), (da, db) = [r[k][piece] for _, r in pairs], [dev[k][piece] for dev in bounds]
+            a, b, da, db = first[k][piece], second[k][piece], first_dev[k][piece], second_dev[k][piece]
             na, nb = float(a.norm()), float(b.norm())
             ta, tb = tolerance(da, a, steps.shape[0]), tolerance(db, b, steps.shape[0])
             if na <= ta or nb <= tb:  # no direction to compare: both must vanish
@@ -257,39 +257,48 @@ def _task_scale(subject: Subject, example: tuple[Steps, list[float]]) -> None:
 
 def _build_checks() -> tuple[Check, ...]:
     exponents = st.floats(-6.0, 6.0)
+    nonfinite = st.tuples(st.sampled_from([float("nan"), float("inf"), -float("inf")]), st.integers(0, 63),
+                          st.integers(0, 10**6))  # value, row, column (modulo the shape)
+
+    def low(s: Subject) -> list[torch.dtype]:
+        return [d for d in s.kit.dtypes if d != torch.float64] or [torch.float32]
+
+    def with_cut(x: Steps) -> st.SearchStrategy:
+        return st.tuples(st.just(x), st.integers(1, len(x.matrices) - 1))
+
+    def scales(s: Subject) -> st.SearchStrategy:
+        return st.lists(exponents, min_size=s.kit.max_tasks, max_size=s.kit.max_tasks)
+
+    P = Property
     return (
         Check("result", lambda s: _steps(s, dtypes=s.kit.dtypes, kinds=_EASY), _result),
         Check("finite", lambda s: _steps(s, dtypes=s.kit.dtypes), _finite),
-        Check("precision", lambda s: _steps(s, dtypes=[d for d in s.kit.dtypes if d != torch.float64] or [torch.float32],
-                                            kinds=_GENERAL, general=True), _precision),
+        Check("precision", lambda s: _steps(s, dtypes=low(s), kinds=_GENERAL, general=True), _precision),
         Check("out", lambda s: _steps(s, dtypes=[torch.float32, torch.float64]), _out),
         Check("segments", _segmented_steps, _segments),
         Check("reproducible", lambda s: _steps(s), _reproducible),
-        Check("state", lambda s: _steps(s, min_steps=2).flatmap(
-            lambda x: st.tuples(st.just(x), st.integers(1, len(x.matrices) - 1))), _state),
-        Check("nonfinite", lambda s: st.tuples(
-            _steps(s, dtypes=s.kit.dtypes, kinds=_EASY),
-            st.tuples(st.sampled_from([float("nan"), float("inf"), -float("inf")]), st.integers(0, 63), st.integers(0, 10**6)),
-        ), _nonfinite),
-        Check(Property.PERMUTATION_EQUIVARIANT.value, lambda s: st.tuples(_steps(s), st.integers(0, 2**31 - 1)),
-              _permutation, Property.PERMUTATION_EQUIVARIANT),
-        Check(Property.POSITIVELY_HOMOGENEOUS.value, lambda s: st.tuples(_steps(s), exponents),
-              _homogeneity, Property.POSITIVELY_HOMOGENEOUS),
-        Check(Property.NON_CONFLICTING.value, lambda s: _steps(s), _nonconflicting, Property.NON_CONFLICTING),
-        Check(Property.SUM_WITHOUT_CONFLICT.value, lambda s: _steps(s), _sum_without_conflict, Property.SUM_WITHOUT_CONFLICT),
-        Check(Property.TASK_SCALE_INVARIANT.value, lambda s: st.tuples(_steps(s), st.lists(exponents, min_size=s.kit.max_tasks, max_size=s.kit.max_tasks)),
-              _task_scale, Property.TASK_SCALE_INVARIANT),
+        Check("state", lambda s: _steps(s, min_steps=2).flatmap(with_cut), _state),
+        Check("nonfinite", lambda s: st.tuples(_steps(s, dtypes=s.kit.dtypes, kinds=_EASY), nonfinite), _nonfinite),
+        Check(P.PERMUTATION_EQUIVARIANT.value, lambda s: st.tuples(_steps(s), st.integers(0, 2**31 - 1)),
+              _permutation, P.PERMUTATION_EQUIVARIANT),
+        Check(P.POSITIVELY_HOMOGENEOUS.value, lambda s: st.tuples(_steps(s), exponents),
+              _homogeneity, P.POSITIVELY_HOMOGENEOUS),
+        Check(P.NON_CONFLICTING.value, _steps, _nonconflicting, P.NON_CONFLICTING),
+        Check(P.SUM_WITHOUT_CONFLICT.value, _steps, _sum_without_conflict, P.SUM_WITHOUT_CONFLICT),
+        Check(P.TASK_SCALE_INVARIANT.value, lambda s: st.tuples(_steps(s), scales(s)),
+              _task_scale, P.TASK_SCALE_INVARIANT),
     )
 
 
-CONTRACT = _build_checks()
-_BY_NAME = {check.name: check for check in CONTRACT}
+#: Every check, contract first, then one per property.
+CHECKS = _build_checks()
+_BY_NAME = {check.name: check for check in CHECKS}
 
 
 def applicable_checks(cls: type) -> list[str]:
     """Names of the checks that apply to ``cls``: the contract and its declared properties."""
     declared = frozenset(getattr(cls, "properties", frozenset()))
-    return [c.name for c in CONTRACT if c.declared is None or c.declared in declared]
+    return [c.name for c in CHECKS if c.declared is None or c.declared in declared]
 
 
 def check_combiner(cls: type, *, checks: Iterable[str] | None = None, kit: Kit | None = None, **options: Any) -> None:
