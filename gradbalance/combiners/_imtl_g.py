@@ -14,6 +14,10 @@ from .._combiner import GramianCombiner
 from .._gramian import nonzero_row_weights
 
 
+# C⁺ 1 counts as zero below this fraction of the sums it is made of (float64 rounding is ~1e-16).
+_CANCELLED = 1e-12
+
+
 @attrs.define(eq=False)
 class IMTLG(GramianCombiner):
     """Impartial gradient balancing, IMTL-G (Liu et al., "Towards Impartial Multi-task
@@ -66,7 +70,13 @@ def _equal_projection_weights(K: Tensor) -> Tensor:
     """The weights ``α`` for a Gramian ``K`` with positive diagonal (the rows' cosine form)."""
     n = K.diagonal().sqrt()
     cosines = (K / (n[:, None] * n[None, :])).clamp(-1, 1)
-    beta = torch.linalg.pinv(cosines, hermitian=True, rtol=1e-10) @ torch.ones_like(n)
+    inverse = torch.linalg.pinv(cosines, hermitian=True, rtol=1e-10)
+    beta = inverse @ torch.ones_like(n)
+    # 1 orthogonal to C's range (opposed tasks that balance out, e.g. four rows in one
+    # dimension): C⁺ 1 = 0 and β is rounding noise, which the normalization below would
+    # blow up into a full-size update in an arbitrary direction.
+    if float(beta.abs().max()) <= _CANCELLED * float(inverse.abs().sum(1).max()):
+        return torch.zeros_like(n)
     alpha = beta / n
     scale = torch.maximum(alpha.sum(), alpha.abs().sum() / len(n))
     # zero only when every task cancels out (C⁺ 1 = 0)
