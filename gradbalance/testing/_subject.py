@@ -5,8 +5,10 @@ point (rows reordered, scaled, split into segments, ...). How far apart they may
 the method's conditioning at that input, which the kit cannot know for a plugin, so it
 measures it: the same steps are run again with every entry of ``G`` changed by a random
 relative ``±η``, ``η = 4 √P ε`` (about the size of the rounding of a length-``P`` dot product
-in the arithmetic of precision ``ε`` the Gramian is formed in), and the result may differ by
-:data:`SAFETY` times that response, plus :data:`SAFETY` ``ε ‖d‖``. A well-conditioned method
+in the arithmetic of precision ``ε`` the Gramian is formed in) and, for a
+:class:`~gradbalance.GramianCombiner`, with every Gramian entry moved by ``±η √(K_ii K_jj)``;
+the result may differ by :data:`SAFETY` times the largest response, plus
+:data:`SAFETY` ``T √P ε ‖d‖`` (see :func:`tolerance`). A well-conditioned method
 gets a tight bound; near a singular input (nearly parallel rows) the bound widens exactly as
 much as the method's answer moves under rounding-sized input changes.
 """
@@ -22,6 +24,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from .._combiner import GramianCombiner
 from .strategies import Steps
 
 #: Multiple of the measured response (and of ``ε ‖d‖``) a result may be off by.
@@ -75,9 +78,14 @@ class Subject:
         matrices = [transform(G).double() for G in steps.matrices]
         base = self.run(matrices, steps.segments)
         eta = PROBE * math.sqrt(steps.shape[1]) * eps
+        runs = [self.run([_perturb(G, eta, seed) for G in matrices], steps.segments) for seed in _PROBE_SEEDS]
+        if issubclass(self.cls, GramianCombiner):
+            # A rounded Gramian is not the Gramian of nearby rows: the norm of a combination
+            # that cancels comes out ~√ε ‖g‖, not ~ε ‖g‖, which only perturbing K itself shows.
+            probed = _gramian_probe(self.cls, eta)
+            runs += [self.run(matrices, steps.segments, probed(self.options, seed)) for seed in _PROBE_SEEDS]
         worst = [torch.zeros_like(d) for d in base]
-        for seed in _PROBE_SEEDS:
-            moved = self.run([_perturb(G, eta, seed) for G in matrices], steps.segments)
+        for moved in runs:
             worst = [torch.maximum(w, (m - b).abs()) for w, m, b in zip(worst, moved, base)]
         return worst
 
@@ -92,6 +100,24 @@ def tolerance(deviation: Tensor, result: Tensor, tasks: int, eps: float = _EPS64
     size = float(result.double().norm())
     spread = tasks * math.sqrt(max(result.numel(), 1)) * eps * size
     return SAFETY * (float(deviation.norm()) + spread + out_eps * size + floor) + 1e-300
+
+
+def _gramian_probe(cls: type, eta: float) -> Callable[[Mapping[str, Any], int], Any]:
+    """A factory of instances of a subclass of ``cls`` whose weights see every Gramian entry
+    moved by a random ``±η √(K_ii K_jj)`` (symmetric), the size of its rounding."""
+
+    def make(options: Mapping[str, Any], seed: int) -> Any:
+        generator = torch.Generator().manual_seed(seed)
+
+        def weights(self: Any, gramian: Tensor) -> Tensor:
+            signs = torch.randint(0, 2, tuple(gramian.shape), generator=generator, dtype=gramian.dtype) * 2 - 1
+            signs = signs.triu() + signs.triu(1).mT
+            roots = gramian.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
+            return cls.weights(self, gramian + eta * signs * roots[..., :, None] * roots[..., None, :])
+
+        return type(cls.__name__, (cls,), {"weights": weights})(**options)
+
+    return make
 
 
 def _perturb(G: Tensor, eta: float, seed: int) -> Tensor:
