@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
@@ -328,6 +328,7 @@ def _run_check(subject: Subject, check: Check) -> None:
         max_examples=subject.kit.max_examples,
         deadline=None,
         database=None,  # one inner function serves every check: a shared database would mix them
+        phases=list(Phase) if subject.kit.shrink else [p for p in Phase if p is not Phase.shrink],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     )
     @given(check.strategy(subject))

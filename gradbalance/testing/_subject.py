@@ -45,6 +45,8 @@ class Kit:
     max_steps: int = 3
     device: str = "cpu"
     dtypes: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    #: Let hypothesis shrink a failing example (each try runs the combiner many times: minutes).
+    shrink: bool = False
 
 
 @attrs.frozen
@@ -84,10 +86,31 @@ class Subject:
             # that cancels comes out ~√ε ‖g‖, not ~ε ‖g‖, which only perturbing K itself shows.
             probed = _gramian_probe(self.cls, eta)
             runs += [self.run(matrices, steps.segments, probed(self.options, seed)) for seed in _PROBE_SEEDS]
-        worst = [torch.zeros_like(d) for d in base]
+        # The rounding of d_p = Σ_k w_k g_kp itself, which the probes miss where it cancels to 0.
+        tasks = steps.shape[0]
+        worst = [tasks * eps * m for m in self.magnitudes(matrices, steps.segments)]
         for moved in runs:
             worst = [torch.maximum(w, (m - b).abs()) for w, m, b in zip(worst, moved, base)]
         return worst
+
+    def magnitudes(self, matrices: Sequence[Tensor], segments: Sequence[int] | None) -> list[Tensor]:
+        """Per step and column, ``Σ_k |w_k g_kp|``, the sizes each entry of the result is summed
+        from (from the weights a fresh instance reports; ``|d_p|`` where it reports none)."""
+        combiner = self.make()
+        with_info = getattr(combiner, "combine_with_info", None)
+        sizes = []
+        for G in matrices:
+            if with_info is None:
+                sizes.append(combiner.combine(G, segments).double().abs())
+                continue
+            info = with_info(G, segments)
+            size = info.direction.double().abs()
+            if info.weights is not None:
+                for s, piece in enumerate(pieces(segments, G.shape[1])):
+                    weights = info.weights[s].abs().to(device=G.device, dtype=torch.float64)
+                    size[piece] = torch.maximum(size[piece], weights @ G[:, piece].double().abs())
+            sizes.append(size)
+        return sizes
 
 
 def tolerance(deviation: Tensor, result: Tensor, tasks: int, eps: float = _EPS64, out_eps: float = 0.0,
