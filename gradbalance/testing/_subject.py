@@ -3,14 +3,13 @@
 Tolerance: a check compares two results that agree in exact arithmetic but not in floating
 point (rows reordered, scaled, split into segments, ...). How far apart they may be depends on
 the method's conditioning at that input, which the kit cannot know for a plugin, so it
-measures it: the same steps are run again with every entry of ``G`` changed by a random
-relative ``±η``, ``η = 4 √P ε`` (about the size of the rounding of a length-``P`` dot product
-in the arithmetic of precision ``ε`` the Gramian is formed in) and, for a
-:class:`~gradbalance.GramianCombiner`, with every Gramian entry moved by ``±η √(K_ii K_jj)``;
-the result may differ by :data:`SAFETY` times the largest response, plus
-:data:`SAFETY` ``T √P ε ‖d‖`` (see :func:`tolerance`). A well-conditioned method
-gets a tight bound; near a singular input (nearly parallel rows) the bound widens exactly as
-much as the method's answer moves under rounding-sized input changes.
+measures it (:meth:`Subject.deviations`): the same steps are run again with every entry of
+``G`` changed by a random relative ``±η``, ``η = 4 √P ε`` (about the rounding of a
+length-``P`` dot product in the arithmetic of precision ``ε`` the Gramian is formed in) and,
+for a :class:`~gradbalance.GramianCombiner`, with every Gramian entry moved by
+``±η √(K_ii K_jj)``. The result may differ by :data:`SAFETY` times the largest response or
+times a floor on the magnitudes it is summed from (``T ε Σ_k |w_k g_kp|``, ``√ε`` of them for
+Gramian combiners), plus :data:`SAFETY` ``T √P ε ‖d‖`` (see :func:`tolerance`).
 """
 
 from __future__ import annotations
