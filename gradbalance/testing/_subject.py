@@ -8,8 +8,8 @@ measures it (:meth:`Subject.deviations`): the same steps are run again with ever
 length-``P`` dot product in the arithmetic of precision ``ε`` the Gramian is formed in) and,
 for a :class:`~gradbalance.GramianCombiner`, with every Gramian entry moved by
 ``±η √(K_ii K_jj)``. The result may differ by :data:`SAFETY` times the largest response or
-times a floor on the magnitudes it is summed from (``T ε Σ_k |w_k g_kp|``, ``√ε`` of them for
-Gramian combiners), plus :data:`SAFETY` ``T √P ε ‖d‖`` (see :func:`tolerance`).
+times a floor: the rounding of the sum it is (``T ε Σ_k |w_k g_kp|``) and, for Gramian
+combiners, ``√ε`` of the longest row (the resolution of a Gramian), plus :data:`SAFETY` ``T √P ε ‖d‖`` (see :func:`tolerance`).
 """
 
 from __future__ import annotations
@@ -86,13 +86,18 @@ class Subject:
             probed = _gramian_probe(self.cls, eta)
             runs += [self.run(matrices, steps.segments, probed(self.options, seed)) for seed in _PROBE_SEEDS]
         # The rounding of d_p = Σ_k w_k g_kp itself, which the probes miss where it cancels to 0;
-        # and for a Gramian method, √ε of it: a norm read off the Gramian, √(wᵀKw), is known to
-        # ε Σ_k |w_k| ‖g_k‖ squared, so a solver's active-set and stopping decisions built on
-        # such norms move its answer by up to that much (seen on MGDA and Nash-MTL).
-        floor = steps.shape[0] * eps
+        # and for a Gramian method, √ε of the segment's longest row: a Gramian is known to
+        # ε max_k ‖g_k‖², so it resolves a combination only to √ε max_k ‖g_k‖, and a solver's
+        # active-set and stopping decisions move its answer by that much (seen on MGDA with a
+        # min-norm point as short as a 1e-10 row, and on Nash-MTL).
+        tasks = steps.shape[0]
+        worst = [tasks * eps * m for m in self.magnitudes(matrices, steps.segments)]
         if gramian and issubclass(self.cls, GramianCombiner):
-            floor = max(floor, math.sqrt(eps))
-        worst = [floor * m for m in self.magnitudes(matrices, steps.segments)]
+            for G, w in zip(matrices, worst):
+                for piece in pieces(steps.segments, G.shape[1]):
+                    width = piece.stop - piece.start
+                    resolved = math.sqrt(eps) * float(G[:, piece].norm(dim=1).max()) / math.sqrt(width)
+                    w[piece] = w[piece].clamp_min(resolved)
         for moved in runs:
             worst = [torch.maximum(w, (m - b).abs()) for w, m, b in zip(worst, moved, base)]
         return worst
