@@ -12,6 +12,7 @@ import numpy as np
 from torch import Tensor
 
 from .._checks import reduction_field
+from .._properties import Property
 from .._combiner import GramianCombiner
 from .._gramian import nonzero_row_weights
 from ._upgrad import cone_multipliers
@@ -123,6 +124,12 @@ class CAGrad(GramianCombiner):
     """
 
     name: ClassVar[str] = "cagrad"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+        }
+    )
 
     c: float = attrs.field(default=0.5, validator=_check_c)
     rescale: bool = attrs.field(default=True, validator=_check_rescale)
