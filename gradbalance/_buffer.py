@@ -4,6 +4,7 @@ of a preallocated ``[T, P]`` buffer."""
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -16,7 +17,7 @@ __all__ = ["TaskGradients"]
 ParamsLike = nn.Module | Iterable[Tensor] | Iterable[tuple[str, Tensor]]
 
 
-def _named(params: ParamsLike) -> list[tuple[str, Tensor]]:
+def _named(params: ParamsLike, allow_empty: bool = False) -> list[tuple[str, Tensor]]:
     if isinstance(params, nn.Module):
         items: list = list(params.named_parameters())
     else:
@@ -33,7 +34,7 @@ def _named(params: ParamsLike) -> list[tuple[str, Tensor]]:
             continue  # tied weights appear once
         seen.add(id(p))
         named.append((name, p))
-    if not named:
+    if not named and not allow_empty:
         raise ValueError("TaskGradients needs at least one shared parameter with requires_grad")
     return named
 
@@ -91,10 +92,11 @@ class TaskGradients:
                 f"the buffer dtype {dtype} must match the parameters' dtype "
                 "(autograd only accumulates into a .grad of the parameter's dtype)"
             )
-        self._sizes = [p.numel() for p in self._params]
+        self._shapes = [self._local_shape(p) for p in self._params]
+        self._sizes = [math.prod(shape) for shape in self._shapes]
         device = devices.pop()
         total = sum(self._sizes)
-        self.rows = torch.zeros(num_tasks, total, dtype=dtype, device=device)
+        self.rows = self._allocate_rows(num_tasks, total, dtype, device)
         """The ``[T, P]`` task-gradient matrix (row ``t`` holds task ``t``'s gradient)."""
         self.result = torch.zeros(total, dtype=dtype, device=device)
         """The ``[P]`` combined gradient that the parameters' ``.grad`` point at after combine."""
@@ -105,10 +107,29 @@ class TaskGradients:
 
     def _views(self, flat: Tensor) -> list[Tensor]:
         views, start = [], 0
-        for p, n in zip(self._params, self._sizes):
-            views.append(flat[start : start + n].view_as(p))
+        for shape, n in zip(self._shapes, self._sizes):
+            views.append(flat[start : start + n].view(shape))
             start += n
         return views
+
+    # Hooks for subclasses whose parameters are not plain local tensors (sharded DTensors) or
+    # whose rows live inside a larger communication buffer.
+
+    def _allocate_rows(self, num_tasks: int, size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The zeroed ``[T, P]`` row matrix."""
+        return torch.zeros(num_tasks, size, dtype=dtype, device=device)
+
+    def _local_shape(self, p: Tensor) -> torch.Size:
+        """Shape of the part of ``p`` whose gradient this process stores."""
+        return p.shape
+
+    def _as_grad(self, p: Tensor, view: Tensor) -> Tensor:
+        """What to assign to ``p.grad`` so that autograd accumulates into ``view``."""
+        return view
+
+    def _local(self, grad: Tensor) -> Tensor:
+        """The locally stored values of a ``.grad`` (inverse of :meth:`_as_grad`)."""
+        return grad
 
     @property
     def num_tasks(self) -> int:
@@ -169,7 +190,7 @@ class TaskGradients:
             self.zero_()
         views = self._row_views[t]
         for p, v in zip(self._params, views):
-            p.grad = v
+            p.grad = self._as_grad(p, v)
         self._active = t
         try:
             yield
@@ -185,10 +206,11 @@ class TaskGradients:
                     f"the gradient of shared parameter {name!r} was cleared inside task({t}) "
                     "(zero_grad(set_to_none=True)?); call optimizer.zero_grad() before the tasks"
                 )
-            if g.data_ptr() != v.data_ptr():
+            local = self._local(g)
+            if local.data_ptr() != v.data_ptr():
                 # Autograd replaced .grad instead of accumulating in place (create_graph=True,
                 # or someone assigned it): keep the values, in the row.
-                v.copy_(g)
+                v.copy_(local)
             p.grad = None
 
     def combine(self, combiner: GradientCombiner, segments: Sequence[int] | None = None) -> Combination:
@@ -198,16 +220,20 @@ class TaskGradients:
         rejected for a NaN/Inf gradient can be skipped; the rows stay readable until then.
         """
         self._stale = True
-        info = combiner.combine_with_info(self.rows, segments, out=self.result)
+        info = self._combine_rows(combiner, segments)
         if info.direction.data_ptr() != self.result.data_ptr():
             self.result.copy_(info.direction)  # a plugin that ignored out=
         for p, v in zip(self._params, self._result_views):
-            p.grad = v
+            p.grad = self._as_grad(p, v)
         return info
+
+    def _combine_rows(self, combiner: GradientCombiner, segments: Sequence[int] | None) -> Combination:
+        """Combine :attr:`rows` (into :attr:`result` where the combiner honours ``out=``)."""
+        return combiner.combine_with_info(self.rows, segments, out=self.result)
 
     def __repr__(self) -> str:
         T, P = self.rows.shape
         return (
-            f"TaskGradients(num_tasks={T}, params={len(self._params)}, size={P}, "
+            f"{type(self).__name__}(num_tasks={T}, params={len(self._params)}, size={P}, "
             f"dtype={self.rows.dtype}, device={self.rows.device})"
         )

@@ -58,9 +58,14 @@ class GradientCombiner(abc.ABC):
 
     Stateful combiners (EMA targets, RNG streams) return their state from :meth:`state_dict` so
     that a resumed run continues exactly.
+
+    A combiner whose result at a column depends only on that column of ``G`` (sum, mean) sets
+    ``columnwise = True``: it then runs unchanged on column shards of ``G`` (sharded
+    distributed training, :mod:`gradbalance.distributed`) with no communication.
     """
 
     name: ClassVar[str]
+    columnwise: ClassVar[bool] = False
 
     def combine(
         self, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None
@@ -125,15 +130,25 @@ class GramianCombiner(GradientCombiner):
             empty = out if out is not None else G.new_empty(0)
             return Combination(empty, torch.zeros(0, G.shape[0], G.shape[0], dtype=torch.float64))
         K = segment_gramians(G, sizes)
-        W = self.weights(K)
-        if W.shape != (len(sizes), G.shape[0]):
+        W = self.checked_weights(K)
+        return Combination(apply_weights(G, W, sizes, out), K, W)
+
+    def checked_weights(self, gramian: Tensor) -> Tensor:
+        """:meth:`weights` of ``[S, T, T]`` Gramians, checked to be finite and ``[S, T]``.
+
+        The step between the two passes, for callers that form the Gramian themselves (the
+        sharded path all-reduces partial Gramians before it).
+        """
+        W = self.weights(gramian)
+        expected = tuple(gramian.shape[:2])
+        if W.shape != expected:
             raise RuntimeError(
                 f"{type(self).__name__}.weights returned shape {tuple(W.shape)}, "
-                f"expected {(len(sizes), G.shape[0])} (segments, tasks)"
+                f"expected {expected} (segments, tasks)"
             )
         if not bool(torch.isfinite(W).all()):
             raise RuntimeError(f"{type(self).__name__}.weights returned non-finite weights: {W}")
-        return Combination(apply_weights(G, W, sizes, out), K, W)
+        return W
 
 
 def _check_sum_finite(G: Tensor, direction: Tensor) -> None:

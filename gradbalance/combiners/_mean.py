@@ -17,6 +17,7 @@ class Mean(GradientCombiner):
     """Mean of the task gradients, ``d = (1/T) Σ_t g_t`` (sum with the learning rate over T)."""
 
     name: ClassVar[str] = "mean"
+    columnwise: ClassVar[bool] = True
 
     def combine_with_info(
         self, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None

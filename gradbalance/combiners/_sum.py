@@ -20,6 +20,7 @@ class Sum(GradientCombiner):
     """
 
     name: ClassVar[str] = "sum"
+    columnwise: ClassVar[bool] = True
 
     def combine_with_info(
         self, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None
