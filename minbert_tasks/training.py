@@ -181,7 +181,7 @@ class Trainer:
         from gradbalance.distributed import ReplicatedTaskGradients
 
         return ReplicatedTaskGradients(self.model.encoder, len(self.task_names),
-                                       replicated=list(self.model.heads.parameters()))
+                                       replicated=self.model)
 
     def elapsed_seconds(self) -> float:
         """Training wall time so far, over this and earlier (resumed) sessions of the run (with
