@@ -151,7 +151,19 @@ def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=ROOT) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # torchrun runs each worker in a session of its own: SIGTERM asks it to stop them.
+            process.terminate()
+            try:
+                process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -237,7 +249,7 @@ def test_a_killed_rank_stops_the_job_and_resume_ends_as_if_never_killed(data_dir
     assert whole.returncode == 0, whole.stderr[-3000:]
     killed = tmp_path / "killed"
     started = time.monotonic()
-    done = torchrun(str(HERE / "_torchrun_kill.py"), "1", "4", "train", *values, "--run-dir", str(killed))
+    done = torchrun(str(HERE / "_torchrun_kill.py"), "kill", "1", "4", "train", *values, "--run-dir", str(killed))
     assert done.returncode != 0
     assert time.monotonic() - started < 60
     assert "Signal 9 (SIGKILL)" in done.stderr and "rank      : 1" in done.stderr, done.stderr[-3000:]
@@ -251,6 +263,17 @@ def test_a_killed_rank_stops_the_job_and_resume_ends_as_if_never_killed(data_dir
     assert strip == [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records(tmp_path / "whole")]
 
 
+def test_a_rank_that_stops_answering_fails_the_job_after_the_timeout(data_dir, tmp_path):
+    values = [*cli_args(overrides(data_dir))[:-1], "5"]  # --dist-timeout 5
+    started = time.monotonic()
+    done = torchrun(str(HERE / "_torchrun_kill.py"), "hang", "1", "2", "train", *values,
+                    "--run-dir", str(tmp_path / "run"), timeout=60)
+    assert done.returncode != 0
+    assert time.monotonic() - started < 60  # rank 1 sleeps 600 s: the timeout ended the job
+    assert "Timed out waiting 5000ms" in done.stderr, done.stderr[-3000:]
+    assert checkpoint(tmp_path / "run")["position"]["global_step"] == 2
+
+
 def test_a_run_moves_from_one_process_to_two_and_back_and_ends_where_it_would_have(
         data_dir, two_processes, tmp_path):
     def crash(trainer):
@@ -260,7 +283,7 @@ def test_a_run_moves_from_one_process_to_two_and_back_and_ends_where_it_would_ha
     run = tmp_path / "run"
     with pytest.raises(Interrupted):
         train(load_config("default", overrides(data_dir)), run, progress=False, on_step=crash)
-    on_two = torchrun(str(HERE / "_torchrun_kill.py"), "1", "4", "train", "--resume", str(run),
+    on_two = torchrun(str(HERE / "_torchrun_kill.py"), "kill", "1", "4", "train", "--resume", str(run),
                       "--no-progress", "--dist-timeout", "60")
     assert on_two.returncode != 0 and "resuming" in on_two.stdout, on_two.stderr[-3000:]
     assert checkpoint(run)["position"]["global_step"] >= 3  # trained on two ranks after the resume
