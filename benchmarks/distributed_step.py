@@ -9,6 +9,7 @@ waits in a barrier, which sleeps in a socket read):
   (the floor: P floats all-reduced, no per-task rows).
 - ``replicated``: 2 x 1, ReplicatedTaskGradients (one all-reduce of T·P + heads).
 - ``replicated overlap``: the same with each row's all-reduce started as its task ends.
+- ``replicated scatter``: rows reduce-scattered, each rank combines a column slice, all-gather.
 - ``sharded fsdp2``: 2 x 1, fully_shard per encoder layer and root, ShardedTaskGradients.
 
 Writes a JSON file of per-step seconds (each round's median), combine seconds and payload bytes.
@@ -100,7 +101,8 @@ class Layout:
             self.ddp.register_comm_hook(None, allreduce_hook)  # Python hook: counted
         elif name.startswith("replicated"):
             self.buffer = ReplicatedTaskGradients(self.model.encoder, TASKS, replicated=self.model,
-                                                  overlap=name.endswith("overlap"))
+                                                  overlap=name.endswith("overlap"),
+                                                  scatter=name.endswith("scatter"))
         else:
             for layer in self.model.encoder.encoder.layer:
                 fully_shard(layer)
@@ -134,11 +136,13 @@ def main() -> None:
     dist.init_process_group("gloo", timeout=timedelta(seconds=900))
     rank, world = dist.get_rank(), dist.get_world_size()
     config, batch, length = (MINILM, 16, 64) if args.full else (TINY, 4, 16)
-    names = ["1 proc x 2 threads", "ddp summed loss", "replicated", "replicated overlap", "sharded fsdp2"]
+    names = ["1 proc x 2 threads", "ddp summed loss", "replicated", "replicated overlap", "replicated scatter",
+             "sharded fsdp2"]
     layouts = {name: Layout(name, config, rank, 1 if name.startswith("1 proc") else world) for name in names}
     steps: dict[str, list[float]] = {n: [] for n in names}
     combines: dict[str, list[float]] = {n: [] for n in names}
     payload: dict[str, float] = {}
+    sent: dict[str, float] = {}
     for round_ in range(args.rounds + 1):  # round 0 warms up
         for name, layout in layouts.items():
             alone = name.startswith("1 proc")
@@ -158,12 +162,13 @@ def main() -> None:
                 steps[name].append(statistics.median(times))
                 combines[name].append(statistics.median(combine))
                 payload[name] = traffic.total / args.steps
+                sent[name] = traffic.ring_bytes(world) / args.steps
     torch.set_num_threads(1)
     dist.barrier()
     if rank == 0:
         params = sum(p.numel() for p in layouts["replicated"].model.encoder.parameters())
         with open(args.out, "w") as f:
-            json.dump({"steps": steps, "combine": combines, "payload": payload, "world": world,
+            json.dump({"steps": steps, "combine": combines, "payload": payload, "sent": sent, "world": world,
                    "shared params": params, "hidden": config.hidden_size, "config": str(config)}, f, indent=1)
     dist.destroy_process_group()
 

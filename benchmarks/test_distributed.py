@@ -39,17 +39,19 @@ def run_layouts(out: Path) -> dict:
 def test_distributed_layouts(benchmark, tmp_path):
     result = benchmark.pedantic(lambda: run_layouts(tmp_path / "layouts.json"), rounds=1, iterations=1)
     steps, combine, payload = result["steps"], result["combine"], result["payload"]
-    print(f"\ndistributed step, shared encoder of {result['shared params']:,} parameters, T = {TASKS} "
+    print(f"\ndistributed step (bytes per step: payload, and sent per rank by ring algorithms), shared encoder of {result['shared params']:,} parameters, T = {TASKS} "
           f"(medians of {len(steps[BASE])} rounds; ratios paired within a round)")
-    print(f"  {'layout':<22} {'step s':>8} {'vs ' + BASE:>24} {'combine share':>14} {'payload MB/step':>16}")
+    print(f"  {'layout':<22} {'step s':>8} {'vs ' + BASE:>24} {'combine share':>14} {'payload MB':>11} "
+          f"{'sent MB':>8}")
     for name, times in steps.items():
         ratio = statistics.median(t / b for t, b in zip(times, steps[BASE]))
         share = statistics.median(c / t for c, t in zip(combine[name], times))
         print(f"  {name:<22} {statistics.median(times):8.3f} {ratio:23.2f}x {share:13.1%} "
-              f"{payload[name] / 1e6:16.2f}")
+              f"{payload[name] / 1e6:11.2f} {result['sent'][name] / 1e6:8.2f}")
         benchmark.extra_info[f"{name}: step vs {BASE}"] = ratio
         benchmark.extra_info[f"{name}: combine share"] = share
         benchmark.extra_info[f"{name}: payload bytes per step"] = payload[name]
+        benchmark.extra_info[f"{name}: bytes sent per rank per step"] = result["sent"][name]
     # Counted bytes against the formulas (machine-independent, so asserted at every size).
     shared = result["shared params"]
     hidden = result["hidden"]

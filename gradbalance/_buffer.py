@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from . import _step_guard
 from ._combiner import Combination, GradientCombiner
 
 __all__ = ["TaskGradients"]
@@ -39,6 +40,23 @@ def _named(params: ParamsLike, allow_empty: bool = False) -> list[tuple[str, Ten
     return named
 
 
+def _check_no_outside_gradient(names: list[str], grads: list[Tensor | None], mine: list[Tensor], where: str) -> None:
+    """Raise if a shared ``.grad`` (its local values, ``grads``) holds a non-zero gradient the
+    buffer did not put there (it is ``None`` between tasks and a view of the combined result,
+    ``mine``, after combine)."""
+    for name, g, view in zip(names, grads, mine):
+        if g is None or g.data_ptr() == view.data_ptr() or not bool(g.any()):
+            continue
+        raise RuntimeError(
+            f"shared parameter {name!r} already holds a gradient at {where}: a backward() "
+            "ran outside every `with buffer.task(t):` block, and the task rows would drop "
+            "it. Backpropagate that loss inside a task's block (it joins that task's row), "
+            "give it a task of its own, or backpropagate it after buffer.combine() (it adds "
+            "to the combined gradient, unbalanced); call optimizer.zero_grad() before the "
+            "step's first task()"
+        )
+
+
 class TaskGradients:
     """A ``[T, P]`` buffer holding one gradient row per task over a set of shared parameters.
 
@@ -53,6 +71,17 @@ class TaskGradients:
     :meth:`combine`, even one that raised, or after :meth:`zero_`), so a parameter that task
     ``t`` never reaches reads 0 in row ``t``, and a task that sat out the step has an all-zero
     row (every built-in treats a zero row as absent).
+
+    Mistakes that would otherwise pass in silence raise ``RuntimeError``:
+
+    - ``optimizer.step()`` (any ``torch.optim`` optimizer holding a shared parameter) while task
+      gradients wait to be combined: the shared parameters would not move. Call
+      :meth:`combine` first, or :meth:`zero_` to drop the step's task gradients.
+    - A non-zero gradient in a shared ``.grad`` when a ``task()`` starts or at :meth:`combine`:
+      a ``backward()`` outside every task block (an extra loss), which the rows would drop.
+      Put that loss inside a task's block (it joins that task's row), give it a task of its
+      own, or backpropagate it after :meth:`combine` (it then adds to the combined gradient,
+      unbalanced, as heads' gradients do).
 
     Example::
 
@@ -131,6 +160,9 @@ class TaskGradients:
         """The locally stored values of a ``.grad`` (inverse of :meth:`_as_grad`)."""
         return grad
 
+    def _local_grads(self) -> list[Tensor | None]:
+        return [None if p.grad is None else self._local(p.grad) for p in self._params]
+
     @property
     def num_tasks(self) -> int:
         return self.rows.shape[0]
@@ -175,9 +207,10 @@ class TaskGradients:
         return sizes
 
     def zero_(self) -> None:
-        """Zero every row now."""
+        """Zero every row now (dropping task gradients not yet combined)."""
         self.rows.zero_()
         self._stale = False
+        _step_guard.release(self)
 
     @contextlib.contextmanager
     def task(self, t: int) -> Iterator[None]:
@@ -186,6 +219,7 @@ class TaskGradients:
             raise IndexError(f"task index {t} out of range for {self.num_tasks} tasks")
         if self._active is not None:
             raise RuntimeError(f"task({t}) entered inside task({self._active}); tasks do not nest")
+        _check_no_outside_gradient(self._names, self._local_grads(), self._result_views, f"task({t})")
         if self._stale:
             self.zero_()
         views = self._row_views[t]
@@ -197,6 +231,7 @@ class TaskGradients:
         finally:
             self._active = None
             self._collect(t, views)
+            _step_guard.hold(self, self._params)
 
     def _collect(self, t: int, views: list[Tensor]) -> None:
         for name, p, v in zip(self._names, self._params, views):
@@ -216,10 +251,13 @@ class TaskGradients:
     def combine(self, combiner: GradientCombiner, segments: Sequence[int] | None = None) -> Combination:
         """Combine the rows into :attr:`result` and point every shared ``.grad`` at it.
 
-        The next ``task()`` starts a new step (zero rows) even if this raised, so a step
-        rejected for a NaN/Inf gradient can be skipped; the rows stay readable until then.
+        The next ``task()`` starts a new step (zero rows) even if the combiner raised, so a step
+        rejected for a NaN/Inf gradient can be skipped; the rows stay readable until then. A
+        gradient from outside the tasks raises before anything changes.
         """
+        _check_no_outside_gradient(self._names, self._local_grads(), self._result_views, "combine()")
         self._stale = True
+        _step_guard.release(self)
         info = self._combine_rows(combiner, segments)
         if info.direction.data_ptr() != self.result.data_ptr():
             self.result.copy_(info.direction)  # a plugin that ignored out=

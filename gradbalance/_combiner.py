@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -45,16 +46,26 @@ class Combination:
 class GradientCombiner(abc.ABC):
     """Turns per-task gradients into one update direction.
 
-    Subclasses set the class attribute ``name`` (the registry key) and implement
-    :meth:`combine_with_info`. Combiners whose result is a weighted sum of the task rows should
-    subclass :class:`GramianCombiner` instead and only write the weighting.
+    Subclasses set the class attribute ``name`` (the registry key) and implement one of:
+
+    - :meth:`combine` ``(G, segments=None, *, out=None) -> Tensor[P]``, the documented contract;
+      :meth:`combine_with_info` (what :class:`TaskGradients` calls) is then derived from it;
+    - :meth:`combine_with_info` ``(...) -> Combination``, to also report a Gramian or weights;
+      :meth:`combine` then returns its ``direction``.
+
+    A class that implements neither fails at its definition with a ``TypeError`` naming the
+    method to write, unless it is an abstract base: it declares an ``abc.abstractmethod`` of its
+    own (as :class:`GramianCombiner` declares ``weights``) or says so with
+    ``class MyBase(GradientCombiner, abstract=True)``. Combiners whose result is a weighted sum of
+    the task rows should subclass :class:`GramianCombiner` and only write the weighting.
 
     ``combine(G, segments=None, out=None)``:
 
     - ``G``: ``[T, P]`` floating tensor, one row per task (fp16/bf16/fp32/fp64, any device).
     - ``segments``: optional sizes summing to ``P``; each segment is solved as an independent
       problem (per-layer or per-tensor granularity). ``None`` is the whole vector.
-    - ``out``: optional preallocated ``[P]`` result (same dtype and device as ``G``).
+    - ``out``: optional preallocated ``[P]`` result (same dtype and device as ``G``). A
+      ``combine`` without an ``out`` parameter also works; its result is copied into ``out``.
 
     Stateful combiners (EMA targets, RNG streams) return their state from :meth:`state_dict` so
     that a resumed run continues exactly.
@@ -66,14 +77,51 @@ class GradientCombiner(abc.ABC):
 
     name: ClassVar[str]
     columnwise: ClassVar[bool] = False
+    _combine_takes_out: ClassVar[bool] = True
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "combine" in cls.__dict__:
+            cls._combine_takes_out = _accepts_out(cls.__dict__["combine"])
+            if "combine_with_info" not in cls.__dict__:
+                # The class's own combine is what it means: derive combine_with_info from it,
+                # also over a parent's combine_with_info (which its combine may call via super()).
+                cls.combine_with_info = _combination_from_combine  # type: ignore[method-assign]
+        if abstract or any(getattr(v, "__isabstractmethod__", False) for v in cls.__dict__.values()):
+            return  # an abstract base: concrete subclasses are checked when they are defined
+        missing = _unimplemented(cls)
+        if "combine_with_info" in missing:
+            raise TypeError(
+                f"{cls.__qualname__} must implement combine(self, G, segments=None, *, out=None) "
+                "returning the [P] update direction (or combine_with_info returning a "
+                "gradbalance.Combination), or subclass gradbalance.GramianCombiner and implement "
+                "weights(self, gramian); for an abstract base class write "
+                f"class {cls.__name__}(..., abstract=True)"
+            )
+        if missing:
+            raise TypeError(
+                f"{cls.__qualname__} must implement "
+                f"{', '.join(_signature(cls, n) for n in missing)} (abstract in "
+                f"{_declared_by(cls, missing[0])}); for an abstract base class write "
+                f"class {cls.__name__}(..., abstract=True)"
+            )
 
     def combine(
         self, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None
     ) -> Tensor:
         """The combined update direction ``[P]``."""
-        return self.combine_with_info(G, segments, out=out).direction
+        combine_with_info = type(self).combine_with_info
+        if combine_with_info is _combination_from_combine:
+            # A subclass's combine called this one through super(): use the nearest
+            # combine_with_info written by hand, if a parent has one.
+            combine_with_info = _written_combine_with_info(type(self))
+        return combine_with_info(self, G, segments, out=out).direction
 
-    __call__ = combine
+    def __call__(
+        self, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None
+    ) -> Tensor:
+        """Same as :meth:`combine`."""
+        return self.combine(G, segments) if out is None else self.combine(G, segments, out=out)
 
     @abc.abstractmethod
     def combine_with_info(
@@ -134,13 +182,20 @@ class GramianCombiner(GradientCombiner):
         return Combination(apply_weights(G, W, sizes, out), K, W)
 
     def checked_weights(self, gramian: Tensor) -> Tensor:
-        """:meth:`weights` of ``[S, T, T]`` Gramians, checked to be finite and ``[S, T]``.
+        """:meth:`weights` of ``[S, T, T]`` Gramians, checked to be a finite ``[S, T]`` tensor.
 
         The step between the two passes, for callers that form the Gramian themselves (the
         sharded path all-reduces partial Gramians before it).
         """
         W = self.weights(gramian)
         expected = tuple(gramian.shape[:2])
+        if not isinstance(W, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}.weights must return a torch.Tensor of shape "
+                f"{expected} (segments, tasks), like the float64 CPU Gramian "
+                f"it is given; got a {_type_name(W)}"
+                " (build it with torch functions, or wrap it in torch.as_tensor)"
+            )
         if W.shape != expected:
             raise RuntimeError(
                 f"{type(self).__name__}.weights returned shape {tuple(W.shape)}, "
@@ -158,3 +213,83 @@ def _check_sum_finite(G: Tensor, direction: Tensor) -> None:
         task = first_nonfinite_row(G)
         if task is not None:
             raise NonFiniteGradientError(task)
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _accepts_out(function: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: assume the documented one
+        return True
+    return any(p.name == "out" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _unimplemented(cls: type) -> list[str]:
+    """Abstract methods ``cls`` leaves unimplemented (ABCMeta only records them after
+    ``__init_subclass__`` has run, so they are looked up here)."""
+    names = {n for base in cls.__mro__[1:] for n in getattr(base, "__abstractmethods__", ())}
+    return sorted(n for n in names if getattr(getattr(cls, n, None), "__isabstractmethod__", False))
+
+
+def _signature(cls: type, method: str) -> str:
+    try:
+        names = list(inspect.signature(getattr(cls, method)).parameters)
+    except (TypeError, ValueError):
+        names = ["..."]
+    return f"{method}({', '.join(names)})"
+
+
+def _declared_by(cls: type, method: str) -> str:
+    owner = next(k for k in cls.__mro__[1:] if method in k.__dict__)
+    return f"{owner.__module__.split('.')[0]}.{owner.__qualname__}"
+
+
+def _written_combine_with_info(cls: type) -> Callable[..., Combination]:
+    for klass in cls.__mro__:
+        function = klass.__dict__.get("combine_with_info")
+        if function is None or function is _combination_from_combine:
+            continue
+        if getattr(function, "__isabstractmethod__", False):
+            break
+        return function
+    raise TypeError(
+        f"{cls.__qualname__}.combine called GradientCombiner.combine through super(), which "
+        "has nothing to delegate to: compute the direction in combine itself"
+    )
+
+
+def _combination_from_combine(
+    self: GradientCombiner, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None
+) -> Combination:
+    """The :class:`Combination` of a combiner that implements only ``combine`` (no Gramian or
+    weights): ``G`` is validated first, the direction is checked for shape, copied into ``out``
+    when ``combine`` did not write there, and a NaN/Inf in it is traced to the task row."""
+    self._prepare(G, segments, out)
+    owner = type(self).__qualname__
+    if type(self)._combine_takes_out:
+        direction = self.combine(G, segments, out=out)
+    else:
+        direction = self.combine(G, segments)
+    if not isinstance(direction, Tensor):
+        raise TypeError(
+            f"{owner}.combine must return a torch.Tensor of shape ({G.shape[1]},), "
+            f"got a {_type_name(direction)}"
+        )
+    if direction.shape != (G.shape[1],):
+        raise ValueError(
+            f"{owner}.combine returned shape {tuple(direction.shape)}; expected ({G.shape[1]},), "
+            "one entry per column of G"
+        )
+    if out is not None and direction.data_ptr() != out.data_ptr():
+        direction = out.copy_(direction)
+    if not bool(torch.isfinite(direction.sum(dtype=torch.float64))):
+        task = first_nonfinite_row(G)
+        if task is not None:
+            raise NonFiniteGradientError(task)
+        if not bool(torch.isfinite(direction).all()):
+            raise RuntimeError(f"{owner}.combine returned NaN or Inf for finite task gradients")
+    return Combination(direction)

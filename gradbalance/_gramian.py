@@ -13,8 +13,10 @@ once.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -63,11 +65,55 @@ def _common_block(sizes: Sequence[int]) -> int:
     return 1
 
 
+@contextlib.contextmanager
+def full_float32_matmul() -> Iterator[None]:
+    """CUDA float32 products in full precision inside the block, whatever TF32 setting the user
+    chose: TF32's 10-bit mantissa would cost ~1e-3 relative in the Gramian.
+
+    Nothing is written when TF32 is already off. Otherwise the setting is switched and restored
+    through the API the user set it with: torch refuses to mix the legacy ``allow_tf32`` flag
+    and the newer ``fp32_precision`` in one process.
+    """
+    matmul = torch.backends.cuda.matmul
+    try:
+        legacy: bool | None = matmul.allow_tf32
+    except RuntimeError:  # the user set fp32_precision: read and write only that
+        legacy = None
+    if legacy is None and matmul.fp32_precision not in ("ieee", "none"):
+        precision = matmul.fp32_precision
+        matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = precision
+    elif legacy:
+        matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = True
+    else:
+        yield
+
+
+def _without_tf32(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    @functools.wraps(fn)
+    def run(G: Tensor, *args: object) -> Tensor:
+        if not G.is_cuda:
+            return fn(G, *args)
+        with full_float32_matmul():
+            return fn(G, *args)
+
+    return run
+
+
+@_without_tf32
 def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     """Gramians of the column segments of ``G`` as a float64 CPU tensor ``[S, T, T]``.
 
     Raises :class:`NonFiniteGradientError` naming the task (and segment) when a row holds NaN or
-    Inf. Rows large enough to overflow float32 products are recomputed in float64.
+    Inf. Rows large enough to overflow float32 products are recomputed in float64. On CUDA the
+    products run without TF32 (:func:`full_float32_matmul`).
     """
     block = _common_block(sizes) if len(sizes) > 1 and G.dtype == torch.float32 else 0
     if block >= MIN_SHARED_BLOCK:

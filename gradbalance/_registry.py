@@ -76,9 +76,11 @@ def load_entry_points(
 class Registry:
     """Discovers plugins lazily (on first use) and builds combiners by name.
 
-    Each entry point is loaded on its own: one that fails to import is reported with a
-    :class:`PluginLoadWarning` naming its distribution, and the rest still load. Two classes
-    claiming one name raise :class:`PluginConflictError` naming both sources.
+    Each entry point is loaded on its own: one that fails to import, or registers without
+    contributing (no ``@hookimpl``, a misspelled hook name), is reported with a
+    :class:`PluginLoadWarning` naming its distribution, and the rest still load. A name claimed
+    by two classes is unavailable (a warning at discovery, :class:`PluginConflictError` naming
+    every claimant from :meth:`get` and :meth:`create`); every other name keeps working.
     """
 
     def __init__(self, group: str = ENTRY_POINT_GROUP) -> None:
@@ -86,6 +88,7 @@ class Registry:
         self._manager: pluggy.PluginManager | None = None
         self._sources: dict[str, str] = {}  # plugin name -> distribution (or given source)
         self._entries: dict[str, dict[str, PluginEntry]] | None = None
+        self._conflicts: dict[str, dict[str, list[PluginEntry]]] = {}
 
     @property
     def manager(self) -> pluggy.PluginManager:
@@ -134,19 +137,62 @@ class Registry:
             return
         if plugin_name is not None:
             self._sources[plugin_name] = source or plugin_name
+            self._check_hooks(plugin, source or plugin_name)
         self._entries = None
+
+    def _check_hooks(self, plugin: object, source: str) -> None:
+        """Warn about a plugin that registers but does not contribute what it meant to: pluggy
+        accepts a function marked ``@hookimpl`` under a name that is no hook (a typo) and
+        ignores a hook-named function without the marker, so either would pass in silence."""
+        manager = self.manager
+        hooks = sorted(_KINDS.values())
+        callers = manager.get_hookcallers(plugin) or []
+        used = [c.name for c in callers if c.has_spec()]
+        problems = [
+            f"@gradbalance.hookimpl marks {c.name}(), which is no gradbalance hook"
+            + _did_you_mean(c.name, hooks)
+            for c in callers
+            if not c.has_spec()
+            and not all(i.optionalhook for i in c.get_hookimpls() if i.plugin is plugin)
+        ]
+        for attr in dir(plugin):
+            if attr in used or manager.parse_hookimpl_opts(plugin, attr) is not None:
+                continue
+            if callable(getattr(plugin, attr, None)) and difflib.get_close_matches(attr, hooks, 1, 0.8):
+                problems.append(f"{attr}() is not marked @gradbalance.hookimpl")
+        if not used and not problems:
+            problems.append("it has no function marked @gradbalance.hookimpl")
+        if problems:
+            what = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__qualname__
+            warnings.warn(
+                f"gradbalance: plugin {source!r} ({what}) "
+                f"{'contributes only ' + ', '.join(used) if used else 'contributes nothing'}: "
+                f"{'; '.join(problems)}. A plugin implements {' and/or '.join(h + '()' for h in hooks)}, "
+                "each marked @gradbalance.hookimpl",
+                PluginLoadWarning,
+                stacklevel=4,
+            )
 
     def entries(self, kind: str = "combiner") -> dict[str, PluginEntry]:
         """Registered classes of ``kind`` (``"combiner"`` or ``"regularizer"``) by name."""
         if kind not in _KINDS:
             raise ValueError(f"unknown plugin kind {kind!r}; expected one of {sorted(_KINDS)}")
         if self._entries is None:
-            self._entries = {k: self._collect(k) for k in _KINDS}
+            collected = {k: self._collect(k) for k in _KINDS}
+            self._entries = {k: found for k, (found, _) in collected.items()}
+            self._conflicts = {k: clashes for k, (_, clashes) in collected.items()}
         return dict(self._entries[kind])
 
-    def _collect(self, kind: str) -> dict[str, PluginEntry]:
+    def conflicts(self, kind: str = "combiner") -> dict[str, list[PluginEntry]]:
+        """Names of ``kind`` claimed by two or more classes, each with all its claimants. Such a
+        name is left out of :meth:`entries` and :meth:`available`; :meth:`get` raises
+        :class:`PluginConflictError` for it, and every other name keeps working."""
+        self.entries(kind)
+        return {name: list(claimants) for name, claimants in self._conflicts[kind].items()}
+
+    def _collect(self, kind: str) -> tuple[dict[str, PluginEntry], dict[str, list[PluginEntry]]]:
         hook = getattr(self.manager.hook, _KINDS[kind])
-        found: dict[str, PluginEntry] = {}
+        claims: dict[str, list[PluginEntry]] = {}
         # Call implementations one at a time so each class is traced to its plugin, and a plugin
         # whose hook fails (a lazy import, a class that is not a combiner) costs only itself.
         for impl in hook.get_hookimpls():
@@ -165,17 +211,20 @@ class Registry:
                 )
                 continue
             for entry in entries:
-                cls = entry.cls
-                if entry.name in found and found[entry.name].cls is not cls:
-                    other = found[entry.name]
-                    raise PluginConflictError(
-                        f"two {kind}s are named {entry.name!r}: "
-                        f"{other.cls.__module__}.{other.cls.__qualname__} from {other.source!r} "
-                        f"and {cls.__module__}.{cls.__qualname__} from {source!r}; "
-                        "uninstall one of the two distributions or rename one class"
-                    )
-                found[entry.name] = entry
-        return found
+                claimants = claims.setdefault(entry.name, [])
+                if all(other.cls is not entry.cls for other in claimants):
+                    claimants.append(entry)
+        found = {name: claimants[0] for name, claimants in claims.items() if len(claimants) == 1}
+        clashes = {
+            name: sorted(claimants, key=lambda e: e.source) for name, claimants in claims.items() if len(claimants) > 1
+        }
+        for name, claimants in clashes.items():
+            warnings.warn(
+                f"gradbalance: {_conflict_message(kind, name, claimants)}; the other names still work",
+                PluginLoadWarning,
+                stacklevel=4,
+            )
+        return found, clashes
 
     @staticmethod
     def _entry(cls: Any, kind: str, source: str) -> PluginEntry:
@@ -199,6 +248,8 @@ class Registry:
     def get(self, name: str, kind: str = "combiner") -> type:
         """The class registered as ``name``; unknown names list what is available."""
         entries = self.entries(kind)
+        if name in self._conflicts[kind]:
+            raise PluginConflictError(_conflict_message(kind, name, self._conflicts[kind][name]))
         if name not in entries:
             raise UnknownCombinerError(
                 f"no {kind} named {name!r}{_did_you_mean(name, entries)}; "
@@ -225,6 +276,14 @@ class Registry:
                 f"it accepts: {', '.join(accepted) or 'no options'}"
             ) from None
         return cls(**options)
+
+
+def _conflict_message(kind: str, name: str, claimants: list[PluginEntry]) -> str:
+    listed = " and ".join(f"{e.cls.__module__}.{e.cls.__qualname__} from {e.source!r}" for e in claimants)
+    return (
+        f"{len(claimants)} {kind}s are named {name!r}: {listed}; {name!r} is unavailable until "
+        f"you uninstall all but one of these distributions or rename the classes"
+    )
 
 
 def _did_you_mean(word: str, choices: Any) -> str:

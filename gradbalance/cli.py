@@ -15,12 +15,23 @@ from .errors import GradbalanceError
 
 def _list(args: argparse.Namespace) -> int:
     rows = [("name", "kind", "source", "summary")]
+    clashes: list[str] = []
     for kind in ("combiner", "regularizer"):
-        for entry in plugin_entries(kind):
-            rows.append((entry.name, kind, entry.source, entry.summary[:90]))
+        conflicts = default_registry.conflicts(kind)
+        listed = [(e, "") for e in plugin_entries(kind)]
+        listed += [(e, " (!)") for claimants in conflicts.values() for e in claimants]
+        for entry, mark in sorted(listed, key=lambda item: (item[0].name, item[0].source)):
+            rows.append((entry.name + mark, kind, entry.source, entry.summary[:90]))
+        clashes += [f"{len(c)} {kind}s are named {name!r}" for name, c in conflicts.items()]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+    if clashes:  # each claimant is listed above; the name works again once only one remains
+        print(
+            f"\n(!) {'; '.join(clashes)}: such a name is unavailable until all but one of its "
+            "distributions are uninstalled or the classes renamed; the other names work"
+        )
+        return 1
     return 0
 
 

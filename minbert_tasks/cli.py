@@ -116,10 +116,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not result.examples:
             raise DataError(f"{name} {args.split}: no examples read from {result.path}")
         dev[name] = list(result.examples)
+    rows = {name: len(examples) for name, examples in dev.items()}
+    print(f"{file}: {args.split} split, " + ", ".join(f"{name} {n} rows" for name, n in rows.items()))
     scores, _ = evaluate(model, setups, dev, tokenizer, batch_size=args.batch_size)
     overall = _print_scores(scores)
     if args.out:
-        atomic_write_text(json.dumps({"scores": scores, "overall": overall}, indent=2), args.out)
+        record = {"checkpoint": str(file.resolve()), "split": args.split, "rows": rows, "scores": scores,
+                  "overall": overall}
+        atomic_write_text(json.dumps(record, indent=2), args.out)
     return 0
 
 
@@ -168,10 +172,12 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from minbert_tasks.config import preset_names
+    from minbert_tasks.config import preset_description, preset_names
 
-    for name in preset_names():
-        print(name)
+    names = preset_names()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {preset_description(name)}".rstrip())
     return 0
 
 
@@ -185,16 +191,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_TRAIN_EPILOG = """\
+short runs (any config value can be set with --set KEY=VALUE):
+  --set max_steps=N                 stop after N optimizer steps
+  --set time_budget_minutes=M       stop after M minutes of training
+  --set tasks.sst.train_limit=N     read only the first N training examples of a task
+  --set tasks.sst.dev_limit=N       evaluate on the first N dev examples of a task
+  --set phases.0.epochs=N           epochs of the first phase
+  --set seed=N                      data order, initialisation and combiner randomness
+tasks are addressed by name (sst, para, sts); `minbert-tasks presets` lists the presets.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minbert-tasks", description="Multi-task minBERT on SST-5, Quora and STS-B.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a multi-task model")
+    train = sub.add_parser(
+        "train", help="train a multi-task model", epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     train.add_argument("--config", help="a TOML file or a preset name (default: the 'default' preset)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     train.add_argument("--run-dir", help="where to write the run (default: runs/<timestamp>)")
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
-    train.add_argument("--data-dir", help="folder of the task files (default: $MINBERT_DATA or ../shared/data)")
+    train.add_argument("--data-dir", help="folder of the task files (default: $MINBERT_DATA, else the copy shipped in the package)")
     train.add_argument("--model", help="a local BERT folder (default: the bundled all-MiniLM-L6-v2)")
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: auto)")
     train.add_argument("--strict", action="store_true", help="malformed data rows are errors")
@@ -206,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="score a run's best checkpoint on a split")
     ev.add_argument("--checkpoint", required=True, metavar="RUN_OR_FILE")
-    ev.add_argument("--split", default="dev")
+    ev.add_argument("--split", default="dev", help="which file of each task to score: dev (default) or train")
     ev.add_argument("--data-dir")
     ev.add_argument("--batch-size", type=_positive_int, default=128)
     ev.add_argument("--strict", action="store_true")

@@ -50,6 +50,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "load_config",
+    "preset_description",
     "preset_names",
 ]
 
@@ -120,7 +121,8 @@ class TaskConfig:
         batch_size: examples per batch.
         head: head options; ``None`` is the task's default head.
         max_length: tokens per input after truncation.
-        train_limit / dev_limit: read only the first N examples (quick runs and tests).
+        train_limit: read only the first N training examples (quick runs and tests).
+        dev_limit: read only the first N dev examples.
         loss_weight: static weight of the task's loss (regularisers included) before its
             gradient fills the task's row; 1 = as is.
         smart_weight: λ_s of the SMART smoothness term (0 = off).
@@ -359,6 +361,11 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
+def preset_description(name: str) -> str:
+    """The one-line ``description`` a bundled preset declares (empty when it has none)."""
+    return str(_read_toml(name).get("description", ""))
+
+
 def _read_toml(source: str) -> dict[str, Any]:
     path = Path(source)
     if path.suffix != ".toml" and not path.exists():
@@ -381,6 +388,7 @@ def _read_toml(source: str) -> dict[str, Any]:
 def load_config(source: str | Mapping[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
     """A :class:`TrainConfig` from a TOML file, a preset name or a mapping, plus overrides."""
     data = json.loads(json.dumps(source)) if isinstance(source, Mapping) else _read_toml(source)
+    data.pop("description", None)  # says what a config is for; not a training setting
     apply_overrides(data, overrides)
     return _build(TrainConfig, data, "")
 

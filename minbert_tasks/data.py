@@ -42,6 +42,7 @@ __all__ = [
     "SPLITS",
     "TASK_FILES",
     "TASKS",
+    "BUNDLED_DATA_DIR",
     "default_data_dir",
     "read_pairs",
     "read_sentences",
@@ -133,31 +134,17 @@ class ReadResult:
 # --------------------------------------------------------------------------- data folder
 
 
-def _repo_root() -> Path | None:
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file():
-            return parent
-    return None
+#: The CS224N task files shipped inside the package (see its README.md for sources and terms).
+BUNDLED_DATA_DIR = Path(__file__).resolve().parent / "task_data"
 
 
 def default_data_dir() -> Path:
-    """Folder holding the task files.
-
-    ``$MINBERT_DATA`` if set; else ``../shared/data`` relative to the current directory if that
-    exists; else ``../shared/data`` relative to the repository root (the folder with
-    ``pyproject.toml`` above this file). The last candidate is returned even if it does not
-    exist, so that the error on reading names a sensible path.
-    """
+    """Folder holding the task files: ``$MINBERT_DATA`` if set, else the copy shipped with the
+    package (:data:`BUNDLED_DATA_DIR`), so a fresh clone or install trains with no data flag."""
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    from_cwd = Path.cwd() / ".." / "shared" / "data"
-    if from_cwd.is_dir():
-        return from_cwd.resolve()
-    root = _repo_root()
-    if root is None:
-        return from_cwd.resolve()
-    return (root / ".." / "shared" / "data").resolve()
+    return BUNDLED_DATA_DIR
 
 
 def task_file(task: str, split: str, data_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -98,7 +98,7 @@ def evaluate(
 
 
 def summary_score(scores: Mapping[str, float]) -> float | None:
-    """The mean over tasks of each metric on a 0–1 scale (:meth:`TaskSpec.unit_score` of the
+    """The mean over tasks of each metric on a 0–1 scale (:meth:`~minbert_tasks.tasks.TaskSpec.unit_score` of the
     task registered under that name): for sst, para and sts exactly the CS224N overall score.
     ``None`` if it is not finite."""
     if not scores:

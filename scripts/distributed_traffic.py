@@ -1,5 +1,6 @@
 """Print the projected per-step traffic table of docs/distributed.md (tests check the page
-holds exactly this output): BERT-base and BERT-large, T = 3, 10, 40 tasks, 8 and 64 GPUs.
+holds exactly this output): bytes each GPU sends per step (ring algorithms) and the extra
+communication time, BERT-base and BERT-large, T = 3, 10, 40 tasks, 8 and 64 GPUs.
 
     python scripts/distributed_traffic.py
 """
@@ -39,24 +40,25 @@ def _ms(seconds: float) -> str:
 
 
 def table() -> str:
-    header = ("| model | T | GPUs | DDP, one loss | replicated | + time | FSDP2, one loss "
-              "| sharded | + time | Gramians, S = 1 / per tensor | their time |")
+    header = ("| model | T | GPUs | DDP, one loss | replicated | + time | scatter | + time "
+              "| FSDP2, one loss | sharded | + time | Gramians, S = 1 / per tensor | their time |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for model, shape in MODELS.items():
         shared, tensors = bert_size(*shape)
         for tasks in TASKS:
             heads = tasks * (shape[1] + 1) * HEAD_OUTPUTS
             modes = {m: step_traffic(m, shared=shared, heads=heads, tasks=tasks, segments=tensors)
-                     for m in ("ddp", "replicated", "fsdp", "sharded")}
+                     for m in ("ddp", "replicated", "scatter", "fsdp", "sharded")}
             whole = step_traffic("sharded", shared=shared, heads=heads, tasks=tasks, segments=1)
             gramians = StepTraffic(small_all_reduce=modes["sharded"].small_all_reduce)
             for gpus in GPUS:
+                sent = {m: _size(t.sent(gpus)) for m, t in modes.items()}
                 time = {m: t.seconds(gpus, BANDWIDTH, LATENCY) for m, t in modes.items()}
                 lines.append(
-                    f"| {model} | {tasks} | {gpus} | {_size(modes['ddp'].total)} "
-                    f"| {_size(modes['replicated'].total)} | {_ms(time['replicated'] - time['ddp'])} "
-                    f"| {_size(modes['fsdp'].total)} | {_size(modes['sharded'].total)} "
-                    f"| {_ms(time['sharded'] - time['fsdp'])} "
+                    f"| {model} | {tasks} | {gpus} | {sent['ddp']} "
+                    f"| {sent['replicated']} | {_ms(time['replicated'] - time['ddp'])} "
+                    f"| {sent['scatter']} | {_ms(time['scatter'] - time['ddp'])} "
+                    f"| {sent['fsdp']} | {sent['sharded']} | {_ms(time['sharded'] - time['fsdp'])} "
                     f"| {_size(whole.small_all_reduce)} / {_size(gramians.small_all_reduce)} "
                     f"| {_ms(gramians.seconds(gpus, BANDWIDTH, LATENCY))} |"
                 )

@@ -30,7 +30,7 @@ def check_same_across_ranks(
     values: Sequence[int], labels: Sequence[str], where: str, *,
     group: dist.ProcessGroup | None = None, device: torch.device | str = "cpu",
 ) -> None:
-    """All-gather a few integers and raise the same :class:`ValueError` on every rank when any rank
+    """All-gather a few integers and raise the same ``ValueError`` on every rank when any rank
     disagrees with rank 0 (one tiny collective; call it once, before the big ones)."""
     mine = torch.tensor(list(values), dtype=torch.int64, device=device)
     gathered = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
@@ -59,3 +59,23 @@ def sync_combiner_state(combiner: GradientCombiner, group: dist.ProcessGroup | N
     dist.broadcast_object_list(payload, src=group_src(group), group=group)
     if dist.get_rank(group) != 0:
         combiner.load_state_dict(payload[0])
+
+
+def reduce_scatter(output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None,
+                   async_op: bool = False) -> dist.Work | None:
+    """Sum ``input`` over the group; this rank gets its contiguous ``1/n`` piece in ``output``
+    (``reduce_scatter_single`` where torch has it, ``reduce_scatter_tensor`` before)."""
+    single = getattr(dist, "reduce_scatter_single", None)
+    if single is not None:
+        return single(output, input, group=group, async_op=async_op)
+    return dist.reduce_scatter_tensor(output, input, group=group, async_op=async_op)
+
+
+def all_gather(output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None) -> None:
+    """Concatenate every rank's ``input`` into ``output`` (``all_gather_single`` where torch
+    has it, ``all_gather_into_tensor`` before)."""
+    single = getattr(dist, "all_gather_single", None)
+    if single is not None:
+        single(output, input, group=group)
+    else:
+        dist.all_gather_into_tensor(output, input, group=group)

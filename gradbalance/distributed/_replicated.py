@@ -10,15 +10,17 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .._buffer import ParamsLike, TaskGradients, _named
+from .._checks import check_segments
 from .._combiner import Combination, GradientCombiner
-from ._group import check_same_across_ranks, require_initialized, sync_combiner_state
+from ._group import all_gather, check_same_across_ranks, reduce_scatter, require_initialized, sync_combiner_state
+from ._sharded import sharded_combine
 
 __all__ = ["ReplicatedTaskGradients"]
 
 
 class ReplicatedTaskGradients(TaskGradients):
     """A :class:`~gradbalance.TaskGradients` buffer for data-parallel training with replicated
-    parameters: :meth:`combine` first averages every task's row over the process group, then
+    parameters: ``combine`` first averages every task's row over the process group, then
     every rank combines the same averaged rows, so the update is the one a single process
     computes on the global batch and the parameters stay bitwise identical across ranks.
 
@@ -41,7 +43,7 @@ class ReplicatedTaskGradients(TaskGradients):
 
     A plain (unwrapped) model works the same when its weights start identical on every rank.
     Every rank must build the buffer at the same point (the constructor checks that the ranks'
-    layouts agree, one tiny collective); the first :meth:`combine` with a combiner checks the
+    layouts agree, one tiny collective); the first ``combine`` with a combiner checks the
     segments and broadcasts the rank 0 combiner state (:func:`sync_combiner_state`).
 
     Args:
@@ -51,9 +53,14 @@ class ReplicatedTaskGradients(TaskGradients):
             in ``params`` (heads) get their ``.grad`` averaged over the ranks.
         group: the process group (default: the world).
         dtype: dtype of the rows (default: the parameters').
-        overlap: all-reduce row ``t`` asynchronously as soon as ``task(t)`` exits, so it
-            overlaps the next task's backward (``T + 1`` collectives instead of one; each task
-            then gets one ``task()`` block per step).
+        overlap: start row ``t``'s collective asynchronously as soon as ``task(t)`` exits, so
+            it overlaps the next task's backward (``T + 1`` collectives instead of one; each
+            task then gets one ``task()`` block per step).
+        scatter: ZeRO-style combine: reduce-scatter the rows (rank ``r`` gets the average of a
+            ``1/n`` column slice), combine that slice with :func:`sharded_combine` (one
+            all-reduce of the float64 Gramians) and all-gather the combined vector. Each rank
+            sends ``(n−1)/n·(T+1)·P`` floats instead of ``2(n−1)/n·T·P`` and does ``1/n`` of
+            the combine's work; Gramian and ``columnwise`` combiners only.
     """
 
     def __init__(
@@ -65,13 +72,13 @@ class ReplicatedTaskGradients(TaskGradients):
         group: dist.ProcessGroup | None = None,
         dtype: torch.dtype | None = None,
         overlap: bool = False,
+        scatter: bool = False,
     ) -> None:
         require_initialized("ReplicatedTaskGradients")
-        self.group = group
-        self.overlap = overlap
+        self.group, self.overlap, self.scatter = group, overlap, scatter
+        self._world, self._rank = dist.get_world_size(group), dist.get_rank(group)
         shared = {id(p) for _, p in _named(params)}
         others = [(n, p) for n, p in _named(replicated, allow_empty=True) if id(p) not in shared]
-        self._head_names = [n for n, _ in others]
         self._heads = [p for _, p in others]
         self._head_sizes = [p.numel() for p in self._heads]
         super().__init__(params, num_tasks, dtype=dtype)
@@ -81,36 +88,49 @@ class ReplicatedTaskGradients(TaskGradients):
                     f"replicated parameter {name!r} is {p.dtype} on {p.device}; heads must be floating "
                     f"point on the rows' device ({self.rows.device})"
                 )
+        if scatter:
+            chunk = self._padded // self._world
+            self._local_rows = self.rows.new_zeros(num_tasks, chunk)
+            self._local_result = self.rows.new_zeros(chunk)
+            gathered = self.rows.new_zeros(self._padded)
+            self.result = gathered[: self.rows.shape[1]]
+            self._result_views = self._views(self.result)
+            self._gathered = gathered
         # Every rank builds the buffer at the same point: check the layouts before any big
         # collective could pair mismatched tensors.
         check_same_across_ranks(
-            [*self.rows.shape, len(self._heads), sum(self._head_sizes)],
-            ["tasks", "shared size", "heads", "head size"],
+            [*self.rows.shape, len(self._heads), sum(self._head_sizes), int(scatter)],
+            ["tasks", "shared size", "heads", "head size", "scatter"],
             "ReplicatedTaskGradients", group=group, device=self.rows.device,
         )
         self._synced: list[GradientCombiner] = []
-        self._pending: list[dist.Work] = []  # overlap: rows whose all-reduce is in flight
+        self._pending: list[dist.Work] = []  # overlap: rows whose collective is in flight
 
     def _allocate_rows(self, num_tasks: int, size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-        # One flat communication buffer: [T·P rows | head grads | one used-flag per head].
+        # One flat communication buffer: [T rows | head grads | one used-flag per head], each
+        # row padded to a multiple of the world size when it is reduce-scattered.
+        self._padded = -(-size // self._world) * self._world if self.scatter else size
+        self._rows_end = num_tasks * self._padded
         extra = sum(self._head_sizes) + len(self._heads)
-        self._flat = torch.zeros(num_tasks * size + extra, dtype=dtype, device=device)
-        return self._flat[: num_tasks * size].view(num_tasks, size)
+        self._flat = torch.zeros(self._rows_end + extra, dtype=dtype, device=device)
+        return self._flat[: self._rows_end].view(num_tasks, self._padded)[:, :size]
 
     @property
     def heads(self) -> list[Tensor]:
-        """The replicated parameters outside the buffer whose grads :meth:`combine` averages."""
+        """The replicated parameters outside the buffer whose grads ``combine`` averages."""
         return list(self._heads)
 
     def bytes_per_step(self) -> int:
-        """Bytes :meth:`combine` all-reduces each step: ``(T·P_shared + P_heads + heads)·itemsize``."""
-        return self._flat.numel() * self._flat.element_size()
+        """Payload bytes of ``combine``'s collectives on the rows, heads and flags (without
+        the scatter mode's small Gramian all-reduce)."""
+        rows_and_heads = self._flat.numel() * self._flat.element_size()
+        return rows_and_heads + (self._gathered.numel() * self._gathered.element_size() if self.scatter else 0)
 
     @contextlib.contextmanager
     def task(self, t: int) -> Iterator[None]:
         if t < len(self._pending):
             raise RuntimeError(
-                f"task({t}) entered again after its row's all-reduce started (overlap=True launches "
+                f"task({t}) entered again after its row's collective started (overlap=True sends "
                 "row t when task(t) exits, in task order); finish each task's backwards in one "
                 "task() block per step, or use overlap=False"
             )
@@ -119,7 +139,13 @@ class ReplicatedTaskGradients(TaskGradients):
         if self.overlap and t == len(self._pending):
             # Rows go out in task order on every rank, so the collectives pair up even when
             # ranks run different subsets of tasks (the rest go out in combine).
-            self._pending.append(dist.all_reduce(self.rows[t], group=self.group, async_op=True))
+            self._pending.append(self._send_row(t))
+
+    def _send_row(self, t: int) -> dist.Work:
+        row = self._flat[t * self._padded : (t + 1) * self._padded]
+        if self.scatter:
+            return reduce_scatter(self._local_rows[t], row, group=self.group, async_op=True)
+        return dist.all_reduce(row, group=self.group, async_op=True)
 
     def _combine_rows(self, combiner: GradientCombiner, segments: Sequence[int] | None) -> Combination:
         try:
@@ -133,13 +159,30 @@ class ReplicatedTaskGradients(TaskGradients):
                                     group=self.group, device=self.rows.device)
             sync_combiner_state(combiner, self.group)
             self._synced.append(combiner)
+        if self.scatter:
+            return self._combine_scattered(combiner, segments)
         return super()._combine_rows(combiner, segments)
 
+    def _combine_scattered(self, combiner: GradientCombiner, segments: Sequence[int] | None) -> Combination:
+        P = self.rows.shape[1]
+        chunk = self._local_rows.shape[1]
+        lo = self._rank * chunk
+        local, start = [], 0
+        for size in check_segments(segments, P):
+            local.append(max(0, min(lo + chunk, start + size) - max(lo, start)))
+            start += size
+        local[-1] += chunk - sum(local)  # zero padding columns past P join the last segment
+        info = sharded_combine(combiner, self._local_rows, local, group=self.group, out=self._local_result)
+        if info.direction.data_ptr() != self._local_result.data_ptr():
+            self._local_result.copy_(info.direction)
+        all_gather(self._gathered, self._local_result, group=self.group)
+        return Combination(self.result, info.gramian, info.weights)
+
     def _average(self) -> None:
-        """Average the rows, and the heads' grads with their used-flags, over the group."""
-        T, P = self.rows.shape
-        grads = self._flat[T * P : T * P + sum(self._head_sizes)]
-        flags = self._flat[T * P + sum(self._head_sizes) :]
+        """Average the rows (or this rank's column slice of them), and the heads' grads with
+        their used-flags, over the group."""
+        end = self._rows_end + sum(self._head_sizes)
+        grads, flags = self._flat[self._rows_end : end], self._flat[end:]
         start = 0
         for k, (p, n) in enumerate(zip(self._heads, self._head_sizes)):
             if p.grad is None:
@@ -149,15 +192,18 @@ class ReplicatedTaskGradients(TaskGradients):
                 grads[start : start + n].copy_(p.grad.flatten())
                 flags[k] = 1
             start += n
-        if self.overlap:
-            works = self._pending + [dist.all_reduce(self.rows[t], group=self.group, async_op=True)
-                                     for t in range(len(self._pending), T)]
-            dist.all_reduce(self._flat[T * P :], group=self.group)
+        if self.overlap or self.scatter:
+            works = self._pending + [self._send_row(t) for t in range(len(self._pending), self.num_tasks)]
+            dist.all_reduce(self._flat[self._rows_end :], group=self.group)
             for work in works:
                 work.wait()
         else:
             dist.all_reduce(self._flat, group=self.group)
-        self._flat[: T * P + sum(self._head_sizes)].div_(dist.get_world_size(self.group))
+        if self.scatter:
+            self._local_rows.div_(self._world)
+            grads.div_(self._world)
+        else:
+            self._flat[:end].div_(self._world)
         start = 0
         for p, n, used in zip(self._heads, self._head_sizes, (flags > 0).tolist()):
             mean = grads[start : start + n].view_as(p)

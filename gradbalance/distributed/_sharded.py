@@ -115,7 +115,7 @@ class ShardedTaskGradients(TaskGradients):
     """A :class:`~gradbalance.TaskGradients` buffer over parameters sharded by
     ``torch.distributed.fsdp.fully_shard`` (FSDP2): row ``t`` holds this rank's shard of task
     ``t``'s gradient, which FSDP2's reduce-scatter accumulates straight into it (zero-copy, as
-    in one process), and :meth:`combine` runs :func:`sharded_combine`::
+    in one process), and ``combine`` runs :func:`sharded_combine`::
 
         for layer in model.encoder.layers:
             fully_shard(layer)
@@ -127,8 +127,8 @@ class ShardedTaskGradients(TaskGradients):
         buffer.combine(combiner, buffer.segments("module"))
         optimizer.step()                   # heads: FSDP2's own sharded grads, as usual
 
-    :meth:`segments` gives this rank's part of each segment (0 where a segment has no element
-    here). The first :meth:`combine` with a combiner checks that the ranks agree on the number
+    ``segments`` gives this rank's part of each segment (0 where a segment has no element
+    here). The first ``combine`` with a combiner checks that the ranks agree on the number
     of tasks and segments and broadcasts rank 0's combiner state.
 
     Args:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -76,14 +77,23 @@ class CollectiveTraffic:
 _active: list[CollectiveTraffic] = []
 
 
+_inside = threading.local()  # a collective implemented by another (reduce_scatter_tensor over
+# reduce_scatter_single in recent torch) counts once, as the outermost call
+
+
 def _counting(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if _active:
-            nbytes = _PAYLOAD[name](*args, **kwargs)
-            for traffic in _active:
-                traffic.add(name, nbytes)
-        return original(*args, **kwargs)
+        if not _active or getattr(_inside, "depth", 0):
+            return original(*args, **kwargs)
+        nbytes = _PAYLOAD[name](*args, **kwargs)
+        for traffic in _active:
+            traffic.add(name, nbytes)
+        _inside.depth = 1
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _inside.depth = 0
 
     wrapper.__wrapped_collective__ = original  # type: ignore[attr-defined]
     return wrapper
@@ -138,14 +148,17 @@ class StepTraffic:
     def total(self) -> float:
         return self.all_reduce + self.all_gather + self.reduce_scatter + self.small_all_reduce
 
-    def seconds(self, world_size: int, bandwidth: float, latency: float) -> float:
-        """Communication time with ring algorithms at ``bandwidth`` bytes/s per rank, plus a
-        tree latency ``2·log2(n)·latency`` for the small all-reduce."""
+    def sent(self, world_size: int) -> float:
+        """Bytes each rank sends with ring algorithms: ``2(n−1)/n`` of an all-reduce's payload,
+        ``(n−1)/n`` of an all-gather's or reduce-scatter's."""
         n = world_size
-        ring = 2 * (n - 1) / n * (self.all_reduce + self.small_all_reduce)
-        ring += (n - 1) / n * (self.all_gather + self.reduce_scatter)
-        small = 2 * math.ceil(math.log2(n)) * latency if self.small_all_reduce else 0.0
-        return ring / bandwidth + small
+        return (2 * (self.all_reduce + self.small_all_reduce) + self.all_gather + self.reduce_scatter) * (n - 1) / n
+
+    def seconds(self, world_size: int, bandwidth: float, latency: float) -> float:
+        """Communication time: :meth:`sent` at ``bandwidth`` bytes/s per rank, plus a tree
+        latency ``2·⌈log2 n⌉·latency`` for the small all-reduce."""
+        small = 2 * math.ceil(math.log2(world_size)) * latency if self.small_all_reduce else 0.0
+        return self.sent(world_size) / bandwidth + small
 
 
 def step_traffic(
@@ -157,6 +170,9 @@ def step_traffic(
     - ``"ddp"``: plain DDP on one summed loss, an all-reduce of every gradient (``P`` floats).
     - ``"replicated"``: :class:`ReplicatedTaskGradients`, one all-reduce of
       ``T·P_shared + P_heads`` floats (plus one flag per head, ignored here).
+    - ``"scatter"``: :class:`ReplicatedTaskGradients` with ``scatter=True``: the rows
+      reduce-scattered, the heads all-reduced, the Gramians all-reduced, the combined vector
+      all-gathered.
     - ``"fsdp"``: FSDP2 on one summed loss: parameters all-gathered for the forward and again
       for the backward (``reshard_after_forward=True``), gradients reduce-scattered.
     - ``"sharded"``: :class:`ShardedTaskGradients`, FSDP2's traffic once per task (a forward
@@ -167,9 +183,12 @@ def step_traffic(
         return StepTraffic(all_reduce=P * itemsize)
     if mode == "replicated":
         return StepTraffic(all_reduce=(tasks * shared + heads) * itemsize)
+    if mode == "scatter":
+        return StepTraffic(all_reduce=heads * itemsize, reduce_scatter=tasks * shared * itemsize,
+                           all_gather=shared * itemsize, small_all_reduce=segments * tasks * tasks * 8)
     if mode == "fsdp":
         return StepTraffic(all_gather=2 * P * itemsize, reduce_scatter=P * itemsize)
     if mode == "sharded":
         return StepTraffic(all_gather=2 * tasks * P * itemsize, reduce_scatter=tasks * P * itemsize,
                            small_all_reduce=segments * tasks * tasks * 8)
-    raise ValueError(f"mode must be 'ddp', 'replicated', 'fsdp' or 'sharded', got {mode!r}")
+    raise ValueError(f"mode must be 'ddp', 'replicated', 'scatter', 'fsdp' or 'sharded', got {mode!r}")

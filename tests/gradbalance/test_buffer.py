@@ -195,3 +195,65 @@ def test_grouped_gradvac_through_the_buffer_runs_and_logs_cosines(setup):
     assert combiner.targets.shape == (2, 3, 3)
     cos = info.cosines()
     assert cos.shape == (2, 3, 3) and torch.all(cos.abs() <= 1)
+
+
+def run_tasks(buffer: TaskGradients, model: Trunk, xs: list[torch.Tensor]) -> None:
+    for t in range(3):
+        with buffer.task(t):
+            model.loss(t, xs[t]).backward()
+
+
+def test_a_step_without_combine_is_refused_before_anything_moves(setup):
+    model, xs = setup
+    buffer = TaskGradients(shared(model), num_tasks=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    heads_only = torch.optim.SGD(model.heads.parameters(), lr=0.1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    run_tasks(buffer, model, xs)
+    with pytest.raises(RuntimeError, match=r"SGD.step\(\) was called while TaskGradients\(num_tasks=3.*never combined.*call buffer.combine\(combiner\)"):
+        optimizer.step()
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    heads_only.step()  # an optimizer without shared parameters is none of the buffer's business
+    run_tasks(buffer, model, xs)  # micro-batches: tasks may run again before the step
+    buffer.combine(gradbalance.create("sum"))
+    optimizer.step()
+    assert not torch.equal(model.embed.weight, before["embed.weight"])
+    optimizer.zero_grad()
+    run_tasks(buffer, model, xs)
+    buffer.zero_()  # dropping the step's task gradients is a choice, not a mistake
+    optimizer.step()
+
+
+def test_a_gradient_from_outside_the_tasks_is_an_error(setup):
+    model, xs = setup
+    buffer = TaskGradients(shared(model), num_tasks=3)
+    extra = lambda: (model.embed(xs[0]) ** 2).mean()  # noqa: E731 - a loss outside any task
+    extra().backward()
+    with pytest.raises(RuntimeError, match=r"shared parameter 'embed.weight' already holds a gradient at task\(0\): a backward\(\) ran outside"):
+        with buffer.task(0):
+            pass
+    model.zero_grad(set_to_none=False)  # zeros left in .grad carry nothing: no error
+    with buffer.task(0):
+        model.loss(0, xs[0]).backward()
+    extra().backward()  # between two tasks
+    with pytest.raises(RuntimeError, match=r"at task\(1\)"):
+        with buffer.task(1):
+            pass
+    model.zero_grad()
+    run_tasks(buffer, model, xs)
+    extra().backward()  # after the last task
+    with pytest.raises(RuntimeError, match=r"at combine\(\)"):
+        buffer.combine(gradbalance.create("sum"))
+    with pytest.raises(RuntimeError, match="never combined"):  # nothing changed: still uncombined
+        torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model.zero_grad()
+    run_tasks(buffer, model, xs)
+    buffer.combine(gradbalance.create("sum"))
+    combined = buffer.result.clone()
+    extra().backward()  # after combine: adds to the combined gradient, as documented
+    params = buffer.parameters
+    grads = torch.autograd.grad(extra(), params, allow_unused=True)
+    added = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+    torch.testing.assert_close(buffer.result, combined + added)
+    with buffer.task(0):  # the next step starts cleanly from the combined .grad
+        pass

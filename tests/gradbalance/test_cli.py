@@ -67,7 +67,7 @@ def test_demo_refuses_a_directory_as_out(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_list_reports_a_plugin_conflict_without_a_traceback(tmp_path):
+def test_list_shows_both_claimants_of_a_clashed_name_and_everything_else(tmp_path):
     import os
     import subprocess
     import sys
@@ -85,6 +85,10 @@ def test_list_reports_a_plugin_conflict_without_a_traceback(tmp_path):
         [sys.executable, "-m", "gradbalance", "list"],
         env=dict(os.environ, PYTHONPATH=str(tmp_path)), capture_output=True, text=True, timeout=120,
     )
-    assert result.returncode == 1
-    assert result.stderr.startswith("gradbalance list: error: two combiners are named 'pcgrad'")
+    assert result.returncode == 1  # a broken installation, but the listing is whole
+    rows = [line.split()[:4] for line in result.stdout.splitlines() if line.strip()]
+    assert ["pcgrad", "(!)", "combiner", "gradbalance"] in rows
+    assert ["pcgrad", "(!)", "combiner", "pcgrad-fork"] in rows
+    assert ["gradvac", "combiner", "gradbalance"] == next(r[:3] for r in rows if r[0] == "gradvac")
+    assert "(!) 2 combiners are named 'pcgrad': such a name is unavailable" in result.stdout
     assert "Traceback" not in result.stderr

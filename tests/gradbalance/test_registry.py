@@ -53,11 +53,15 @@ CLASH = """
 """
 
 
-def run_python(site: Path, code: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(site))
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=120
-    )
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_python(site: Path, code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``code`` (or ``-m module`` when ``code`` is ``"-m"``) in a fresh interpreter that sees the
+    distributions in ``site`` and this checkout's packages (ahead of any installed copy)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", *args] if code == "-m" else [sys.executable, "-c", textwrap.dedent(code)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_builtins_come_through_the_packages_own_entry_point():
@@ -106,12 +110,49 @@ def test_third_party_distribution_is_discovered_and_broken_one_isolated(tmp_path
     assert "'broken-plugin'" in result.stderr and "not installed" in result.stderr
 
 
-def test_two_plugins_claiming_one_name_is_an_error_naming_both(tmp_path):
+def test_a_name_clash_disables_only_that_name(tmp_path):
     make_distribution(tmp_path, "pcgrad-fork", "pcgrad_fork", CLASH)
-    result = run_python(tmp_path, "import gradbalance; gradbalance.available()")
-    assert result.returncode != 0
-    assert "PluginConflictError" in result.stderr
-    assert "'gradbalance'" in result.stderr and "'pcgrad-fork'" in result.stderr
+    result = run_python(
+        tmp_path,
+        """
+        import gradbalance
+        print(gradbalance.create("sum").combine_with_info.__qualname__)
+        print("pcgrad" in gradbalance.available(), "gradvac" in gradbalance.available())
+        try:
+            gradbalance.create("pcgrad")
+        except gradbalance.PluginConflictError as exc:
+            print("error:", exc)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["Sum.combine_with_info", "False True"]
+    assert lines[2] == (
+        "error: 2 combiners are named 'pcgrad': gradbalance.combiners._pcgrad.PCGrad from 'gradbalance' "
+        "and pcgrad_fork.MyPCGrad from 'pcgrad-fork'; 'pcgrad' is unavailable until you uninstall all "
+        "but one of these distributions or rename the classes"
+    )
+    assert "PluginLoadWarning: gradbalance: 2 combiners are named 'pcgrad'" in result.stderr
+
+
+def test_conflicting_in_process_plugins():
+    registry = Registry(group="gradbalance-test-empty-group")
+
+    class Mine(gradbalance.Sum):
+        name = "pcgrad"
+
+    class Plugin:
+        @gradbalance.hookimpl
+        def gradbalance_combiners(self):
+            return [Mine, PCGrad, gradbalance.Mean]
+
+    registry.register(Plugin(), source="mine")
+    with pytest.warns(gradbalance.PluginLoadWarning, match="2 combiners are named 'pcgrad'"):
+        assert registry.available() == ["mean"]
+    assert [e.cls for e in registry.conflicts()["pcgrad"]] == [Mine, PCGrad]
+    with pytest.raises(gradbalance.PluginConflictError, match="Mine from 'mine' and .*PCGrad from 'mine'"):
+        registry.create("pcgrad")
+    assert isinstance(registry.create("mean"), gradbalance.Mean)
 
 
 def test_in_process_registration_and_bad_plugins():
@@ -246,10 +287,8 @@ def test_rerunning_a_notebook_cell_replaces_the_earlier_registration():
     assert registry.available() == ["pcgrad", "scaled"]
     assert registry.get("scaled").factor == 2.0
     assert registry.entries()["scaled"].source.endswith("cell.<locals>.Plugin")
-    import json
-
-    registry.register(json)
-    registry.register(json)  # a module registered twice: no error
+    registry.register(gradbalance._builtins)
+    registry.register(gradbalance._builtins)  # a module registered twice: no error
 
 
 def test_unknown_names_and_options_suggest_a_close_match():
@@ -277,3 +316,163 @@ def test_options_named_like_the_registry_arguments_reach_the_class():
     registry.register(Plugin())
     assert registry.create("kinded", "combiner", kind="b").kind == "b"
     assert registry.options("kinded") == ["kind"]
+
+
+COMBINE_ONLY = """
+    import torch
+    import gradbalance
+
+    class UnitSum(gradbalance.GradientCombiner):
+        '''Sum of the task gradients, each scaled to unit norm.'''
+        name = "unit-sum"
+
+        def combine(self, G, segments=None, *, out=None):
+            return (G / G.norm(dim=1, keepdim=True)).sum(0)
+
+    @gradbalance.hookimpl
+    def gradbalance_combiners():
+        return [UnitSum]
+"""
+
+NEITHER_METHOD = """
+    import gradbalance
+
+    class Unfinished(gradbalance.GradientCombiner):
+        name = "unfinished"
+
+        def weights(self, gramian):  # meant to subclass GramianCombiner
+            return gramian.diagonal(dim1=-2, dim2=-1)
+
+    @gradbalance.hookimpl
+    def gradbalance_combiners():
+        return [Unfinished]
+"""
+
+UNMARKED = """
+    import gradbalance
+
+    def gradbalance_combiners():  # no @gradbalance.hookimpl
+        return [gradbalance.Sum]
+"""
+
+MISSPELLED = """
+    import gradbalance
+
+    @gradbalance.hookimpl
+    def gradbalance_combiner():  # the hook is gradbalance_combiners
+        return [gradbalance.Sum]
+"""
+
+
+@pytest.fixture(scope="module")
+def contract_runs(tmp_path_factory):
+    """A site directory with a combine-only balancer beside three distributions that break, and
+    two fresh interpreters on it (run once for the tests below): a script that creates the
+    balancer by name and combines through ``TaskGradients``, and ``gradbalance list``."""
+    site = tmp_path_factory.mktemp("site")
+    make_distribution(site, "unit-balancers", "unit_balancers", COMBINE_ONLY)
+    make_distribution(site, "unfinished-balancers", "unfinished_balancers", NEITHER_METHOD)
+    make_distribution(site, "unmarked-balancers", "unmarked_balancers", UNMARKED)
+    make_distribution(site, "typo-balancers", "typo_balancers", MISSPELLED)
+    script = run_python(
+        site,
+        """
+        import torch, gradbalance
+        print(gradbalance.available())
+        combiner = gradbalance.create("unit-sum")
+        torch.manual_seed(0)
+        shared = torch.nn.Linear(3, 2)
+        buffer = gradbalance.TaskGradients(shared, num_tasks=2)
+        for t in range(2):
+            with buffer.task(t):
+                (shared(torch.randn(4, 3)).sum() * (t + 1)).backward()
+        buffer.combine(combiner)
+        rows = buffer.rows
+        want = rows[0] / rows[0].norm() + rows[1] / rows[1].norm()
+        print(torch.allclose(buffer.result, want), shared.weight.grad.data_ptr() == buffer.result.data_ptr())
+        """,
+    )
+    return script, run_python(site, "-m", "gradbalance", "list")
+
+
+def plugin_warnings(stderr: str) -> dict[str, str]:
+    """The PluginLoadWarning messages in ``stderr``, keyed by the distribution each names."""
+    found = {}
+    for line in stderr.splitlines():
+        if "PluginLoadWarning: " in line:
+            message = line.split("PluginLoadWarning: ", 1)[1]
+            named = message.split("of distribution ", 1)[-1]  # a load failure names the entry point first
+            found[named.split("'")[1]] = message
+    return found
+
+
+def test_a_combine_only_distribution_is_listed_created_and_run_in_task_gradients(contract_runs):
+    script, listing = contract_runs
+    assert script.returncode == 0, script.stderr
+    names, check = script.stdout.splitlines()
+    assert "'unit-sum'" in names and "'unfinished'" not in names and "'pcgrad'" in names
+    assert check == "True True"
+    assert listing.returncode == 0, listing.stderr
+    rows = [line.split()[:3] for line in listing.stdout.splitlines()]
+    assert ["unit-sum", "combiner", "unit-balancers"] in rows and ["pcgrad", "combiner", "gradbalance"] in rows
+    assert "Sum of the task gradients, each scaled to unit norm." in listing.stdout
+
+
+def test_a_class_with_neither_method_costs_only_its_distribution(contract_runs):
+    for run in contract_runs:
+        warned = plugin_warnings(run.stderr)
+        assert "Traceback" not in run.stderr
+        assert warned["unfinished-balancers"] == (
+            "gradbalance: skipped plugin 'unfinished_balancers' (unfinished_balancers) of distribution "
+            "'unfinished-balancers': TypeError: Unfinished must implement combine(self, G, segments=None, *, "
+            "out=None) returning the [P] update direction (or combine_with_info returning a "
+            "gradbalance.Combination), or subclass gradbalance.GramianCombiner and implement weights(self, "
+            "gramian); for an abstract base class write class Unfinished(..., abstract=True)"
+        )
+
+
+def test_a_plugin_that_contributes_nothing_is_named_with_what_was_found(contract_runs):
+    tail = ". A plugin implements gradbalance_combiners() and/or gradbalance_regularizers(), each marked @gradbalance.hookimpl"
+    for run in contract_runs:
+        warned = plugin_warnings(run.stderr)
+        assert sorted(warned) == ["typo-balancers", "unfinished-balancers", "unmarked-balancers"]
+        assert warned["unmarked-balancers"] == (
+            "gradbalance: plugin 'unmarked-balancers' (unmarked_balancers) contributes nothing: "
+            "gradbalance_combiners() is not marked @gradbalance.hookimpl" + tail
+        )
+        assert warned["typo-balancers"] == (
+            "gradbalance: plugin 'typo-balancers' (typo_balancers) contributes nothing: @gradbalance.hookimpl "
+            "marks gradbalance_combiner(), which is no gradbalance hook (did you mean 'gradbalance_combiners'?)" + tail
+        )
+
+
+def test_hook_problems_of_in_process_plugins():
+    registry = Registry(group="gradbalance-test-empty-group")
+
+    class Partly:
+        @gradbalance.hookimpl
+        def gradbalance_combiners(self):
+            return [PCGrad]
+
+        def gradbalance_regularizers(self):  # forgot the marker
+            return []
+
+    class Optional:
+        @gradbalance.hookimpl(optionalhook=True)
+        def gradbalance_future_hook(self):
+            return []
+
+        @gradbalance.hookimpl
+        def gradbalance_combiners(self):
+            return []
+
+    with pytest.warns(gradbalance.PluginLoadWarning) as caught:
+        registry.register(Partly(), source="partly")
+        registry.register(Optional(), source="optional")
+        registry.register(object(), source="empty")
+    assert [str(w.message).split(". A plugin")[0] for w in caught] == [
+        "gradbalance: plugin 'partly' (test_hook_problems_of_in_process_plugins.<locals>.Partly) contributes "
+        "only gradbalance_combiners: gradbalance_regularizers() is not marked @gradbalance.hookimpl",
+        "gradbalance: plugin 'empty' (object) contributes nothing: it has no function marked @gradbalance.hookimpl",
+    ]
+    assert registry.available() == ["pcgrad"]

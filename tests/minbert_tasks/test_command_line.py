@@ -1,6 +1,7 @@
 """The ``minbert-tasks`` commands on user mistakes: every one is a single ``error:`` line naming
 what was wrong, exit code 2, no traceback and nothing half-written."""
 
+import json
 import random
 from pathlib import Path
 
@@ -236,3 +237,33 @@ def test_analyze_a_run_in_progress_draws_its_curves(run, tmp_path, capsys):
     assert "no best.pt yet" in out
     assert {p.name for p in (tmp_path / "pics").iterdir()} == {
         "gradient_cosines.png", "train_losses.png", "dev_scores.png"}
+
+
+def test_presets_are_listed_with_what_each_reproduces(capsys):
+    from minbert_tasks.config import preset_names
+
+    assert main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == preset_names()
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines), lines  # every preset says what it is
+
+
+def test_train_help_documents_the_short_run_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for key in ("max_steps", "train_limit", "dev_limit", "time_budget_minutes"):
+        assert key in text
+
+
+def test_evaluate_says_what_it_scored_and_records_it(run, data_dir, tmp_path, capsys):
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--checkpoint", str(run), "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["split"] == "dev" and Path(record["checkpoint"]).name == "best.pt"
+    expected = {name: len(list((data_dir / file).open())) - 1 for name, file in
+                (("sst", "ids-sst-dev.csv"), ("para", "quora-dev.csv"), ("sts", "sts-dev.csv"))}
+    assert record["rows"] == {k: v for k, v in expected.items() if k in record["rows"]}
+    assert record["rows"] and set(record["rows"]) == set(record["scores"])
+    printed = capsys.readouterr().out
+    assert "dev split" in printed and all(f"{name} {n} rows" in printed for name, n in record["rows"].items())

@@ -1,4 +1,4 @@
-"""Tests for minbert_tasks.data: real CS224N files (skipped when absent) and small temp files."""
+"""Tests for minbert_tasks.data: the CS224N files shipped with the package and small temp files."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from minbert_tasks.data import (
+    BUNDLED_DATA_DIR,
     DataError,
     PairExample,
     SentenceExample,
     SkippedRow,
+    TASK_FILES,
     default_data_dir,
     read_pairs,
     read_sentences,
@@ -19,14 +21,10 @@ from minbert_tasks.data import (
     task_file,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    if not (SHARED_DATA / "quora-train.csv").is_file():
-        pytest.skip(f"real task data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    return BUNDLED_DATA_DIR
 
 
 def write(tmp_path: Path, text: str, name: str = "f.csv") -> Path:
@@ -123,16 +121,13 @@ def test_default_data_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert task_file("sts", "dev") == tmp_path / "sts-dev.csv"
 
 
-def test_default_data_dir_cwd_then_repo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_default_data_dir_is_the_bundled_copy_wherever_we_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MINBERT_DATA", raising=False)
-    work = tmp_path / "work"
-    (tmp_path / "shared" / "data").mkdir(parents=True)
-    work.mkdir()
-    monkeypatch.chdir(work)
-    assert default_data_dir() == (tmp_path / "shared" / "data").resolve()
-    monkeypatch.chdir(tmp_path)  # no ../shared/data here: falls back to the repository root
-    repo_root = Path(__file__).resolve().parents[2]
-    assert default_data_dir() == (repo_root.parent / "shared" / "data").resolve()
+    (tmp_path / "shared" / "data").mkdir(parents=True)  # a folder beside the checkout is not read
+    monkeypatch.chdir(tmp_path / "shared")
+    assert default_data_dir() == BUNDLED_DATA_DIR
+    assert task_file("sst", "train") == BUNDLED_DATA_DIR / "ids-sst-train.csv"
+    assert all((BUNDLED_DATA_DIR / name).is_file() for name in TASK_FILES.values())
 
 
 def test_task_file_validation(tmp_path: Path) -> None:

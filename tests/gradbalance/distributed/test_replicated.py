@@ -9,9 +9,10 @@ from _multitask import TASKS, combiners, make_model, reference, sgd, train, STEP
 from _ranks import assert_identical_across_ranks, rank_job
 from gradbalance.distributed import ReplicatedTaskGradients
 
-#: A plain model, DistributedDataParallel (task backwards under no_sync), and a plain model whose
-#: rows are all-reduced asynchronously as each task finishes.
-WRAPS = ("plain", "ddp", "overlap")
+#: A plain model, DistributedDataParallel (task backwards under no_sync), a plain model whose
+#: rows are all-reduced asynchronously as each task finishes, and the ZeRO-style combine
+#: (reduce-scatter, combine a column slice, all-gather), without and with overlap.
+WRAPS = ("plain", "ddp", "overlap", "scatter", "scatter overlap")
 
 
 @rank_job
@@ -26,7 +27,8 @@ def _train_all(rank: int, world: int, out: str) -> None:
             if wrap == "ddp":
                 ddp = DistributedDataParallel(model)
                 forward, no_sync = ddp, ddp.no_sync
-            buffer = ReplicatedTaskGradients(model.trunk, TASKS, replicated=model, overlap=wrap == "overlap")
+            buffer = ReplicatedTaskGradients(model.trunk, TASKS, replicated=model,
+                                             overlap=wrap.endswith("overlap"), scatter=wrap.startswith("scatter"))
 
             def check() -> None:
                 assert_identical_across_ranks(model.parameters(), f"{wrap} {name}")

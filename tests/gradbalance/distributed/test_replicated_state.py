@@ -106,6 +106,18 @@ def _edge_cases(rank: int, world: int, out: str) -> None:
                 nn.functional.mse_loss(model(t, x), y).backward()
         buffer.combine(gradbalance.create("sum"))
         result["rows", overlap] = buffer.rows.clone()
+    # Scatter mode with 15 shared columns on 2 ranks: one padding column, a segment split.
+    for scatter in (False, True):
+        torch.manual_seed(0)
+        layer = nn.Linear(5, 3)
+        buffer = ReplicatedTaskGradients([layer.weight], TASKS, replicated=layer, scatter=scatter)
+        for t in range(TASKS):
+            x = torch.randn(4, 5, generator=torch.Generator().manual_seed(10 * t + rank))
+            with buffer.task(t):
+                layer(x).pow(t + 1).mean().backward()
+        info = buffer.combine(gradbalance.create("upgrad"), [4, 11])
+        result["padded", scatter] = (buffer.result.clone(), info.gramian, layer.weight.grad.clone(),
+                                     layer.bias.grad.clone())
     # A rank with another number of tasks: a clear error on every rank, no hang.
     try:
         ReplicatedTaskGradients(model.trunk, TASKS + rank, replicated=model)
@@ -128,6 +140,17 @@ def test_overlapped_rows_pair_up_when_ranks_run_different_tasks(rank_results):
     for result in rank_results(_edge_cases):
         assert torch.count_nonzero(result["rows", False]) > 0
         assert torch.equal(result["rows", True], result["rows", False])
+
+
+def test_scattered_combine_equals_the_all_reduced_one_with_padding(rank_results):
+    ranks = rank_results(_edge_cases)
+    for result in ranks:
+        everything, sliced = result["padded", False], result["padded", True]
+        torch.testing.assert_close(sliced[0], everything[0], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(sliced[1], everything[1], rtol=1e-6, atol=0)
+        assert torch.equal(sliced[2], sliced[0].view(3, 5))  # .grad reads the gathered result
+        assert torch.equal(sliced[3], everything[3])  # the head (bias) averaged alike
+    assert all(torch.equal(a, b) for a, b in zip(ranks[0]["padded", True], ranks[1]["padded", True]))
 
 
 def test_ranks_with_different_layouts_fail_clearly_on_every_rank(rank_results):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.distributed.fsdp import fully_shard
@@ -52,6 +53,13 @@ def _traffic(rank: int, world: int, out: str) -> None:
         _step(model, buffer, combiner, rank, world)
     result["replicated"] = (traffic.calls, traffic.payload, buffer.bytes_per_step())
 
+    model = make_model()
+    buffer = ReplicatedTaskGradients(model.trunk, TASKS, replicated=model, scatter=True)
+    _step(model, buffer, combiner, rank, world)
+    with count_collectives() as traffic:
+        _step(model, buffer, combiner, rank, world)
+    result["scatter"] = (traffic.calls, traffic.payload, buffer.bytes_per_step())
+
     # Plain DDP needs one forward per step (its reducer fires once per parameter): the
     # summed loss of every task in one forward.
     ddp = DistributedDataParallel(Summed(make_model()), find_unused_parameters=True)
@@ -85,6 +93,16 @@ def test_counted_bytes_per_step_match_the_formulas(rank_results):
         want = step_traffic("replicated", shared=trunk, heads=heads, tasks=TASKS).total
         assert payload["all_reduce"] == buffer_bytes == want + 4 * len(list(model.heads.parameters()))  # flags
 
+        calls, payload, buffer_bytes = result["scatter"]  # the trunk splits evenly: no padding
+        want = step_traffic("scatter", shared=trunk, heads=heads, tasks=TASKS)
+        scatter, gather = (("reduce_scatter_single", "all_gather_single") if hasattr(dist, "all_gather_single")
+                           else ("reduce_scatter_tensor", "all_gather_into_tensor"))
+        assert calls == {scatter: TASKS, "all_reduce": 2, gather: 1}
+        assert payload[scatter] == want.reduce_scatter
+        assert payload[gather] == want.all_gather
+        assert payload["all_reduce"] == want.all_reduce + want.small_all_reduce + 4 * len(list(model.heads.parameters()))
+        assert buffer_bytes == want.total - want.small_all_reduce + 4 * len(list(model.heads.parameters()))
+
         calls, payload = result["ddp"]
         assert payload == {"all_reduce": step_traffic("ddp", shared=trunk, heads=heads, tasks=TASKS).total}
 
@@ -99,8 +117,6 @@ def test_counted_bytes_per_step_match_the_formulas(rank_results):
 
 
 def test_counting_wraps_torch_distributed_only_inside_the_block():
-    import torch.distributed as dist
-
     original = dist.all_reduce
     with count_collectives() as outer:
         assert dist.all_reduce is not original

@@ -1,0 +1,5 @@
+"""An inverse-gradient-norm combiner for gradbalance."""
+
+from inverse_norm.plugin import InverseNorm
+
+__all__ = ["InverseNorm"]
