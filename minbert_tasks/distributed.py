@@ -29,8 +29,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from minbert_tasks.evaluation import evaluate, predict_outputs
-from minbert_tasks.system import TaskSetup
+from minbert_tasks.evaluation import Example, evaluate, predict_outputs
+from minbert_tasks.model import Tokenizer
+from minbert_tasks.system import MultiTaskModel, TaskSetup
 
 __all__ = ["DEFAULT_TIMEOUT_S", "SharedClock", "World", "evaluate_sharded", "launched_rank", "process_group"]
 
@@ -182,19 +183,21 @@ class SharedClock:
         return time.monotonic() if self.world.size == 1 else self._now
 
 
-def evaluate_sharded(world: World, model: nn.Module, setups: Mapping[str, TaskSetup],
-                     dev: Mapping[str, Sequence[Any]], tokenizer: Any, **kwargs: Any) -> dict[str, float]:
+def evaluate_sharded(world: World, model: MultiTaskModel, setups: Mapping[str, TaskSetup],
+                     dev: Mapping[str, Sequence[Example]], tokenizer: Tokenizer, **kwargs: Any) -> dict[str, float]:
     """Each task's dev metric, every rank scoring a strided slice of the dev set and the outputs
-    gathered so that every rank computes the metric of the whole set (as one process would)."""
+    gathered so that every rank computes the metric of the whole set (as one process would);
+    ``kwargs`` as for :func:`~minbert_tasks.evaluation.predict_outputs`."""
     if world.size == 1:
-        return evaluate(model, setups, dev, tokenizer, **kwargs)[0]  # type: ignore[arg-type]
+        return evaluate(model, setups, dev, tokenizer, **kwargs)[0]
     scores = {}
     for task, examples in dev.items():
         spec = setups[task].spec
         mine = list(examples[world.rank :: world.size])
-        local = predict_outputs(model, task, setups[task], mine, tokenizer, **kwargs) if mine else torch.empty(0)  # type: ignore[arg-type]
+        local = predict_outputs(model, task, setups[task], mine, tokenizer, **kwargs) if mine else torch.empty(0)
         outputs = world.gather_rows(local, len(examples))
-        scores[task] = float(spec.metric(spec.predict(outputs), [e.label for e in examples]))
+        golds: list[Any] = [e.label for e in examples]
+        scores[task] = float(spec.metric(spec.predict(outputs), golds))
     return scores
 
 
