@@ -256,15 +256,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from minbert_tasks.data import DataError
 
     args = build_parser().parse_args(argv)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except (DataError, OSError, ValueError, KeyError) as exc:
         from minbert_tasks.distributed import launched_rank
 
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        rank = f" (rank {launched_rank()})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        rank = f" (rank {launched_rank()})" if world_size > 1 else ""
         print(f"minbert-tasks {args.command}{rank}: error: {message}", file=sys.stderr)
-        return 2
+        code = 2
+    if world_size > 1:
+        from minbert_tasks.distributed import end_worker
+
+        end_worker(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

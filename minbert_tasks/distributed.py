@@ -19,9 +19,10 @@ import contextlib
 import datetime
 import hashlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 import numpy as np
@@ -33,12 +34,23 @@ from minbert_tasks.evaluation import Example, evaluate, predict_outputs
 from minbert_tasks.model import Tokenizer
 from minbert_tasks.system import MultiTaskModel, TaskSetup
 
-__all__ = ["DEFAULT_TIMEOUT_S", "SharedClock", "World", "evaluate_sharded", "launched_rank", "process_group"]
+__all__ = ["DEFAULT_TIMEOUT_S", "SharedClock", "World", "end_worker", "evaluate_sharded", "launched_rank",
+           "process_group"]
 
 T = TypeVar("T")
 
 #: Seconds a collective waits for a missing peer before the job fails (``--dist-timeout``).
 DEFAULT_TIMEOUT_S = 600.0
+
+
+def end_worker(code: int) -> NoReturn:
+    """End this torchrun worker with ``code`` once its output is flushed, skipping the
+    interpreter's teardown: with torch 2.13 and gloo, a worker that had destroyed its process
+    group still aborted there now and then (``terminate called without an active exception``,
+    SIGABRT, after every file was written), which torchrun reports as a failed job."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def launched_rank() -> int:
