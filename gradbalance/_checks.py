@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
-
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -62,6 +62,14 @@ def check_out(out: Tensor | None, G: Tensor) -> None:
         )
     if not out.is_contiguous():
         raise ValueError("out must be contiguous")
+
+
+def all_finite(t: Tensor) -> bool:
+    """Whether every entry of ``t`` is finite; numpy's test for small CPU float64 arrays such as
+    weights and Gramians (torch's reduction costs 5-20 µs there, numpy's 1-2 µs)."""
+    if t.dtype == torch.float64 and t.device.type == "cpu" and t.numel() <= 4096:
+        return bool(np.isfinite(t.detach().numpy()).all())
+    return bool(torch.isfinite(t).all())
 
 
 def first_nonfinite_row(G: Tensor) -> int | None:

@@ -11,7 +11,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from ._checks import check_out, check_segments, check_task_matrix, first_nonfinite_row
+from ._checks import all_finite, check_out, check_segments, check_task_matrix, first_nonfinite_row
 from ._gramian import apply_weights, segment_gramians
 from .errors import NonFiniteGradientError
 
@@ -201,7 +201,7 @@ class GramianCombiner(GradientCombiner):
                 f"{type(self).__name__}.weights returned shape {tuple(W.shape)}, "
                 f"expected {expected} (segments, tasks)"
             )
-        if not bool(torch.isfinite(W).all()):
+        if not all_finite(W):
             raise RuntimeError(f"{type(self).__name__}.weights returned non-finite weights: {W}")
         return W
 

@@ -1,5 +1,5 @@
 """The two-objective toy problem of the CAGrad (Liu et al., NeurIPS 2021) and Nash-MTL
-(Navon et al., ICML 2022) papers, and a runner that optimizes it with any combiner.
+(Navon et al., ICML 2022) papers, and runners that optimize it with any combiner.
 
 Two conflicting objectives over ``x ∈ R²``. Below the ``x₂ = 0`` line each is a shallow
 quadratic bowl with a different centre; above it each is a log-valley whose floors cross, so
@@ -8,18 +8,19 @@ along one valley; a good combiner reaches the Pareto set from every start.
 
 Several starting points are optimized at once as *segments* of one parameter vector: each
 segment is an independent problem for every combiner (GradVac keeps its own targets per
-segment), so one ``combine`` call per step serves all starts.
+segment), so one ``combine`` call per step serves all starts. :func:`optimize` runs one
+combiner; :func:`optimize_all` runs many as one batched problem, with the same results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import torch
 from torch import Tensor
 
-from ._combiner import GradientCombiner
+from ._combiner import GradientCombiner, GramianCombiner
 
 #: Starting points used in the CAGrad paper's figure.
 DEFAULT_STARTS: tuple[tuple[float, float], ...] = (
@@ -71,7 +72,10 @@ def optimize(
     lr: float = 0.01,
     tol: float = 1e-3,
 ) -> ToyRun:
-    """Run Adam on the combined gradient from every start at once (float64)."""
+    """Run Adam on the combined gradient from every start at once (float64).
+
+    The plain one-combiner loop: the reference :func:`optimize_all` is tested against.
+    """
     x = torch.tensor(starts, dtype=torch.float64, requires_grad=True)
     n = x.shape[0]
     optimizer = torch.optim.Adam([x], lr=lr)
@@ -91,47 +95,121 @@ def optimize(
         path.append(x.detach().clone())
     losses.append(objectives(x.detach()).T.clone())
     positions = torch.stack(path)
+    return ToyRun(type(combiner).name, positions, torch.stack(losses), _converged(positions, tol))
+
+
+#: ``progress(step)``: called every ``report_every`` steps and after the last one.
+Progress = Callable[[int], None]
+
+
+def optimize_all(
+    combiners: Sequence[GradientCombiner],
+    starts: Sequence[tuple[float, float]] = DEFAULT_STARTS,
+    *,
+    steps: int = 3000,
+    lr: float = 0.01,
+    tol: float = 1e-3,
+    progress: Progress | None = None,
+    report_every: int = 250,
+) -> list[ToyRun]:
+    """:func:`optimize` for every combiner at once, as one batched problem; the same runs.
+
+    One ``[combiners, starts, 2]`` float64 tensor under one Adam optimizer (Adam is elementwise,
+    so each combiner's points move exactly as under its own Adam at ``lr``), one backward pass per
+    step for all points and both tasks, and each combiner's update from its own rows with its
+    starts as segments (independent problems) through ``combine``; for a
+    :class:`GramianCombiner` that overrides neither ``combine`` nor ``combine_with_info``,
+    through its ``weights`` on Gramians computed for all points in one product, which is what
+    its ``combine`` computes.
+    """
+    batch = _Batch(list(combiners))
+    x = torch.tensor(starts, dtype=torch.float64).repeat(len(combiners), 1, 1).requires_grad_()
+    optimizer = torch.optim.Adam([x], lr=lr)
+    path, losses = [x.detach().clone()], []
+    tasks = torch.eye(2, dtype=torch.float64)
+    for step in range(1, steps + 1):
+        f = objectives(x)  # [2, C, N]
+        losses.append(f.detach().permute(1, 2, 0).clone())
+        # Both tasks' gradients at every point in one backward pass (vmapped over the tasks).
+        (rows,) = torch.autograd.grad(f.sum((1, 2)), x, tasks, is_grads_batched=True)  # [2, C, N, 2]
+        optimizer.zero_grad()
+        x.grad = batch.directions(rows)
+        optimizer.step()
+        path.append(x.detach().clone())
+        if progress is not None and (step % report_every == 0 or step == steps):
+            progress(step)
+    losses.append(objectives(x.detach()).permute(1, 2, 0).clone())
+    positions, values = torch.stack(path), torch.stack(losses)
+    return [
+        ToyRun(type(c).name, positions[:, i], values[:, i], _converged(positions[:, i], tol))
+        for i, c in enumerate(combiners)
+    ]
+
+
+def _converged(positions: Tensor, tol: float) -> list[int | None]:
+    """Per start, the first step after which it never again moved more than ``tol`` in a step
+    (``None``: it still did in the last step)."""
+    steps = positions.shape[0] - 1
     moves = (positions[1:] - positions[:-1]).norm(dim=-1)  # [steps, n]
     converged: list[int | None] = []
-    for k in range(n):
+    for k in range(positions.shape[1]):
         moving = (moves[:, k] > tol).nonzero()
         last = int(moving[-1, 0]) + 1 if moving.numel() else 0
         converged.append(last if last < steps else None)
-    return ToyRun(type(combiner).name, positions, torch.stack(losses), converged)
+    return converged
 
 
-def plot(runs: Sequence[ToyRun], path: str, starts: Sequence[tuple[float, float]] = DEFAULT_STARTS) -> None:
-    """Write a PNG: one panel per combiner, trajectories over contours of ``f1 + f2``."""
-    try:
-        import matplotlib
+class _Batch:
+    """Turns the task rows of all points ``[2, C, N, 2]`` into each combiner's update."""
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError(
-            "plotting needs matplotlib: pip install 'gradbalance[plot]'"
-        ) from exc
-    grid = torch.linspace(-10, 10, 300, dtype=torch.float64)
-    X, Y = torch.meshgrid(grid, grid, indexing="xy")
-    Z = objectives(torch.stack([X, Y], dim=-1)).sum(0)
-    cols = min(len(runs), 3)
-    rows = (len(runs) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4 * rows), squeeze=False)
-    colors = plt.cm.viridis(torch.linspace(0, 0.9, len(starts)).numpy())
-    for ax, run in zip(axes.flat, runs):
-        ax.contourf(X.numpy(), Y.numpy(), Z.numpy(), levels=30, cmap="Greys", alpha=0.6)
-        for k in range(len(starts)):
-            traj = run.path[:, k].numpy()
-            ax.plot(traj[:, 0], traj[:, 1], color=colors[k], lw=2)
-            ax.plot(traj[0, 0], traj[0, 1], "o", color=colors[k], ms=6)
-            ax.plot(traj[-1, 0], traj[-1, 1], "*", color="red", ms=10)
-        ax.set_title(run.name)
-        ax.set_xlim(-10, 10)
-        ax.set_ylim(-10, 10)
-        ax.set_aspect("equal")
-    for ax in list(axes.flat)[len(runs):]:
-        ax.axis("off")
-    fig.suptitle("Two-objective toy problem (CAGrad / Nash-MTL): trajectories over f1 + f2")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    def __init__(self, combiners: list[GradientCombiner]) -> None:
+        self.combiners = combiners
+        self.by_weights = [
+            isinstance(c, GramianCombiner)
+            and type(c).combine is GramianCombiner.combine
+            and type(c).combine_with_info is GramianCombiner.combine_with_info
+            for c in combiners
+        ]
+
+    def directions(self, rows: Tensor) -> Tensor:
+        """``[C, N, 2]``: each combiner's update for its own points."""
+        T, _, n, _ = rows.shape
+        gramians = torch.einsum("tcnp,ucnp->cntu", rows, rows)  # every point's [T, T] Gramian
+        out = torch.empty(rows.shape[1:], dtype=rows.dtype)
+        for i, combiner in enumerate(self.combiners):
+            own = rows[:, i]  # [T, n, 2]
+            if self.by_weights[i]:
+                weights = combiner.weights(gramians[i])  # type: ignore[attr-defined]
+                if weights.shape != (n, T) or not bool(torch.isfinite(weights).all()):
+                    raise RuntimeError(
+                        f"{type(combiner).__name__}.weights returned {tuple(weights.shape)} weights "
+                        f"(all finite: {bool(torch.isfinite(weights).all())}), expected finite "
+                        f"{(n, T)} (segments, tasks)"
+                    )
+                out[i] = torch.einsum("nt,tnp->np", weights.to(rows.dtype), own)
+            else:
+                out[i] = combiner.combine(own.reshape(T, -1), [2] * n).view(n, 2)
+        return out
+
+def pareto_set(resolution: int = 801, bound: float = 10.0) -> tuple[Tensor, Tensor]:
+    """The Pareto set of :func:`objectives` on ``[-bound, bound]²``, as the grid points no other
+    grid point dominates: positions ``[M, 2]`` and their ``[f1, f2]`` ``[M, 2]``, by ``f1``.
+
+    Exact up to the grid's spacing (``2 · bound / (resolution − 1)``): a sort by ``f1`` and a
+    running minimum of ``f2``, so it finds non-convex parts of the front too.
+    """
+    grid = torch.linspace(-bound, bound, resolution, dtype=torch.float64)
+    points = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), dim=-1).reshape(-1, 2)
+    values = objectives(points).T  # [n, 2]
+    order = torch.argsort(values[:, 0], stable=True)
+    f2 = values[order, 1]
+    best_before = torch.cat([f2.new_tensor([torch.inf]), torch.cummin(f2, 0).values[:-1]])
+    keep = order[f2 < best_before]
+    return points[keep], values[keep]
+
+
+def pareto_gap(losses: Tensor, front: Tensor) -> Tensor:
+    """How far points ``[..., 2]`` (in loss space) are from the Pareto front ``[M, 2]``: the
+    most that some front point improves *both* objectives by (0 or less on the front)."""
+    gain = (losses[..., None, :] - front).amin(-1)  # [..., M]: the smaller of the two gains
+    return gain.amax(-1)

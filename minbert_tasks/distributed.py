@@ -183,7 +183,7 @@ class SharedClock:
 
     def __init__(self, world: World) -> None:
         self.world = world
-        self._now = time.monotonic()
+        self._now = 0.0  # read only after a sync
 
     def sync(self) -> None:
         if self.world.size > 1:

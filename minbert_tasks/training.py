@@ -223,7 +223,8 @@ class Trainer:
         if self.config.schedule == "constant":
             return 1.0
         progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
-        if self.config.fit_schedule_to_budget and self.config.time_budget_minutes is not None:
+        fitted = self.config.fit_schedule_to_budget and not self.config.deterministic  # no clock then
+        if fitted and self.config.time_budget_minutes is not None:
             spent = self.elapsed_seconds() / (60 * self.config.time_budget_minutes)
             progress = max(progress, min(1.0, spent))
         if self.config.schedule == "cosine":
@@ -442,7 +443,20 @@ class Trainer:
 
     def fit(self, on_step: Callable[[Trainer], None] | None = None) -> dict[str, float]:
         """Train to the end of the last phase (or ``max_steps`` / the time budget); returns the
-        last dev scores. ``on_step`` runs after every optimizer step and checkpoint."""
+        last dev scores. ``on_step`` runs after every optimizer step and checkpoint.
+        ``deterministic`` turns torch's deterministic algorithms on for the call (a
+        process-wide switch, restored on return; warn-only: an op without a deterministic
+        kernel warns once instead of stopping a run)."""
+        before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+        if self.config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return self._fit(on_step)
+        finally:
+            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+    def _fit(self, on_step: Callable[[Trainer], None] | None) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         config = self.config
@@ -535,7 +549,8 @@ def finished_reason(config: TrainConfig, state: dict[str, Any]) -> str | None:
     """Why the run ``state`` (a ``checkpoint.pt``) belongs to has nothing left to train, or
     ``None``: every phase done, ``max_steps`` reached, or the time budget spent."""
     position = state["position"]
-    if position["phase"] >= len(config.phases):
+    last = len(config.phases) - 1  # its last epoch's checkpoint is saved before the phase advances
+    if position["phase"] > last or (position["phase"] == last and position["epoch"] >= config.phases[last].epochs):
         return "every phase is done"
     if config.max_steps is not None and position["global_step"] >= config.max_steps:
         return f"max_steps={config.max_steps} reached"

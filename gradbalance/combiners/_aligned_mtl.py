@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -14,7 +15,7 @@ from .._combiner import GramianCombiner
 # Eigenvalues of K below this times T times the largest are treated as zero: the reference
 # code's threshold (float32 machine epsilon), so directions whose singular value is below
 # sqrt(T * 1.2e-7) of the largest (6e-4 at T = 3) count as rank deficiency, not as a tiny σ_min.
-_RANK_EPSILON = torch.finfo(torch.float32).eps
+_RANK_EPSILON = float(np.finfo(np.float32).eps)
 
 
 @attrs.define(eq=False)
@@ -41,15 +42,14 @@ class AlignedMTL(GramianCombiner):
     reduction: Literal["sum", "mean"] = reduction_field("sum")
 
     def weights(self, gramian: Tensor) -> Tensor:
-        S, T, _ = gramian.shape
-        eigenvalues, vectors = torch.linalg.eigh(gramian)  # ascending, batched over segments
-        weights = torch.zeros(S, T, dtype=gramian.dtype)
-        for s in range(S):
-            largest = eigenvalues[s, -1]
-            if largest <= 0:
-                continue
-            kept = eigenvalues[s] > largest * T * _RANK_EPSILON
-            lam, U = eigenvalues[s, kept], vectors[s][:, kept]
-            B = lam.min().sqrt() * (U * lam.rsqrt()) @ U.T
-            weights[s] = B.sum(1)
+        # Batched over segments in numpy (tiny arrays: torch's per-op dispatch would dominate).
+        K = gramian.numpy()
+        T = K.shape[1]
+        eigenvalues, vectors = np.linalg.eigh(K)  # ascending
+        largest = eigenvalues[:, -1:]
+        kept = (eigenvalues > largest * T * _RANK_EPSILON) & (largest > 0)
+        smallest = np.where(kept, eigenvalues, np.inf).min(1, keepdims=True)  # λ_min kept
+        scale = np.sqrt(np.where(kept, smallest, 0.0)) / np.sqrt(np.where(kept, eigenvalues, 1.0))
+        # B = σ_min U Λ^{-1/2} Uᵀ over the kept eigenpairs; the weights are B 1.
+        weights = torch.from_numpy(np.einsum("stk,sk->st", vectors, scale * vectors.sum(1)))
         return weights / T if self.reduction == "mean" else weights

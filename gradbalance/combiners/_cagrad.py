@@ -9,7 +9,6 @@ from typing import ClassVar, Literal
 
 import attrs
 import numpy as np
-import torch
 from torch import Tensor
 
 from .._checks import reduction_field
@@ -135,9 +134,7 @@ class CAGrad(GramianCombiner):
         scale = T if self.reduction == "sum" else 1.0
         if self.rescale:
             scale /= 1.0 + c * c
-        weights = nonzero_row_weights(  # tiny arrays: numpy, not torch, per call
-            gramian, lambda K: torch.from_numpy(conflict_averse_weights(K.numpy(), T, c))
-        )
+        weights = nonzero_row_weights(gramian, lambda K: conflict_averse_weights(K, T, c))
         return weights * scale
 
 
@@ -375,7 +372,7 @@ class _Dual:
         on the cosine Gramian): ``d`` is then the projection of ``g0`` onto
         ``{d : g_t · d ≥ 0 for all t}``."""
         slack = np.full(self.m, _TOLERANCE * self.size)
-        return cone_multipliers(self.cos, self.b * self.norms, lambda _: slack)
+        return cone_multipliers(self.cos[None], (self.b * self.norms)[None], lambda _: slack[None])[0]
 
     def _violation(self, progress: np.ndarray, supports: np.ndarray, omega: np.ndarray) -> np.ndarray:
         """``[N, m]``: by how much each task progresses less than a support task, in units of

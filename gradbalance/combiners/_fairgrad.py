@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import attrs
 import numpy as np
-import torch
 from torch import Tensor
 
 from .._combiner import GramianCombiner
@@ -18,6 +17,8 @@ from ._mgda import min_norm_weights
 # passes within √this of the origin (float64 rounding of the cosine matrix leaves ~1e-16 there
 # when it passes through it).
 _STATIONARY = 1e-12
+# The shortcut past the stationarity solve asks for a bound this many times _STATIONARY.
+_CLEAR_MARGIN = 100.0
 # Newton's method with a backtracking line search converges here (see _newton); the cap only
 # guards against rounding.
 _MAX_NEWTON_STEPS = 200
@@ -27,6 +28,8 @@ _CONVERGED = 1e-26
 # Converged once every stationarity equation holds to this fraction of the sum of its terms'
 # magnitudes (a few float64 epsilons).
 _ROUNDING = 1e-14
+# f's rounding, relative to the magnitudes of its terms (a few float64 epsilons).
+_F_ROUNDING = 1e-15
 # Armijo's sufficient-decrease fraction, and the smallest step tried before rounding is
 # declared to have stopped the descent.
 _ARMIJO = 0.25
@@ -118,20 +121,25 @@ class FairGrad(GramianCombiner):
         return nonzero_row_weights(gramian, lambda K: fair_weights(K, alpha))
 
 
-def fair_weights(K: Tensor, alpha: float) -> Tensor:
+def fair_weights(K: np.ndarray, alpha: float) -> np.ndarray:
     """The ``w > 0`` with ``K w = w^(−1/α)`` for a Gramian ``K`` with positive diagonal, or zeros
     where the rows are Pareto-stationary."""
-    norms = np.sqrt(np.diagonal(K.numpy()))
-    C = K.numpy() / np.outer(norms, norms)
-    hull = min_norm_weights(torch.from_numpy(C)).numpy()
-    if float(hull @ C @ hull) <= _STATIONARY:
-        return torch.zeros_like(K.diagonal())
+    norms = np.sqrt(np.diagonal(K))
+    C = K / np.outer(norms, norms)
+    if not _clearly_not_stationary(C):
+        hull = min_norm_weights(C)
+        if float(hull @ C @ hull) <= _STATIONARY:
+            return np.zeros(len(K))
     log_norms = np.log(norms)
     # Tasks with the same direction (cosine 1 to rounding) share one equation's left side, so
     # each group is solved as one task and split after (see _group_split); a system holding
     # both would be singular to rounding.
-    _, first, group = np.unique(np.argmax(C >= 1 - _PARALLEL, axis=1), return_index=True, return_inverse=True)
-    reduced = C[np.ix_(first, first)]
+    leaders = np.argmax(C >= 1 - _PARALLEL, axis=1)
+    if (leaders == np.arange(len(C))).all():  # no two tasks alike (the common case)
+        group, reduced = leaders, C
+    else:
+        _, first, group = np.unique(leaders, return_index=True, return_inverse=True)
+        reduced = C[first[:, None], first]
     # From Nash-MTL's problem (α = 1, scale-free) to α in steps of a factor _STAGE, each solved
     # from the last: far from α = 1 and with norms 1e25 apart, c below spans hundreds of orders
     # of magnitude and a cold start can stall.
@@ -144,7 +152,17 @@ def fair_weights(K: Tensor, alpha: float) -> Tensor:
             log_b = _log_weights(reduced, log_c, alpha ** (stage / stages), log_b)
         # Each group's β split among its members (log_share at the last stage's α = alpha).
         log_w = log_b[group] + log_share - log_norms
-    return torch.from_numpy(np.exp(log_w)).to(K.dtype)
+    return np.exp(log_w)
+
+
+def _clearly_not_stationary(C: np.ndarray) -> bool:
+    """A sufficient test for the hull of the unit gradients to miss the origin by far more than
+    :data:`_STATIONARY`, which spares the min-norm solve in the common case: ``d = Σ_t û_t``
+    gives every task at least ``m = min_t (C 1)_t``, so for any convex weights
+    ``‖Σ w_t û_t‖ ≥ m / ‖d‖`` with ``‖d‖² = 1ᵀC1``."""
+    progress = C.sum(1)
+    least = float(progress.min())
+    return least > 0 and least * least > _CLEAR_MARGIN * _STATIONARY * float(progress.sum())
 
 
 def _group_split(log_norms: np.ndarray, group: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -195,9 +213,17 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
     c = np.exp(log_c)
     power = 1 - 1 / alpha  # ∫ x^(−1/α) = x^power / power, or log x at power 0
 
+    magnitudes = np.abs(C)
+
     def objective(beta: np.ndarray) -> float:
         barrier = np.log(beta) if power == 0 else beta**power / power
         return float(0.5 * beta @ C @ beta - c @ barrier)
+
+    def rounding(beta: np.ndarray) -> float:
+        # f's float64 rounding: epsilon times the magnitudes of the terms summed into it, which
+        # for nearly opposed tasks (C nearly singular) dwarf the cancelled βᵀCβ.
+        barrier = np.log(beta) if power == 0 else beta**power / power
+        return _F_ROUNDING * float(0.5 * beta @ magnitudes @ beta + np.abs(c * barrier).sum())
 
     # Start on the ray of equal β at its best length (the least of f(t·1)).
     beta = np.full(len(c), (float(c.sum()) / float(C.sum())) ** (alpha / (1 + alpha)))
@@ -215,6 +241,11 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
             decrement2 > _CONVERGED * float(beta @ C @ beta) and (not full_steps or decrement2 < previous)
         ):
             break
+        # A decrease f cannot resolve: the Armijo test below would accept rounding noise and
+        # crawl for _MAX_NEWTON_STEPS (40 ms for two tasks 1e-11 from opposed); _polish, on the
+        # equations, takes over.
+        if decrement2 <= rounding(beta):
+            break
         previous = decrement2
         shrinking = step < 0
         t = (
@@ -231,7 +262,12 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
         else:  # f's rounding
             break
         full_steps = t == 1.0
+        # A step the line search accepts without lowering f is rounding's doing: f can no
+        # longer tell the iterates apart (left alone, Newton would crawl on for every step).
+        stalled = candidate_value >= value
         beta, value = candidate, candidate_value
+        if stalled:
+            break
     return beta
 
 

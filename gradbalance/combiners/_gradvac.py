@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, ClassVar, Mapping
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._combiner import GramianCombiner
-from ._order import generator_state, load_generator_state, make_generator, visiting_orders
+from ._order import generator_state, load_generator_state, make_generator, order_array, visiting_orders
 
 # ‖g_i'‖ counts as zero below this fraction of Σ_k |C_ik| ‖g_k‖, the norms it was built from:
 # an exact cancellation leaves float64 rounding noise there, whose "cosine" is meaningless.
@@ -86,31 +87,34 @@ class GradVac(GramianCombiner):
                 f"{self._targets.shape[1]} tasks, but got {S} segments and {T} tasks; "
                 "use the same segments and tasks every step (or a new GradVac)"
             )
-        targets = self._targets
+        # Row i's corrections involve only g_i', the original rows and the targets φ̂_i·, so the
+        # T sequences run side by side: step k visits orders[i, k] in every row i of every
+        # segment at once, in numpy ([S, T] arrays: torch's per-op dispatch would dominate).
+        targets = self._targets.numpy()
         beta = self.beta
-        norms = gramian.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()  # ‖g_j‖, [S, T]
-        coeffs = torch.eye(T, dtype=gramian.dtype).repeat(S, 1, 1)
-        for i, order in enumerate(visiting_orders(T, self._generator)):
-            row = coeffs[:, i]
-            for j in order:
-                dots = torch.einsum("st,stu->su", row, gramian)  # g_i' · g_k for all k
-                norm_i = (row * dots).sum(-1).clamp_min(0).sqrt()  # ‖g_i'‖
-                bound = (row.abs() * norms).sum(-1)
-                norm_j = norms[:, j]
+        K = gramian.numpy()
+        norms = np.sqrt(np.maximum(np.diagonal(K, axis1=1, axis2=2), 0.0))  # ‖g_j‖, [S, T]
+        orders = order_array(visiting_orders(T, self._generator), T)
+        rows = np.broadcast_to(np.eye(T), (S, T, T)).copy()  # g_i' = rows[:, i] @ G
+        bound = norms.copy()  # Σ_k |rows_ik| ‖g_k‖
+        tasks = np.arange(T)
+        with np.errstate(divide="ignore", invalid="ignore"):  # masked out by `valid` below
+            for visit in orders.T:  # visit[i]: the task row i is compared with now
+                dots = rows @ K  # g_i' · g_k for all k
+                dot = dots[:, tasks, visit]
+                norm_i = np.sqrt(np.maximum(np.einsum("sik,sik->si", rows, dots), 0.0))  # ‖g_i'‖
+                norm_j = norms[:, visit]
                 valid = (norm_i > _ZERO_NORM * bound) & (norm_j > 0)
-                denom = torch.where(valid, norm_i * norm_j, 1.0)
-                phi = torch.where(valid, dots[:, j] / denom, 0.0).clamp(-1, 1)
-                target = targets[:, i, j]
-                sin_target = (1 - target * target).clamp_min(_MIN_SIN_SQ).sqrt()
-                sin_phi = (1 - phi * phi).clamp_min(0).sqrt()
-                coef = (
-                    norm_i
-                    * (target * sin_phi - phi * sin_target)
-                    / (torch.where(valid, norm_j, 1.0) * sin_target)
-                )
-                row[:, j] += torch.where(valid & (phi < target - _COS_TOL), coef, 0.0)
-                targets[:, i, j] = torch.where(valid, (1 - beta) * target + beta * phi, target)
-        return coeffs.sum(1)
+                phi = np.where(valid, np.clip(dot / (norm_i * norm_j), -1.0, 1.0), 0.0)
+                target = targets[:, tasks, visit]
+                sin_target = np.sqrt(np.maximum(1 - target * target, _MIN_SIN_SQ))
+                sin_phi = np.sqrt(np.maximum(1 - phi * phi, 0.0))
+                coef = norm_i * (target * sin_phi - phi * sin_target) / (norm_j * sin_target)
+                coef = np.where(valid & (phi < target - _COS_TOL), coef, 0.0)
+                rows[:, tasks, visit] += coef
+                bound += np.abs(coef) * norm_j
+                targets[:, tasks, visit] = np.where(valid, (1 - beta) * target + beta * phi, target)
+        return torch.from_numpy(rows.sum(1))
 
     def state_dict(self) -> dict[str, Any]:
         state = generator_state(self._generator)

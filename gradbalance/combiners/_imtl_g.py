@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import reduction_field
 from .._combiner import GramianCombiner
-from .._gramian import nonzero_row_weights
+
+# Eigenvalues of the cosine matrix below this times the largest count as zero in C⁺.
+_PINV_RTOL = 1e-10
+# C⁺ 1 counts as zero below this fraction of the sums it is made of (float64 rounding is ~1e-16).
+_CANCELLED = 1e-12
 
 
 @attrs.define(eq=False)
@@ -50,16 +55,30 @@ class IMTLG(GramianCombiner):
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
-        weights = nonzero_row_weights(gramian, _equal_projection_weights)
+        weights = torch.from_numpy(equal_projection_weights(gramian.numpy()))
         return weights * gramian.shape[1] if self.reduction == "sum" else weights
 
 
-def _equal_projection_weights(K: Tensor) -> Tensor:
-    """The weights ``α`` for a Gramian ``K`` with positive diagonal (the rows' cosine form)."""
-    n = K.diagonal().sqrt()
-    cosines = (K / (n[:, None] * n[None, :])).clamp(-1, 1)
-    beta = torch.linalg.pinv(cosines, hermitian=True, rtol=1e-10) @ torch.ones_like(n)
-    alpha = beta / n
-    scale = torch.maximum(alpha.sum(), alpha.abs().sum() / len(n))
+def equal_projection_weights(K: np.ndarray) -> np.ndarray:
+    """The weights ``α [S, T]`` for Gramians ``K [S, T, T]``, batched over segments in numpy. A
+    zero row gets a zero row and column in ``C``, which ``C⁺`` keeps zero: the same as leaving
+    it out."""
+    norms = np.sqrt(np.maximum(np.diagonal(K, axis1=1, axis2=2), 0.0))
+    inverse_norms = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    cosines = np.clip(K * inverse_norms[:, :, None] * inverse_norms[:, None, :], -1.0, 1.0)
+    # C⁺ 1 from the eigendecomposition, eigenvalues below 1e-10 of the largest counting as zero
+    # (torch.linalg.pinv's hermitian rule).
+    values, vectors = np.linalg.eigh(cosines)
+    keep = np.abs(values) > _PINV_RTOL * np.abs(values).max(1, keepdims=True)
+    inverse_values = np.divide(1.0, values, out=np.zeros_like(values), where=keep)
+    pinv = (vectors * inverse_values[:, None, :]) @ vectors.transpose(0, 2, 1)
+    beta = pinv.sum(2)
+    # 1 orthogonal to C's range (opposed tasks that balance out, e.g. four rows in one
+    # dimension): C⁺ 1 = 0 and β is rounding noise, which the normalization below would blow
+    # up into a full-size update in an arbitrary direction.
+    cancelled = np.abs(beta).max(1) <= _CANCELLED * np.abs(pinv).sum(2).max(1)
+    alpha = np.where(cancelled[:, None], 0.0, beta * inverse_norms)
+    active = np.maximum((norms > 0).sum(1), 1)
+    scale = np.maximum(alpha.sum(1), np.abs(alpha).sum(1) / active)
     # zero only when every task cancels out (C⁺ 1 = 0)
-    return alpha / scale if scale > 0 else torch.zeros_like(alpha)
+    return np.divide(alpha, scale[:, None], out=np.zeros_like(alpha), where=scale[:, None] > 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import attrs
+import numpy as np
 from torch import Tensor
 
 from .._combiner import GramianCombiner
@@ -48,7 +49,7 @@ class NashMTL(GramianCombiner):
         return nonzero_row_weights(gramian, bargaining_weights)
 
 
-def bargaining_weights(K: Tensor) -> Tensor:
+def bargaining_weights(K: np.ndarray) -> np.ndarray:
     """The ``α > 0`` with ``K α = 1/α`` for a Gramian ``K`` with positive diagonal, or zeros
     where the rows are Pareto-stationary: FairGrad's allocation at fairness exponent 1."""
     return fair_weights(K, 1.0)

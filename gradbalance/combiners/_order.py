@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -31,6 +32,11 @@ def visiting_orders(num_tasks: int, generator: torch.Generator) -> list[list[int
         perm = torch.randperm(num_tasks, generator=generator).tolist()
         orders.append([j for j in perm if j != i])
     return orders
+
+
+def order_array(orders: list[list[int]], num_tasks: int) -> np.ndarray:
+    """:func:`visiting_orders` as an int array ``[T, T-1]`` (row ``i``: the order of task ``i``)."""
+    return np.array(orders, dtype=np.intp).reshape(num_tasks, num_tasks - 1)
 
 
 def generator_state(generator: torch.Generator) -> dict[str, Any]:

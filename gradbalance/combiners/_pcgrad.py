@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal, Mapping
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor
 
 from .._checks import reduction_field
 from .._combiner import GramianCombiner
-from ._order import generator_state, load_generator_state, make_generator, visiting_orders
+from ._order import generator_state, load_generator_state, make_generator, order_array, visiting_orders
 
 
 @attrs.define(eq=False)
@@ -47,17 +48,21 @@ class PCGrad(GramianCombiner):
         self._generator = make_generator(self.seed)
 
     def weights(self, gramian: Tensor) -> Tensor:
-        S, T, _ = gramian.shape
-        sq_norms = gramian.diagonal(dim1=-2, dim2=-1)  # [S, T]
-        coeffs = torch.eye(T, dtype=gramian.dtype).repeat(S, 1, 1)  # g_i' = C[:, i] @ G
-        for i, order in enumerate(visiting_orders(T, self._generator)):
-            row = coeffs[:, i]  # a view: updates land in coeffs
-            for j in order:
-                dot = (row * gramian[:, :, j]).sum(-1)  # g_i' · g_j
-                sq = sq_norms[:, j]
-                conflict = (dot < 0) & (sq > 0)
-                row[:, j] -= torch.where(conflict, dot / torch.where(sq > 0, sq, 1.0), 0.0)
-        weights = coeffs.sum(1)
+        # Row i's projections involve only g_i' and the original rows, so the T sequences run
+        # side by side: step k visits orders[i, k] in every row i of every segment at once, in
+        # numpy ([S, T] arrays; torch's per-op dispatch would cost more than the arithmetic).
+        K = gramian.numpy()
+        S, T, _ = K.shape
+        sq_norms = np.diagonal(K, axis1=1, axis2=2)
+        inverse = 1.0 / np.where(sq_norms > 0, sq_norms, 1.0)  # a zero g_j is never projected on
+        orders = order_array(visiting_orders(T, self._generator), T)
+        rows = np.broadcast_to(np.eye(T), (S, T, T)).copy()  # g_i' = rows[:, i] @ G
+        tasks = np.arange(T)
+        for visit in orders.T:  # visit[i]: the task row i projects against now
+            dots = np.einsum("sik,sik->si", rows, K[:, visit])  # g_i' · g_j (K is symmetric)
+            # Only a conflict (g_i' · g_j < 0) subtracts; a zero g_j has dots exactly 0.
+            rows[:, tasks, visit] -= np.minimum(dots, 0.0) * inverse[:, visit]
+        weights = torch.from_numpy(rows.sum(1))
         return weights / T if self.reduction == "mean" else weights
 
     def state_dict(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._combiner import GramianCombiner
-from .._gramian import nonzero_row_weights, solve_small
+from .._gramian import solve_small
 
 # The active-set method ends in finitely many steps in exact arithmetic; this only guards
 # against rounding making it cycle.
@@ -39,8 +39,9 @@ class UPGrad(GramianCombiner):
     Problems", 1974, ch. 23, on the equivalent ``min_{v ≥ 0} ‖Gᵀ(e_i + v)‖``): a task whose
     constraint the current projection violates most joins the active set, each step solves the
     equality-constrained problem on it, and a task whose multiplier would turn negative leaves.
-    That is ``T`` small ``T×T`` programs in numpy per segment, where the reference code calls a
-    generic QP solver with a regularized Gramian.
+    That is ``T`` small ``T×T`` programs per segment, all of a step's programs solved side by
+    side in numpy (:func:`cone_multipliers`), where the reference code calls a generic QP
+    solver with a regularized Gramian.
 
     A zero gradient row has nothing to project, gets weight 0 and sets no constraint.
 
@@ -54,64 +55,85 @@ class UPGrad(GramianCombiner):
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
-        weights = nonzero_row_weights(gramian, lambda K: projection_weights(K).sum(0))
+        weights = torch.from_numpy(projection_weights(gramian.numpy()).sum(1))
         return weights if self.reduction == "sum" else weights / gramian.shape[1]
 
 
-def projection_weights(K: Tensor) -> Tensor:
-    """``[T, T]``: row ``i`` holds the weights ``e_i + v`` of ``g_i``'s projection onto the
-    dual cone of the rows, for a Gramian ``K`` with positive diagonal."""
-    Kn = K.numpy() / float(K.diagonal().max())
-    rows = [np.eye(len(Kn))[i] + _dual_multipliers(Kn, i) for i in range(len(Kn))]
-    return torch.from_numpy(np.stack(rows)).to(K.dtype)
+def projection_weights(K: np.ndarray) -> np.ndarray:
+    """``[S, T, T]``: row ``i`` of segment ``s`` holds the weights ``e_i + v`` of ``g_i``'s
+    projection onto the dual cone of the segment's rows, all ``S·T`` programs solved side by
+    side. A zero row ``i`` gets a zero row (and, its constraint being ``0 ≥ 0``, never binds)."""
+    S, T, _ = K.shape
+    largest = np.diagonal(K, axis1=1, axis2=2).max(1)
+    Kn = K / np.where(largest > 0, largest, 1.0)[:, None, None]
+    norms = np.sqrt(np.maximum(np.diagonal(Kn, axis1=1, axis2=2), 0.0))  # [S, T]
+    own = norms.reshape(S * T)  # ‖g_i‖ of program (s, i)
+    constraint_norms = np.repeat(norms, T, axis=0)  # [S·T, T]
+    eye = np.eye(T)
+    v = cone_multipliers(
+        np.repeat(Kn, T, axis=0),
+        np.tile(eye, (S, 1)),
+        lambda v: _TOLERANCE * constraint_norms * (own + (constraint_norms * v).sum(1))[:, None],
+    )
+    return (eye + v.reshape(S, T, T)) * (norms > 0)[:, :, None]
 
 
-def _dual_multipliers(K: np.ndarray, i: int) -> np.ndarray:
-    """``v ≥ 0`` minimizing ``½ vᵀKv + vᵀK e_i``: ``g_i``'s projection, with each constraint
-    met down to its rounding at the current projection."""
-    norms = np.sqrt(np.diagonal(K))
-    return cone_multipliers(K, np.eye(len(K))[i], lambda v: _TOLERANCE * norms * (norms[i] + norms @ v))
-
-
-def cone_multipliers(K: np.ndarray, x: np.ndarray, slack: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``v ≥ 0`` minimizing ``½ vᵀKv + vᵀK x`` on a Gramian ``K``: ``Gᵀ(x + v)`` is then the
-    projection of ``Gᵀx`` onto the dual cone ``{y : G y ≥ 0}``. Lawson & Hanson's active-set
-    method. The gradient ``K(x + v)`` is the vector of constraint values ``g_j · y`` at the
-    current projection, so the optimality test reads: every constraint met (down to
-    ``-slack(v)``), and tight wherever ``v_j > 0``."""
-    T = len(K)
-    v = np.zeros(T)
-    passive: list[int] = []
+def cone_multipliers(
+    K: np.ndarray, x: np.ndarray, slack: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """``v ≥ 0`` minimizing ``½ vᵀKv + vᵀK x`` on Gramians ``K [N, m, m]`` for ``x [N, m]``, the
+    ``N`` programs side by side: ``Gᵀ(x + v)`` is then the projection of ``Gᵀx`` onto the dual
+    cone ``{y : G y ≥ 0}``. Lawson & Hanson's active-set method. The gradient ``K(x + v)`` is
+    the vector of constraint values ``g_j · y`` at the current projection, so the optimality
+    test reads: every constraint met (down to ``-slack(v) [N, m]``), and tight wherever
+    ``v_j > 0``. Each step works on every unfinished program at once (a batched solve), so the
+    cost is that of the longest program, not of their sum."""
+    N, m = x.shape
+    rows = np.arange(N)
+    Kx = (K @ x[:, :, None])[:, :, 0]
+    v = np.zeros((N, m))
+    passive = np.zeros((N, m), dtype=bool)
+    running = np.ones(N, dtype=bool)
     for _ in range(_MAX_STEPS):
-        constraint = K @ (x + v)
-        allowance = slack(v)
-        violated = [j for j in range(T) if j not in passive and constraint[j] < -allowance[j]]
-        if not violated:
+        constraint = Kx + (K @ v[:, :, None])[:, :, 0]
+        violated = ~passive & (constraint < -slack(v)) & running[:, None]
+        running &= violated.any(1)
+        if not running.any():
             break
-        entering = min(violated, key=lambda j: constraint[j])
-        passive.append(entering)
-        z = _equality_solution(K, x, passive)
-        if z[entering] <= 0:  # only rounding can do this: no further progress to make
-            passive.pop()
-            break
-        while not (z[passive] > 0).all():
+        entering = np.where(violated, constraint, np.inf).argmin(1)
+        passive[running, entering[running]] = True
+        z = _equality_solutions(K, Kx, passive)
+        # Only rounding can make the entering multiplier non-positive: no progress to make.
+        stuck = running & (z[rows, entering] <= 0)
+        passive[stuck, entering[stuck]] = False
+        running &= ~stuck
+        walking = running & ((z <= 0) & passive).any(1)
+        while walking.any():
             # Walk from v towards z until the first multiplier reaches zero, and drop it.
-            leaving = [j for j in passive if z[j] <= 0]
-            steps = [v[j] / max(v[j] - z[j], 1e-300) for j in leaving]
-            v = v + min(steps) * (z - v)
-            v[leaving[int(np.argmin(steps))]] = 0
-            passive = [j for j in passive if v[j] > 0]
-            z = _equality_solution(K, x, passive)
-        v = z
+            leaving = passive & (z <= 0) & walking[:, None]
+            with np.errstate(over="ignore"):  # only the leaving entries are compared
+                steps = np.where(leaving, v / np.maximum(v - z, 1e-300), np.inf)
+            first = steps.argmin(1)
+            step = np.where(walking, steps[rows, first], 0.0)[:, None]
+            v = np.where(walking[:, None], v + step * (z - v), v)
+            v[walking, first[walking]] = 0
+            passive &= ~walking[:, None] | (v > 0)
+            z = np.where(walking[:, None], _equality_solutions(K, Kx, passive), z)
+            walking &= ((z <= 0) & passive).any(1)
+        v = np.where(running[:, None], z, v)
     return v
 
 
-def _equality_solution(K: np.ndarray, x: np.ndarray, passive: list[int]) -> np.ndarray:
-    """The minimizer with ``v_j = 0`` off ``passive`` and no sign constraint on it: the
-    projection of ``Gᵀx`` onto the subspace orthogonal to the passive rows."""
-    z = np.zeros(len(K))
-    if passive:
-        z[passive] = solve_small(K[np.ix_(passive, passive)], -K[passive] @ x)
-    return z
-
-
+def _equality_solutions(K: np.ndarray, Kx: np.ndarray, passive: np.ndarray) -> np.ndarray:
+    """``[N, m]``: per program, the minimizer with ``v_j = 0`` off ``passive`` and no sign
+    constraint on it (the projection of ``Gᵀx`` onto the subspace orthogonal to the passive
+    rows; ``Kx = K x``). One batched solve of ``K`` restricted to the passive set, bordered by
+    the identity elsewhere (whose unknowns come out exactly 0)."""
+    system = K * (passive[:, :, None] & passive[:, None, :])
+    diagonal = np.arange(K.shape[1])
+    system[:, diagonal, diagonal] += ~passive
+    rhs = -(Kx * passive)
+    try:
+        return np.linalg.solve(system, rhs[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:  # dependent passive rows in some program: one at a time
+        return np.stack([solve_small(a, b) for a, b in zip(system, rhs)])

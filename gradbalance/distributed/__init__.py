@@ -1,7 +1,8 @@
 """Multi-task gradient balancing under ``torch.distributed``.
 
 - :class:`ReplicatedTaskGradients`: data parallelism with replicated parameters (DDP): each
-  task's row is averaged over the ranks, every rank combines the same rows.
+  task's row is averaged over the ranks, every rank combines the same rows (or, with
+  ``scatter=True``, its column slice of them, and the result is all-gathered).
 - :class:`ShardedTaskGradients` (FSDP2's ``fully_shard``) and :func:`sharded_combine` (any
   column-sharded ``[T, P_local]`` matrix): one all-reduce of the float64 ``[S, T, T]`` partial
   Gramians, identical weights on every rank, each applied to its own columns.

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._buffer import ParamsLike, TaskGradients, _named
 from .._checks import check_segments
-from .._combiner import Combination, GradientCombiner
+from .._combiner import Combination, GradientCombiner, GramianCombiner
 from ._group import all_gather, check_same_across_ranks, reduce_scatter, require_initialized, sync_combiner_state
 from ._sharded import sharded_combine
 
@@ -148,6 +148,13 @@ class ReplicatedTaskGradients(TaskGradients):
         return dist.all_reduce(row, group=self.group, async_op=True)
 
     def _combine_rows(self, combiner: GradientCombiner, segments: Sequence[int] | None) -> Combination:
+        if self.scatter and not (combiner.columnwise or isinstance(combiner, GramianCombiner)):
+            self._pending = []  # every rank refuses the same combiner before any collective
+            raise TypeError(
+                f"combiner {getattr(combiner, 'name', type(combiner).__name__)!r} needs whole task "
+                "rows (it is neither a GramianCombiner nor columnwise), but scatter=True gives each "
+                "rank a column slice; build the buffer with scatter=False for it"
+            )
         try:
             self._average()
         finally:
@@ -164,14 +171,8 @@ class ReplicatedTaskGradients(TaskGradients):
         return super()._combine_rows(combiner, segments)
 
     def _combine_scattered(self, combiner: GradientCombiner, segments: Sequence[int] | None) -> Combination:
-        P = self.rows.shape[1]
         chunk = self._local_rows.shape[1]
-        lo = self._rank * chunk
-        local, start = [], 0
-        for size in check_segments(segments, P):
-            local.append(max(0, min(lo + chunk, start + size) - max(lo, start)))
-            start += size
-        local[-1] += chunk - sum(local)  # zero padding columns past P join the last segment
+        local = _column_slice_segments(check_segments(segments, self.rows.shape[1]), self._rank * chunk, chunk)
         info = sharded_combine(combiner, self._local_rows, local, group=self.group, out=self._local_result)
         if info.direction.data_ptr() != self._local_result.data_ptr():
             self._local_result.copy_(info.direction)
@@ -183,15 +184,7 @@ class ReplicatedTaskGradients(TaskGradients):
         their used-flags, over the group."""
         end = self._rows_end + sum(self._head_sizes)
         grads, flags = self._flat[self._rows_end : end], self._flat[end:]
-        start = 0
-        for k, (p, n) in enumerate(zip(self._heads, self._head_sizes)):
-            if p.grad is None:
-                grads[start : start + n].zero_()
-                flags[k] = 0
-            else:
-                grads[start : start + n].copy_(p.grad.flatten())
-                flags[k] = 1
-            start += n
+        _pack_heads(self._heads, grads, flags)
         if self.overlap or self.scatter:
             works = self._pending + [self._send_row(t) for t in range(len(self._pending), self.num_tasks)]
             dist.all_reduce(self._flat[self._rows_end :], group=self.group)
@@ -204,11 +197,41 @@ class ReplicatedTaskGradients(TaskGradients):
             grads.div_(self._world)
         else:
             self._flat[:end].div_(self._world)
-        start = 0
-        for p, n, used in zip(self._heads, self._head_sizes, (flags > 0).tolist()):
-            mean = grads[start : start + n].view_as(p)
-            if used and p.grad is None:
-                p.grad = mean.to(p.dtype, copy=True)
-            elif used:
-                p.grad.copy_(mean)
-            start += n
+        _unpack_heads(self._heads, grads, flags)
+
+
+def _pack_heads(heads: list[Tensor], grads: Tensor, flags: Tensor) -> None:
+    """Copy the heads' grads into ``grads`` (zeros for ``None``) and set their used-flags."""
+    start = 0
+    for k, p in enumerate(heads):
+        n = p.numel()
+        if p.grad is None:
+            grads[start : start + n].zero_()
+        else:
+            grads[start : start + n].copy_(p.grad.flatten())
+        flags[k] = p.grad is not None
+        start += n
+
+
+def _unpack_heads(heads: list[Tensor], grads: Tensor, flags: Tensor) -> None:
+    """Give every head used on some rank its averaged grad; unused everywhere stays ``None``."""
+    start = 0
+    for p, used in zip(heads, (flags > 0).tolist()):
+        n = p.numel()
+        mean = grads[start : start + n].view_as(p)
+        if used and p.grad is None:
+            p.grad = mean.to(p.dtype, copy=True)
+        elif used:
+            p.grad.copy_(mean)
+        start += n
+
+
+def _column_slice_segments(sizes: list[int], lo: int, width: int) -> list[int]:
+    """The parts of consecutive segments of ``sizes`` inside columns ``[lo, lo + width)``; the
+    zero padding columns past the last segment join it (zeros change no Gramian)."""
+    local, start = [], 0
+    for size in sizes:
+        local.append(max(0, min(lo + width, start + size) - max(lo, start)))
+        start += size
+    local[-1] += width - sum(local)
+    return local

@@ -15,9 +15,14 @@ def test_demo_writes_a_png_and_a_table(tmp_path, capsys):
     out = tmp_path / "sub" / "demo.png"
     assert main(["demo", "--steps", "200", "--out", str(out), "--combiners", "sum", "pcgrad"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert text.count("pcgrad") == len(toy.DEFAULT_STARTS)
-    assert not list(out.parent.glob("*.png.tmp*"))
+    assert "Pareto gap" in text.splitlines()[0]
+    # Progress on stderr as the run goes (every 250 steps here: just the last one), then the end.
+    assert "sum, pcgrad; 5 starts each, 200 Adam steps at lr=0.01" in captured.err
+    assert "step 200/200" in captured.err
+    assert list(out.parent.iterdir()) == [out]  # renamed into place, no temporary file left
 
 
 @pytest.mark.parametrize("name, options", [("pcgrad", {"seed": 0}), ("nash-mtl", {})])

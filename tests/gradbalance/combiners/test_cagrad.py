@@ -86,6 +86,9 @@ def assert_optimal(G: torch.Tensor, c: float) -> None:
     assert float(omega.min()) >= -TOL * spread
     g0 = G.mean(0)
     radius = c * float(g0.norm())
+    if radius == 0:  # the rows cancel exactly: the ball is the single point d = g0 = 0
+        assert float(d.abs().max()) <= TOL * float(norms.max())
+        return
     mean_norm = float(norms.sum()) / T
     size = mean_norm + radius + spread  # bounds what g_t · d / ‖g_t‖ is summed from
     # ‖g0‖² from the Gramian cancels when the rows nearly do: radius to eps (mean norm)² / ‖g0‖.
@@ -146,6 +149,11 @@ def test_the_exhaustive_solver_alone_is_optimal(G, c):
 def test_many_tasks_use_the_active_set_alone(G, c):
     assume(G.shape[0] > cagrad_module._MAX_ENUMERATED_TASKS)
     assert_optimal(G, c)
+
+
+def test_rows_that_cancel_exactly_leave_only_g0():
+    """Found by hypothesis: two opposite rows make g0 = 0, a ball of radius 0 around it."""
+    assert_optimal(torch.tensor([[1.541], [-1.541]]), 0.5)
 
 
 def test_a_parallel_task_entering_a_badly_scaled_support():

@@ -197,6 +197,25 @@ def test_a_stalled_newton_descent_is_restarted_by_a_coordinate_sweep(monkeypatch
     assert ((progress - want).abs() <= 1e-8 * want + rounding).all()
 
 
+def test_nearly_opposed_tasks_solve_in_a_few_newton_steps(monkeypatch):
+    # Two tasks 5e-12 from opposed (what the toy demo meets on its Pareto set, every step): the
+    # descent's predicted decrease falls below f's rounding long before its own stop test, and
+    # the Armijo test then accepts rounding noise for all 200 steps (40 ms) unless it stops there.
+    from gradbalance.combiners import _fairgrad
+
+    solves = []
+    solve = _fairgrad.solve_small
+    monkeypatch.setattr(_fairgrad, "solve_small", lambda *args: solves.append(1) or solve(*args))
+    K = torch.tensor(
+        [[4.953395920520634, -1.2755111717043601], [-1.2755111717043601, 0.32844714520373025]],
+        dtype=torch.float64,
+    )
+    w = FairGrad().weights(K[None])[0]
+    assert len(solves) < 40
+    progress, terms = K @ w, K.abs() @ w
+    assert ((progress - 1 / w).abs() <= 1e-12 * terms).all()
+
+
 def test_options_are_validated_and_registered():
     made = gradbalance.create("fairgrad", alpha=2.0)
     assert isinstance(made, FairGrad) and made.alpha == 2.0

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _matrices import scale_of, task_matrices
+from _matrices import scale_of, segment_pieces, task_matrices
 
 from gradbalance import MGDA
 
@@ -99,3 +99,16 @@ def test_parallel_opposed_and_absent_tasks():
     # A zero row (a task that sat out the step) does not stop the others.
     info = MGDA().combine_with_info(torch.stack([g, torch.zeros(2, dtype=torch.float64)]))
     torch.testing.assert_close(info.weights[0], torch.tensor([1.0, 0.0], dtype=torch.float64))
+
+
+@settings(max_examples=100, deadline=None)
+@given(G=task_matrices(max_columns=40), cuts=st.lists(st.integers(1, 39), max_size=5))
+def test_segments_solved_side_by_side_match_one_at_a_time(G, cuts):
+    # Several segments go through the batched solver, one segment through the sequential one:
+    # the min-norm point is unique (the weights need not be, with parallel rows).
+    pieces = segment_pieces(G.shape[1], cuts)
+    got = MGDA().combine(G, [b - a for a, b in pieces])
+    want = torch.cat([MGDA().combine(G[:, a:b]) for a, b in pieces])
+    for a, b in pieces:
+        assert (got[a:b] - want[a:b]).norm() <= 1e-7 * scale_of(G[:, a:b])
+

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _matrices import reference_pcgrad, scale_of, task_matrices
+from _matrices import reference_pcgrad, scale_of, segment_pieces, task_matrices
 
 from gradbalance import UPGrad
 
@@ -114,3 +114,14 @@ def test_three_tasks_where_one_projection_needs_two_constraints():
     G = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [-1.0, -1.0, 0.5]], dtype=torch.float64)
     torch.testing.assert_close(UPGrad().combine(G), reference_upgrad(G), rtol=1e-12, atol=1e-12)
     assert bool((G @ UPGrad().combine(G) >= -1e-12).all())
+
+
+@settings(max_examples=100, deadline=None)
+@given(G=task_matrices(max_columns=40), cuts=st.lists(st.integers(1, 39), max_size=5))
+def test_segments_solved_side_by_side_match_one_at_a_time(G, cuts):
+    # Every segment's T programs run in one batched active-set loop with the other segments'.
+    pieces = segment_pieces(G.shape[1], cuts)
+    got = UPGrad().combine(G, [b - a for a, b in pieces])
+    for a, b in pieces:
+        assert (got[a:b] - UPGrad().combine(G[:, a:b])).norm() <= 1e-9 * scale_of(G[:, a:b])
+

@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 #: Per-collective timeout inside the ranks, and the wall-clock limit of a whole spawned job.
 COLLECTIVE_TIMEOUT_S = 30
-JOB_TIMEOUT_S = 120
+JOB_TIMEOUT_S = 240
 
 
 def free_port() -> int:

@@ -84,6 +84,15 @@ def test_state_saved_on_rank_0_resumes_on_one_or_two_ranks(rank_results, _job_fo
                                        msg=lambda m: f"{run} {key}: {m}")
 
 
+class UnitSum(gradbalance.GradientCombiner):
+    """A plugin-style combiner that needs whole rows."""
+
+    name = "unit-sum"
+
+    def combine(self, G, segments=None, *, out=None):
+        return (G / G.norm(dim=1, keepdim=True).clamp_min(1e-12)).sum(0)
+
+
 @rank_job
 def _edge_cases(rank: int, world: int, out: str) -> None:
     result: dict = {}
@@ -118,6 +127,16 @@ def _edge_cases(rank: int, world: int, out: str) -> None:
         info = buffer.combine(gradbalance.create("upgrad"), [4, 11])
         result["padded", scatter] = (buffer.result.clone(), info.gramian, layer.weight.grad.clone(),
                                      layer.bias.grad.clone())
+    # A combiner that needs whole rows is refused by scatter mode, on every rank alike.
+    model = make_model()
+    buffer = ReplicatedTaskGradients(model.trunk, TASKS, replicated=model, scatter=True)
+    x, y = shard(batches(0)[0], rank, world)
+    with buffer.task(0):
+        nn.functional.mse_loss(model(0, x), y).backward()
+    try:
+        buffer.combine(UnitSum())
+    except TypeError as error:
+        result["whole rows"] = str(error)
     # A rank with another number of tasks: a clear error on every rank, no hang.
     try:
         ReplicatedTaskGradients(model.trunk, TASKS + rank, replicated=model)
@@ -151,6 +170,12 @@ def test_scattered_combine_equals_the_all_reduced_one_with_padding(rank_results)
         assert torch.equal(sliced[2], sliced[0].view(3, 5))  # .grad reads the gathered result
         assert torch.equal(sliced[3], everything[3])  # the head (bias) averaged alike
     assert all(torch.equal(a, b) for a, b in zip(ranks[0]["padded", True], ranks[1]["padded", True]))
+
+
+def test_scatter_mode_refuses_a_combiner_that_needs_whole_rows(rank_results):
+    for result in rank_results(_edge_cases):
+        message = result.get("whole rows")
+        assert message is not None and "'unit-sum'" in message and "scatter=False" in message
 
 
 def test_ranks_with_different_layouts_fail_clearly_on_every_rank(rank_results):

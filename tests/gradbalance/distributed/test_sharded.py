@@ -8,7 +8,7 @@ import torch
 from torch.distributed.fsdp import fully_shard
 
 import gradbalance
-from _multitask import STEPS, TASKS, combiners, make_model, reference, sgd, train
+from _multitask import STEPS, TASKS, batches, combiners, make_model, reference, sgd, shard, train
 from _ranks import assert_identical_across_ranks, rank_job
 from gradbalance import GradientCombiner, NonFiniteGradientError
 from gradbalance.distributed import ShardedTaskGradients, sharded_combine
@@ -132,15 +132,53 @@ def _fsdp_training(rank: int, world: int, out: str) -> None:
                                       f"{name} Gramians and weights")
         result[name] = {k: v.full_tensor() for k, v in model.state_dict().items()}
         result[name, "gramians"] = [i.gramian for i in infos]
-        result[name, "local sizes"] = sum(buffer.segments("tensor")) and buffer.segments("tensor")
+        result[name, "local sizes"] = buffer.segments("tensor")
     torch.save(result, f"{out}/rank{rank}.pt")
+
+
+class AllHeads(torch.nn.Module):
+    """One forward for every task: the shared trunk runs once, each head reads it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = make_model()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        hidden = self.net.trunk(x)
+        return [head(hidden) for head in self.net.heads]
+
+
+@rank_job
+def _fsdp_shared_forward(rank: int, world: int, out: str) -> None:
+    model = AllHeads()
+    for layer in model.net.trunk:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer)
+    fully_shard(model)
+    rows = []
+    for shared in (True, False):
+        buffer = ShardedTaskGradients(model.net.trunk, TASKS)
+        x = shard(batches(0)[0], rank, world)[0]
+        outputs = model(x)
+        for t in range(TASKS):
+            with buffer.task(t):
+                output = outputs[t] if shared else model(x)[t]
+                output.pow(2).mean().backward(retain_graph=shared and t < TASKS - 1)
+        rows.append(buffer.rows.clone())
+    torch.save(rows, f"{out}/rank{rank}.pt")
+
+
+def test_fsdp2_with_one_shared_forward_fills_the_rows_of_separate_forwards(rank_results):
+    for shared, separate in rank_results(_fsdp_shared_forward):
+        assert torch.count_nonzero(separate) > 0
+        assert torch.equal(shared, separate)
 
 
 def test_fsdp2_training_matches_one_process_on_the_global_batch(rank_results):
     ranks = rank_results(_fsdp_training)
-    # Uneven shards: the last Linear's 10-row weight splits 5/5, the 12-row one 6/6, biases too;
-    # sizes differ by parameter, never by rank count.
-    assert sum(ranks[0]["sum", "local sizes"]) + sum(ranks[1]["sum", "local sizes"]) == 6 * 12 + 12 + 12 * 10 + 10
+    # Each rank's rows hold its shard of every trunk tensor: together, the whole trunk.
+    local = [ranks[r]["sum", "local sizes"] for r in range(2)]
+    assert [a + b for a, b in zip(*local)] == [12 * 6, 12, 10 * 12, 10] and local[0] != [0, 0, 0, 0]
     for name in combiners():
         model, infos = reference(name)
         want = model.state_dict()
