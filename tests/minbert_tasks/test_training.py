@@ -153,7 +153,7 @@ def test_a_schedule_fitted_to_the_budget_decays_with_time(data_dir, tmp_path):
 
 
 def test_a_deterministic_run_is_the_same_whatever_the_clock_says(data_dir, tmp_path, monkeypatch):
-    import minbert_tasks.training as training
+    import minbert_tasks.distributed as distributed  # the trainer's clock reads time.monotonic there
 
     def run(name: str, deterministic: bool, late: bool) -> dict:
         """Six steps of the default preset (its schedule fits itself to the 5-minute budget);
@@ -164,7 +164,7 @@ def test_a_deterministic_run_is_the_same_whatever_the_clock_says(data_dir, tmp_p
             calls.append(None)
             return time.monotonic() + (0.9 * 5 * 60 if late and len(calls) > 1 else 0.0)
 
-        monkeypatch.setattr(training, "time", types.SimpleNamespace(monotonic=monotonic))
+        monkeypatch.setattr(distributed, "time", types.SimpleNamespace(monotonic=monotonic))
         switched, rates = [], []
 
         def follow(trainer: Trainer) -> None:
