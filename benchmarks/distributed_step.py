@@ -1,5 +1,5 @@
 """One multi-task training step on a MiniLM-size encoder, timed in several layouts; run by
-``benchmarks/test_distributed.py`` under ``torchrun --nproc-per-node 2``.
+``benchmarks/test_distributed_step.py`` under ``torchrun --nproc-per-node 2``.
 
 Layouts, interleaved round by round in the same two processes (a rank that sits a layout out
 waits in a barrier, which sleeps in a socket read):

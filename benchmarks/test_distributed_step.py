@@ -3,7 +3,7 @@ global batch (MiniLM-size encoder at full size), bytes moved per step, and the c
 of the step in sharded (FSDP2) mode. The layouts run interleaved, round by round, inside one
 ``torchrun --nproc-per-node 2`` job (``benchmarks/distributed_step.py``).
 
-    GRADBALANCE_BENCH_FULL=1 .venv/bin/python -m pytest benchmarks/test_distributed.py -s
+    GRADBALANCE_BENCH_FULL=1 .venv/bin/python -m pytest benchmarks/test_distributed_step.py -s
 
 Default: a tiny encoder, one round (a CI smoke run; no timing is asserted anywhere, only the
 counted bytes, which do not depend on the machine).
