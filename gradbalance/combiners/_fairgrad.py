@@ -234,8 +234,11 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
         barrier = np.log(beta) if power == 0 else beta**power / power
         return _F_ROUNDING * float(0.5 * beta @ magnitudes @ beta + np.abs(c * barrier).sum())
 
-    # Start on the ray of equal β at its best length (the least of f(t·1)).
-    beta = np.full(len(c), (float(c.sum()) / float(C.sum())) ** (alpha / (1 + alpha)))
+    # Start on the ray of equal β at its best length (the least of f(t·1)). 1ᵀC1 = ‖Σ u_t‖² is
+    # rounding-sized, even slightly negative, for rows that nearly cancel: floored at its
+    # rounding so the start stays a positive real.
+    ray = max(float(C.sum()), np.finfo(float).eps * float(np.abs(C).sum()))
+    beta = np.full(len(c), (float(c.sum()) / ray) ** (alpha / (1 + alpha)))
     value = objective(beta)
     previous, full_steps = math.inf, False
     for _ in range(_MAX_NEWTON_STEPS):

@@ -225,3 +225,21 @@ def test_options_are_validated_and_registered():
             FairGrad(alpha=bad)
     with pytest.raises(TypeError, match="alpha must be a number"):
         FairGrad(alpha="2")
+
+
+def test_descent_starts_real_when_the_unit_gradients_cancel_to_rounding():
+    # Found by the conformance kit: a Gramian a rounding error from PSD made 1ᵀC1 = ‖Σ u_t‖²
+    # slightly negative, and the start (c.sum() / 1ᵀC1) ** (α / (1 + α)) a complex number.
+    import warnings
+
+    import numpy as np
+
+    from gradbalance.combiners._fairgrad import _descend
+
+    C = np.array([[1.0, -1.0 - 1e-15], [-1.0 - 1e-15, 1.0]])
+    assert C.sum() < 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for alpha in (0.5, 1.0, 2.0):
+            beta = _descend(C, np.zeros(2), alpha)
+            assert np.isrealobj(beta) and np.isfinite(beta).all()
