@@ -209,6 +209,24 @@ def nonzero_row_weights(gramian: Tensor, solve: Callable[[np.ndarray], np.ndarra
     return torch.from_numpy(weights)
 
 
+def with_two_task_form(
+    gramian: Tensor,
+    closed_form: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    solve: Callable[[np.ndarray], np.ndarray],
+) -> Tensor:
+    """``[S, T]`` weights: for ``T = 2``, ``closed_form`` of the ``[S, 2, 2]`` Gramians (weights and
+    which segments it settled) and :func:`nonzero_row_weights` with ``solve`` for the rest (zero
+    rows, and cases too close to a branch of the general solver to call); otherwise ``solve``."""
+    if gramian.shape[1] != 2:
+        return nonzero_row_weights(gramian, solve)
+    K = gramian.numpy()
+    weights, settled = closed_form(K)
+    if not settled.all():
+        rest = ~settled
+        weights[rest] = nonzero_row_weights(torch.from_numpy(K[rest]), solve).numpy()
+    return torch.from_numpy(weights)
+
+
 def solve_small(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """``system⁻¹ rhs`` for the small systems the combiners solve between the two passes, by
     least squares where rounding makes ``system`` singular (dependent active rows, parallel

@@ -9,8 +9,8 @@ import numpy as np
 from torch import Tensor
 
 from .._combiner import GramianCombiner
-from .._gramian import nonzero_row_weights
-from ._fairgrad import fair_weights
+from .._gramian import with_two_task_form
+from ._fairgrad import fair_weights, two_task_bargaining_weights
 
 
 @attrs.define(eq=False)
@@ -46,7 +46,7 @@ class NashMTL(GramianCombiner):
     name: ClassVar[str] = "nash-mtl"
 
     def weights(self, gramian: Tensor) -> Tensor:
-        return nonzero_row_weights(gramian, bargaining_weights)
+        return with_two_task_form(gramian, two_task_bargaining_weights, bargaining_weights)
 
 
 def bargaining_weights(K: np.ndarray) -> np.ndarray:
