@@ -25,6 +25,7 @@ from .errors import (
     UnknownCombinerError,
 )
 from .hookspecs import hookimpl, hookspec
+from ._properties import Property
 from .regularizers import BregmanProximalPoint, SmoothnessRegularizer
 
 __version__ = "0.1.0"
@@ -48,6 +49,7 @@ __all__ = [
     "PluginConflictError",
     "PluginEntry",
     "PluginLoadWarning",
+    "Property",
     "Registry",
     "SmoothnessRegularizer",
     "Sum",

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ._checks import all_finite, check_out, check_segments, check_task_matrix, first_nonfinite_row
 from ._gramian import apply_weights, segment_gramians
+from ._properties import Property
 from .errors import NonFiniteGradientError
 
 __all__ = ["Combination", "GradientCombiner", "GramianCombiner"]
@@ -105,6 +106,10 @@ class GradientCombiner(abc.ABC):
                 f"{_declared_by(cls, missing[0])}); for an abstract base class write "
                 f"class {cls.__name__}(..., abstract=True)"
             )
+
+    #: The mathematical properties (:class:`Property`) the class guarantees for every choice of
+    #: its options; :mod:`gradbalance.testing` checks each one and ``docs/properties.md`` lists them.
+    properties: ClassVar[frozenset[Property]] = frozenset()
 
     def combine(
         self, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None

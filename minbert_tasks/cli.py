@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 def _train(args: argparse.Namespace) -> int:
     from minbert_tasks.config import load_config
+    from minbert_tasks.distributed import DEFAULT_TIMEOUT_S, launched_rank
     from minbert_tasks.training import RunFinished, train
 
     overrides = list(args.set or [])
@@ -39,9 +41,13 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.monotonic()
     try:
-        scores = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+        scores = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress,
+                       dist_timeout_s=args.dist_timeout or DEFAULT_TIMEOUT_S)
     except RunFinished as exc:
-        print(exc)
+        if launched_rank() == 0:
+            print(exc)
+        return 0
+    if launched_rank() != 0:  # under torchrun rank 0 alone reports
         return 0
     _print_scores(scores)
     print(f"run: {run_dir}  ({(time.monotonic() - started) / 60:.1f} min)")
@@ -213,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: auto)")
     train.add_argument("--strict", action="store_true", help="malformed data rows are errors")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--dist-timeout", type=_positive_int, metavar="SECONDS",
+                       help="under torchrun: how long a rank waits for a missing peer before the job fails "
+                            "(default: 600)")
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="score a run's best checkpoint on a split")
@@ -247,12 +256,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from minbert_tasks.data import DataError
 
     args = build_parser().parse_args(argv)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
     except (DataError, OSError, ValueError, KeyError) as exc:
+        from minbert_tasks.distributed import launched_rank
+
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"minbert-tasks {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        rank = f" (rank {launched_rank()})" if world_size > 1 else ""
+        print(f"minbert-tasks {args.command}{rank}: error: {message}", file=sys.stderr)
+        code = 2
+    if world_size > 1:
+        from minbert_tasks.distributed import end_worker
+
+        end_worker(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -202,6 +202,11 @@ class TrainConfig:
     # its schedule at the budget instead of being cut mid-decay. Time-dependent, hence opt-in:
     # runs stop being bit-reproducible (resume stays correct, not bit-identical).
     fit_schedule_to_budget: bool = False
+    # Bitwise-reproducible training from the seed (on one machine, build and thread count):
+    # torch's deterministic algorithms, and a schedule that follows the step count only (a
+    # fit_schedule_to_budget that would read the clock is set aside). The time budget still
+    # stops the run, so only a run that ends by steps or epochs is reproducible to the end.
+    deterministic: bool = False
     max_steps: int | None = attrs.field(default=None, validator=_positive)
     smart: SmartConfig = attrs.field(factory=SmartConfig)
     strict_data: bool = False

@@ -9,6 +9,10 @@ Run directory layout::
                            sampler position, RNG): ``--resume RUN`` continues from it
     RUN/best.pt            the model with the best dev score so far
     RUN/tokenizer/         the vocabulary, so the run directory is self-contained
+
+Under ``torchrun`` the run is data-parallel (:mod:`minbert_tasks.distributed`): each rank trains
+on its shard of every batch, rank 0 alone writes the run directory, and the files are the same
+whatever the number of ranks.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import json
 import math
 import os
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,8 @@ from gradbalance.regularizers import BregmanProximalPoint, SmoothnessRegularizer
 from minbert_tasks import plugins
 from minbert_tasks.checkpointing import MODEL_KEYS, RESUME_KEYS, atomic_save, atomic_write_text, load
 from minbert_tasks.config import ConfigError, TrainConfig, config_from_json
-from minbert_tasks.evaluation import evaluate, summary_score
+from minbert_tasks.distributed import DEFAULT_TIMEOUT_S, SharedClock, World, evaluate_sharded, process_group
+from minbert_tasks.evaluation import summary_score
 from minbert_tasks.samplers import TaskData
 from minbert_tasks.system import TaskSetup, build_model, save_tokenizer
 from minbert_tasks.tasks import inputs_to
@@ -93,30 +97,34 @@ def combiner_options(config: TrainConfig) -> dict[str, Any]:
     return options
 
 
-def _device(name: str) -> torch.device:
+def _device(name: str, world: World) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return world.device(torch.device(name))
 
 
 class Trainer:
-    """Owns the model, data, optimizer and combiner of one run directory."""
+    """Owns the model, data, optimizer and combiner of one run directory (on one rank of
+    ``world``: every rank builds one, rank 0 writes the files)."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike[str], *, progress: bool = True) -> None:
+    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike[str], *, progress: bool = True,
+                 world: World | None = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
-        self.progress = progress
-        self.device = _device(config.device)
+        self.world = World() if world is None else world
+        self.progress = progress and self.world.is_main
+        self.device = _device(config.device, self.world)
         use_bf16 = config.amp == "bf16" or (config.amp == "auto" and native_bf16(self.device))
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
 
         self.model, self.tokenizer, self.setups = build_model(config)
         self.model.to(self.device)
+        self.world.broadcast_module(self.model)
         self.task_names = [t.name for t in config.tasks]
         self.train_data, self.dev_data = self._read_data()
         self.lengths = self._train_lengths()
 
-        self.buffer = gradbalance.TaskGradients(self.model.encoder, num_tasks=len(self.task_names))
+        self.buffer = self._buffer()
         self.segments = None if config.segments == "whole" else self.buffer.segments(config.segments)
         self.combiner = gradbalance.create(config.combiner, **combiner_options(config))
         self.optimizer = self._optimizer()
@@ -124,6 +132,7 @@ class Trainer:
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
         self._elapsed_before = 0.0  # training seconds of earlier fit() calls (restored on resume)
+        self._clock = SharedClock(self.world)
         self._clock_start: float | None = None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.smart, self.bregman, self.teacher = self._regularizers()
@@ -145,7 +154,7 @@ class Trainer:
             spec = self.setups[task.name].spec
             for split, store, limit in (("train", train, task.train_limit), ("dev", dev, task.dev_limit)):
                 result = spec.read(split, data_dir=self.config.data_dir, strict=self.config.strict_data)
-                if result.skipped:
+                if result.skipped and self.world.is_main:
                     print(result.report())
                 store[task.name] = list(result.examples)[:limit]
                 if not store[task.name]:
@@ -164,9 +173,20 @@ class Trainer:
                 lengths[task.name] = np.asarray(counts, dtype=np.int64)
         return lengths
 
+    def _buffer(self) -> gradbalance.TaskGradients:
+        """The task-row buffer over the encoder; with several ranks one that averages the rows
+        and the heads' gradients over the ranks before combining."""
+        if self.world.size == 1:
+            return gradbalance.TaskGradients(self.model.encoder, num_tasks=len(self.task_names))
+        from gradbalance.distributed import ReplicatedTaskGradients
+
+        return ReplicatedTaskGradients(self.model.encoder, len(self.task_names),
+                                       replicated=self.model)
+
     def elapsed_seconds(self) -> float:
-        """Training wall time so far, over this and earlier (resumed) sessions of the run."""
-        running = 0.0 if self._clock_start is None else time.monotonic() - self._clock_start
+        """Training wall time so far, over this and earlier (resumed) sessions of the run (with
+        several ranks, rank 0's as of the last clock sync)."""
+        running = 0.0 if self._clock_start is None else self._clock() - self._clock_start
         return self._elapsed_before + running
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -203,7 +223,8 @@ class Trainer:
         if self.config.schedule == "constant":
             return 1.0
         progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
-        if self.config.fit_schedule_to_budget and self.config.time_budget_minutes is not None:
+        fitted = self.config.fit_schedule_to_budget and not self.config.deterministic  # no clock then
+        if fitted and self.config.time_budget_minutes is not None:
             spent = self.elapsed_seconds() / (60 * self.config.time_budget_minutes)
             progress = max(progress, min(1.0, spent))
         if self.config.schedule == "cosine":
@@ -277,16 +298,24 @@ class Trainer:
     def _micro_step(self, step: dict[str, Any], accumulated: int = 1) -> dict[str, float]:
         """Backward each task's loss of ``step`` into its row, weighted and divided by
         ``accumulated``, the micro-steps of this optimizer step (fewer than
-        ``grad_accumulation`` at an epoch's end), so a step's gradient is their mean."""
-        losses = {}
-        for task, indices in step.items():
+        ``grad_accumulation`` at an epoch's end), so a step's gradient is their mean. With
+        several ranks each takes its shard of every batch, its loss weighted by
+        :meth:`World.shard_weight`; the losses returned are the whole batches' means."""
+        losses, shards = {}, {}
+        for task, batch in step.items():
             t = self.task_names.index(task)
+            indices = self.world.shard(batch)
+            shards[task] = len(indices)
+            if not len(indices):  # a batch smaller than the world: this rank's row stays zero
+                with self.buffer.task(t):
+                    losses[task] = 0.0
+                continue
             loss, plain = self._task_loss(task, indices)
-            scale = self.config.task(task).loss_weight / accumulated
+            scale = self.config.task(task).loss_weight / accumulated * self.world.shard_weight(len(indices), len(batch))
             with self.buffer.task(t):
                 (loss * scale).backward()
             losses[task] = plain
-        return losses
+        return self.world.batch_means(losses, shards, {task: len(batch) for task, batch in step.items()})
 
     def _optimizer_step(self) -> gradbalance.Combination:
         info = self.buffer.combine(self.combiner, self.segments)
@@ -304,6 +333,8 @@ class Trainer:
     # -- logging, evaluation, checkpoints ---------------------------------------------------------
 
     def _log(self, record: dict[str, Any]) -> None:
+        if not self.world.is_main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -326,18 +357,21 @@ class Trainer:
         return self.model if self.ema is None else self.ema.module
 
     def evaluate(self) -> dict[str, float]:
-        scores, _ = evaluate(
-            self.eval_model, self.setups, self.dev_data, self.tokenizer,
+        scores = evaluate_sharded(
+            self.world, self.eval_model, self.setups, self.dev_data, self.tokenizer,
             batch_size=self.config.eval_batch_size, device=self.device, autocast_dtype=self.autocast_dtype,
         )
         score = summary_score(scores)
         p = self.position
+        self._clock.sync()
+        truncated = self.world.sum_int(self.tokenizer.truncated_total)
         self._log({"kind": "eval", "step": p.global_step, "phase": p.phase, "epoch": p.epoch,
-                   "scores": scores, "overall": score, "truncated_inputs": self.tokenizer.truncated_total,
+                   "scores": scores, "overall": score, "truncated_inputs": truncated,
                    "elapsed_s": round(self.elapsed_seconds(), 1)})
         if score is not None and (self.best_score is None or score > self.best_score):
             self.best_score = score
-            atomic_save(self._model_state(scores, self.eval_model), self.run_dir / "best.pt")
+            if self.world.is_main:
+                atomic_save(self._model_state(scores, self.eval_model), self.run_dir / "best.pt")
         return scores
 
     def _model_state(self, scores: dict[str, float] | None = None, model: torch.nn.Module | None = None) -> dict[str, Any]:
@@ -350,6 +384,12 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
+        """Write ``checkpoint.pt`` (rank 0; every rank calls it and checks first that the ranks'
+        weights are bitwise identical)."""
+        self.world.check_replicas(self.model)
+        self._clock.sync()
+        if not self.world.is_main:
+            return
         state = self._model_state()
         state.update(
             optimizer=self.optimizer.state_dict(),
@@ -384,7 +424,8 @@ class Trainer:
         self._loss_avg = dict(state.get("loss_avg") or {})
         self._elapsed_before = float(state.get("elapsed_seconds", 0.0))
         self.position = Position(**state["position"])
-        self._rewind_metrics(state.get("metrics_bytes"))
+        if self.world.is_main:
+            self._rewind_metrics(state.get("metrics_bytes"))
 
     def _rewind_metrics(self, size: int | None) -> None:
         """Cut ``metrics.jsonl`` back to what it held at the checkpoint: the steps after it are
@@ -402,11 +443,25 @@ class Trainer:
 
     def fit(self, on_step: Callable[[Trainer], None] | None = None) -> dict[str, float]:
         """Train to the end of the last phase (or ``max_steps`` / the time budget); returns the
-        last dev scores. ``on_step`` runs after every optimizer step and checkpoint."""
+        last dev scores. ``on_step`` runs after every optimizer step and checkpoint.
+        ``deterministic`` turns torch's deterministic algorithms on for the call (a
+        process-wide switch, restored on return; warn-only: an op without a deterministic
+        kernel warns once instead of stopping a run)."""
+        before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+        if self.config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return self._fit(on_step)
+        finally:
+            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+    def _fit(self, on_step: Callable[[Trainer], None] | None) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         config = self.config
-        self._clock_start = time.monotonic()
+        self._clock.sync()
+        self._clock_start = self._clock()
         budget = None if config.time_budget_minutes is None else config.time_budget_minutes * 60
         scores: dict[str, float] = {}
         bar = tqdm(total=self.total_steps, initial=self.position.global_step, disable=not self.progress,
@@ -421,6 +476,8 @@ class Trainer:
                     # Optimizer steps start at multiples of grad_accumulation (resumes too); the
                     # last one of an epoch may gather fewer micro-steps.
                     group = min(config.grad_accumulation, len(plan) - (index - pending))
+                    self.world.reseed(config.seed, (self.position.phase, self.position.epoch, index),
+                                      self.smart_generator)
                     losses = self._micro_step(plan[index], group)
                     pending += 1
                     if pending < group:
@@ -433,6 +490,7 @@ class Trainer:
                     if on_step is not None:
                         on_step(self)
                     out_of_steps = config.max_steps is not None and self.position.global_step >= config.max_steps
+                    self._clock.sync()  # every rank then reads rank 0's clock: they stop together
                     out_of_time = budget is not None and self.elapsed_seconds() > budget
                     if out_of_steps or out_of_time:
                         stop = True
@@ -451,8 +509,9 @@ class Trainer:
             scores = self.evaluate()
             self.save_checkpoint()
         self._elapsed_before, self._clock_start = self.elapsed_seconds(), None
-        if self.tokenizer.truncated_total:
-            print(f"{self.tokenizer.truncated_total} inputs were truncated to their task's max_length "
+        truncated = self.world.sum_int(self.tokenizer.truncated_total)
+        if truncated and self.world.is_main:
+            print(f"{truncated} inputs were truncated to their task's max_length "
                   "(raise tasks.<name>.max_length to keep more tokens)")
         return scores
 
@@ -490,7 +549,8 @@ def finished_reason(config: TrainConfig, state: dict[str, Any]) -> str | None:
     """Why the run ``state`` (a ``checkpoint.pt``) belongs to has nothing left to train, or
     ``None``: every phase done, ``max_steps`` reached, or the time budget spent."""
     position = state["position"]
-    if position["phase"] >= len(config.phases):
+    last = len(config.phases) - 1  # its last epoch's checkpoint is saved before the phase advances
+    if position["phase"] > last or (position["phase"] == last and position["epoch"] >= config.phases[last].epochs):
         return "every phase is done"
     if config.max_steps is not None and position["global_step"] >= config.max_steps:
         return f"max_steps={config.max_steps} reached"
@@ -525,25 +585,43 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[Trainer], None] | None = None,
+    dist_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> dict[str, float]:
-    """Train ``config`` into ``run_dir`` (or continue the run there with ``resume=True``)."""
+    """Train ``config`` into ``run_dir`` (or continue the run there with ``resume=True``).
+
+    Under ``torchrun`` (or inside an initialized default process group) every rank calls this;
+    rank 0 reads the checkpoint and writes the run directory, the others get its state."""
     run_dir = Path(run_dir)
-    if resume:
-        state, saved = _load_resumable(run_dir)
-        reason = finished_reason(saved, state)
-        if reason is not None:
-            raise RunFinished(f"run {run_dir} has already finished ({reason}); nothing to resume")
-        trainer = Trainer(saved, run_dir, progress=progress)
-        trainer.restore(state)
-        print(f"resuming {run_dir} at phase {trainer.position.phase}, epoch {trainer.position.epoch}, "
-              f"step {trainer.position.step} (optimizer step {trainer.position.global_step})")
-    else:
-        if config is None:
-            raise ValueError("train() needs a config unless resume=True")
-        if (run_dir / "checkpoint.pt").exists():
-            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or pick another --run-dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(config.to_json(), run_dir / "config.json")
-        trainer = Trainer(config, run_dir, progress=progress)
-        save_tokenizer(config, run_dir)
-    return trainer.fit(on_step)
+    with process_group(dist_timeout_s) as world:
+        if resume:
+            state, saved = world.from_main(lambda: _resumable_state(run_dir))
+            trainer = Trainer(saved, run_dir, progress=progress, world=world)
+            trainer.restore(state)
+            del state
+            if world.is_main:
+                print(f"resuming {run_dir} at phase {trainer.position.phase}, epoch {trainer.position.epoch}, "
+                      f"step {trainer.position.step} (optimizer step {trainer.position.global_step})"
+                      + (f" on {world.size} ranks" if world.size > 1 else ""))
+        else:
+            if config is None:
+                raise ValueError("train() needs a config unless resume=True")
+            world.from_main(lambda: _start_run(config, run_dir))
+            trainer = Trainer(config, run_dir, progress=progress, world=world)
+            if world.is_main:
+                save_tokenizer(config, run_dir)
+        return trainer.fit(on_step)
+
+
+def _resumable_state(run_dir: Path) -> tuple[dict[str, Any], TrainConfig]:
+    state, saved = _load_resumable(run_dir)
+    reason = finished_reason(saved, state)
+    if reason is not None:
+        raise RunFinished(f"run {run_dir} has already finished ({reason}); nothing to resume")
+    return state, saved
+
+
+def _start_run(config: TrainConfig, run_dir: Path) -> None:
+    if (run_dir / "checkpoint.pt").exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or pick another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config.to_json(), run_dir / "config.json")

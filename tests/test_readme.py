@@ -75,3 +75,14 @@ def test_plugin_example_defines_a_working_combiner():
     combiner = namespace["InverseNorm"]()
     G = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
     torch.testing.assert_close(combiner.combine(G), torch.tensor([0.6, 1.8]))
+
+
+def test_plugin_example_runs_the_conformance_kit_in_two_lines():
+    namespace: dict = {}
+    exec(block_with("class InverseNorm"), namespace)
+    exec(block_with("conformance_tests"), namespace)
+    test = namespace["test_inverse_norm"]
+    (mark,) = [m for m in test.pytestmark if m.name == "parametrize"]
+    assert mark.args[0] == "check" and "state" in mark.args[1]
+    for check in mark.args[1]:
+        test(check)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
+from .._properties import Property
 from .._combiner import GramianCombiner
 
 # Eigenvalues of K below this times T times the largest are treated as zero: the reference
@@ -38,6 +39,12 @@ class AlignedMTL(GramianCombiner):
     """
 
     name: ClassVar[str] = "aligned-mtl"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+        }
+    )
 
     reduction: Literal["sum", "mean"] = reduction_field("sum")
 

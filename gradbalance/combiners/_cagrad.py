@@ -12,6 +12,7 @@ import numpy as np
 from torch import Tensor
 
 from .._checks import reduction_field
+from .._properties import Property
 from .._combiner import GramianCombiner
 from .._gramian import with_two_task_form
 from ._upgrad import cone_multipliers
@@ -127,6 +128,12 @@ class CAGrad(GramianCombiner):
     """
 
     name: ClassVar[str] = "cagrad"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+        }
+    )
 
     c: float = attrs.field(default=0.5, validator=_check_c)
     rescale: bool = attrs.field(default=True, validator=_check_rescale)

@@ -9,6 +9,7 @@ import attrs
 import numpy as np
 from torch import Tensor
 
+from .._properties import Property
 from .._combiner import GramianCombiner
 from .._gramian import nonzero_row_weights, solve_small, with_two_task_form
 from ._mgda import min_norm_weights
@@ -118,6 +119,14 @@ class FairGrad(GramianCombiner):
     """
 
     name: ClassVar[str] = "fairgrad"
+    # The bargaining solution conflicts with no task (g_t · d = 1/α_t > 0), but the solver can
+    # stall on nearly opposed tasks in few dimensions (test_nash_mtl.py, NEARLY_OPPOSED), so
+    # NON_CONFLICTING is not declared.
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+        }
+    )
 
     alpha: float = attrs.field(default=1.0, validator=_check_alpha)
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._properties import Property
 from .._combiner import GramianCombiner
 from ._order import generator_state, load_generator_state, make_generator, order_array, visiting_orders
 
@@ -58,6 +59,11 @@ class GradVac(GramianCombiner):
     """
 
     name: ClassVar[str] = "gradvac"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.POSITIVELY_HOMOGENEOUS,
+        }
+    )
 
     beta: float = attrs.field(default=0.01, converter=float)
     seed: int | None = None

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
+from .._properties import Property
 from .._combiner import GramianCombiner
 
 # Eigenvalues of the cosine matrix below this times the largest count as zero in C⁺.
@@ -51,6 +52,13 @@ class IMTLG(GramianCombiner):
     """
 
     name: ClassVar[str] = "imtl-g"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+            Property.TASK_SCALE_INVARIANT,
+        }
+    )
 
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 

@@ -9,6 +9,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from .._properties import Property
 from .._combiner import Combination, GradientCombiner, _check_sum_finite
 
 
@@ -18,6 +19,13 @@ class Mean(GradientCombiner):
 
     name: ClassVar[str] = "mean"
     columnwise: ClassVar[bool] = True
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+            Property.SUM_WITHOUT_CONFLICT,
+        }
+    )
 
     def combine_with_info(
         self, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None

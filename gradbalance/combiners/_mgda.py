@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
+from .._properties import Property
 from .._combiner import GramianCombiner
 from .._gramian import nonzero_row_weights, solve_small
 
@@ -46,6 +47,13 @@ class MGDA(GramianCombiner):
     """
 
     name: ClassVar[str] = "mgda"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+            Property.NON_CONFLICTING,
+        }
+    )
 
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 

@@ -8,6 +8,7 @@ import attrs
 import numpy as np
 from torch import Tensor
 
+from .._properties import Property
 from .._combiner import GramianCombiner
 from .._gramian import with_two_task_form
 from ._fairgrad import fair_weights, two_task_bargaining_weights
@@ -44,6 +45,15 @@ class NashMTL(GramianCombiner):
     """
 
     name: ClassVar[str] = "nash-mtl"
+    # The bargaining solution conflicts with no task (g_t · d = 1/α_t > 0), but the solver can
+    # stall on nearly opposed tasks in few dimensions (test_nash_mtl.py, NEARLY_OPPOSED), so
+    # NON_CONFLICTING is not declared.
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.TASK_SCALE_INVARIANT,
+        }
+    )
 
     def weights(self, gramian: Tensor) -> Tensor:
         return with_two_task_form(gramian, two_task_bargaining_weights, bargaining_weights)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
+from .._properties import Property
 from .._combiner import GramianCombiner
 from ._order import generator_state, load_generator_state, make_generator, order_array, visiting_orders
 
@@ -39,6 +40,12 @@ class PCGrad(GramianCombiner):
     """
 
     name: ClassVar[str] = "pcgrad"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.POSITIVELY_HOMOGENEOUS,
+            Property.SUM_WITHOUT_CONFLICT,
+        }
+    )
 
     seed: int | None = None
     reduction: Literal["sum", "mean"] = reduction_field("sum")

@@ -9,6 +9,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from .._properties import Property
 from .._combiner import Combination, GradientCombiner, _check_sum_finite
 
 
@@ -21,6 +22,13 @@ class Sum(GradientCombiner):
 
     name: ClassVar[str] = "sum"
     columnwise: ClassVar[bool] = True
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+            Property.SUM_WITHOUT_CONFLICT,
+        }
+    )
 
     def combine_with_info(
         self, G: Tensor, segments: Sequence[int] | None = None, *, out: Tensor | None = None

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
+from .._properties import Property
 from .._combiner import GramianCombiner
 from .._gramian import solve_small
 
@@ -51,6 +52,14 @@ class UPGrad(GramianCombiner):
     """
 
     name: ClassVar[str] = "upgrad"
+    properties: ClassVar[frozenset[Property]] = frozenset(
+        {
+            Property.PERMUTATION_EQUIVARIANT,
+            Property.POSITIVELY_HOMOGENEOUS,
+            Property.NON_CONFLICTING,
+            Property.SUM_WITHOUT_CONFLICT,
+        }
+    )
 
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 

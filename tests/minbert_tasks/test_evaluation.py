@@ -2,6 +2,7 @@ import math
 
 import attrs
 import pytest
+import scipy.stats
 import torch
 
 import minbert_tasks.plugins
@@ -71,8 +72,11 @@ def test_evaluate_scores_each_task_with_its_metric(tiny):
     preds, golds = predictions["sst"]
     assert golds == [e.label for e in sst]
     assert scores["sst"] == pytest.approx(sum(p == g for p, g in zip(preds, golds)) / len(sst))
-    assert all(0.0 <= p <= 5.0 for p in predictions["sts"][0])
-    assert -1.0 <= scores["sts"] <= 1.0
+    preds, golds = predictions["sts"]
+    assert golds == [e.label for e in sts]
+    assert all(0.0 <= p <= 5.0 for p in preds) and len(set(preds)) > 1
+    # Pearson's r of the predictions against the gold scores, computed independently.
+    assert scores["sts"] == pytest.approx(scipy.stats.pearsonr(preds, golds).statistic, abs=1e-6)
 
 
 def test_no_examples_give_no_predictions(tiny):

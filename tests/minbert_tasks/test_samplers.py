@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import random
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 import numpy as np
@@ -169,17 +175,84 @@ def test_num_batches() -> None:
 
 @FAST
 @given(task_lists(), seeds, epochs)
-def test_deterministic_and_resumable(tasks: list[TaskData], seed: int, epoch: int) -> None:
+def test_deterministic(tasks: list[TaskData], seed: int, epoch: int) -> None:
     for sampler in all_samplers(tasks):
         plan = sampler.plan(tasks, epoch, seed)
         assert frozen(plan) == frozen(sampler.plan(list(tasks), epoch, seed))
         assert len(plan) == sampler.num_steps(tasks)  # type: ignore[attr-defined]
         for step in plan:
             assert step and set(step) <= {t.name for t in tasks}
-        start = len(plan) // 3
-        resumed = list(iter_epoch(sampler, tasks, epoch, seed, start=start))
-        assert [i for i, _ in resumed] == list(range(start, len(plan)))
-        assert frozen([s for _, s in resumed]) == frozen(plan[start:])
+
+
+def stop_and_resume(sampler: Sampler, tasks: list[TaskData], seed: int, epochs: int, stop: tuple[int, int]) -> Plan:
+    """What a run that is killed after step ``stop[1]`` of epoch ``stop[0]`` trains on: the
+    steps so far from ``sampler``, then, after the process's global RNGs have moved on, the
+    rest from a new sampler built from the saved name and options, as a resumed run builds it."""
+    seen: Plan = []
+    for epoch in range(stop[0]):
+        seen += [s for _, s in iter_epoch(sampler, tasks, epoch, seed)]
+    seen += [s for i, s in iter_epoch(sampler, tasks, stop[0], seed) if i < stop[1]]
+    random.seed(seed + 1)  # a new process: global generators in another state
+    np.random.seed((seed + 1) % 2**32)
+    fresh = make_sampler(sampler.name, **attrs.asdict(sampler))
+    for epoch in range(stop[0], epochs):
+        seen += [s for _, s in iter_epoch(fresh, tasks, epoch, seed, start=stop[1] if epoch == stop[0] else 0)]
+    return seen
+
+
+def uninterrupted(sampler: Sampler, tasks: list[TaskData], seed: int, epochs: int) -> Plan:
+    return [s for epoch in range(epochs) for _, s in iter_epoch(sampler, tasks, epoch, seed)]
+
+
+@FAST
+@given(task_lists(), seeds, st.integers(1, 3), st.data())
+def test_a_run_resumed_mid_epoch_sees_the_steps_an_uninterrupted_one_does(
+    tasks: list[TaskData], seed: int, epochs: int, data: st.DataObject
+) -> None:
+    for sampler in all_samplers(tasks):
+        stop_epoch = data.draw(st.integers(0, epochs - 1), label="stop epoch")
+        stop_step = data.draw(st.integers(0, sampler.num_steps(tasks)), label="stop step")  # type: ignore[attr-defined]
+        resumed = stop_and_resume(sampler, tasks, seed, epochs, (stop_epoch, stop_step))
+        assert frozen(resumed) == frozen(uninterrupted(sampler, tasks, seed, epochs))
+
+
+_RESUME_IN_CHILD = """
+import json, sys
+from minbert_tasks.samplers import TaskData, iter_epoch, make_sampler
+cases = json.loads(sys.stdin.read())
+out = []
+for case in cases:
+    tasks = [TaskData(*t) for t in case["tasks"]]
+    sampler = make_sampler(case["name"], **case["options"])
+    epoch, start = case["stop"]
+    out.append([{k: v.tolist() for k, v in step.items()}
+                for _, step in iter_epoch(sampler, tasks, epoch, case["seed"], start=start)])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("hash_seed", ["1", "2"])
+def test_a_resumed_process_plans_the_rest_of_the_epoch_like_the_first_one(hash_seed: str) -> None:
+    """Resumption across processes: a child with another string-hash seed plans the rest of an
+    interrupted epoch from the sampler's name and options alone (a plan seeded through
+    ``hash(str)`` would pass every in-process test and fail here)."""
+    rng = random.Random(hash_seed)
+    cases, expected = [], []
+    for _ in range(6):
+        tasks = [TaskData(name, rng.randint(1, 40), rng.randint(1, 6)) for name in rng.sample(NAMES, rng.randint(1, 4))]
+        seed, epoch = rng.randrange(2**32), rng.randrange(50)
+        for sampler in all_samplers(tasks):
+            plan = sampler.plan(tasks, epoch, seed)
+            start = rng.randint(0, len(plan))
+            cases.append({"tasks": [[t.name, t.size, t.batch_size] for t in tasks], "name": sampler.name,
+                          "options": attrs.asdict(sampler), "seed": seed, "stop": [epoch, start]})
+            expected.append([{k: v.tolist() for k, v in step.items()} for step in plan[start:]])
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": path}
+    child = subprocess.run([sys.executable, "-c", _RESUME_IN_CHILD], input=json.dumps(cases), env=env,
+                           capture_output=True, text=True, check=True)
+    assert json.loads(child.stdout) == expected
 
 
 @FAST

@@ -2,6 +2,8 @@ import pytest
 import torch
 
 import gradbalance
+from gradbalance.testing import conformance_tests
+from inverse_norm.plugin import InverseNorm
 
 
 def test_installed_and_listed():
@@ -28,3 +30,8 @@ def test_works_in_the_buffer():
             layer(torch.randn(4, 2)).pow(2).sum().backward()
     buffer.combine(gradbalance.create("inverse-norm", reduction="mean"))
     assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
+
+
+# The conformance kit: the contract and InverseNorm's declared properties, one test per check.
+test_conformance = conformance_tests(InverseNorm)
+test_conformance_mean = conformance_tests(InverseNorm, reduction="mean")

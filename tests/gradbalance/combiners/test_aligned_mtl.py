@@ -67,10 +67,3 @@ def test_parallel_opposed_and_absent_tasks():
     info = AlignedMTL().combine_with_info(torch.stack([g, torch.zeros(2, dtype=torch.float64)]))
     torch.testing.assert_close(info.weights[0], torch.tensor([1.0, 0.0], dtype=torch.float64))
 
-
-@settings(max_examples=50, deadline=None)
-@given(G=task_matrices(kinds=("normal", "zero", "parallel")), scale=st.floats(1e-6, 1e6))
-def test_scales_with_the_gradients(G, scale):
-    torch.testing.assert_close(
-        AlignedMTL().combine(scale * G), scale * AlignedMTL().combine(G), rtol=1e-7, atol=1e-9 * scale * scale_of(G)
-    )

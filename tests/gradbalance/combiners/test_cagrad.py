@@ -6,7 +6,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from _matrices import cosine_condition, scale_of, segment_pieces, task_matrices
+from _matrices import cosine_condition, scale_of, task_matrices
 
 import gradbalance
 import gradbalance.combiners._cagrad as cagrad_module
@@ -81,6 +81,10 @@ def assert_optimal(G: torch.Tensor, c: float) -> None:
         assert (d == 0).all()
         return
     nu = torch.where(active, W - 1 / T, 0.0)
+    if float(nu.abs().sum()) == 0:  # a zero ball (g0 = 0: rows that cancel exactly): the mean
+        assert c * float(G.mean(0).norm()) <= 1e-12 * float(norms.sum())
+        torch.testing.assert_close(d, G.mean(0), rtol=0, atol=1e-12 * float(norms.sum()))
+        return
     omega = nu * norms  # contributions of the unit gradients to d − g0
     spread = float(omega.abs().sum())
     assert float(omega.min()) >= -TOL * spread
@@ -291,16 +295,6 @@ def test_permutation_equivariant(G, c, seed):
     # direction several.
     if G.shape[0] <= G.shape[1] and cosine_condition(G[G.norm(dim=1) > 0]) < 1e6:
         torch.testing.assert_close(permuted.weights[0], info.weights[0][order], rtol=1e-6, atol=0)
-
-
-@settings(max_examples=40, deadline=None)
-@given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4), c=WELL_POSED_C)
-def test_segments_are_independent_problems(G, cuts, c):
-    pieces = segment_pieces(G.shape[1], cuts)
-    got = CAGrad(c=c).combine(G, [b - a for a, b in pieces])
-    for a, b in pieces:
-        want = CAGrad(c=c).combine(G[:, a:b])
-        assert float((got[a:b] - want).norm()) <= tolerance(G[:, a:b], c)
 
 
 @settings(max_examples=40, deadline=None)

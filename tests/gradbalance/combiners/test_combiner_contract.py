@@ -1,44 +1,50 @@
-"""Properties every built-in combiner shares, run over the same matrix families."""
+"""Every built-in under the conformance kit (gradbalance.testing), plus the contract details
+the kit does not cover: zero matrices, error messages, segment naming, plugin-side checks."""
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from _matrices import cosine_condition, scale_of, segment_pieces, task_matrices
 
 import gradbalance
 from gradbalance import IMTLG, MGDA, AlignedMTL, GramianCombiner, NonFiniteGradientError, UPGrad
+from gradbalance import _builtins
+from gradbalance.testing import applicable_checks, check_combiner
 
 BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad", "nash-mtl", "fairgrad"]
+CLASSES = {cls.name: cls for cls in _builtins.gradbalance_combiners()}
+
+# Declared properties hold for every option value: the defaults, plus the options that change
+# the maths most (randomized methods get a seed, which the kit needs to compare runs).
+OPTION_SETS = {
+    "pcgrad": [{"seed": 0}, {"seed": 1, "reduction": "mean"}],
+    "gradvac": [{"seed": 0}, {"seed": 1, "beta": 0.5}],
+    "cagrad": [{}, {"c": 2.0, "rescale": False, "reduction": "sum"}],
+    "fairgrad": [{}, {"alpha": 3.0}],
+    "upgrad": [{}, {"reduction": "sum"}],
+}
+CASES = [
+    pytest.param(name, options, check, id=f"{name}{'-' + '-'.join(f'{k}={v}' for k, v in options.items()) if options else ''}-{check}")
+    for name in BUILTINS
+    for options in OPTION_SETS.get(name, [{}])
+    for check in applicable_checks(CLASSES[name])
+]
 
 
 def make(name: str):
     return gradbalance.create(name, seed=0) if name in ("pcgrad", "gradvac") else gradbalance.create(name)
 
 
-@pytest.mark.parametrize("name", BUILTINS)
-@settings(max_examples=30, deadline=None)
-@given(G=task_matrices(max_columns=500))
-def test_finite_output_of_the_right_shape(name, G):
-    d = make(name).combine(G)
-    assert d.shape == (G.shape[1],) and d.dtype == G.dtype
-    assert torch.isfinite(d).all()
+def test_every_builtin_is_under_the_kit():
+    assert sorted(CLASSES) == sorted(BUILTINS)
+
+
+@pytest.mark.parametrize("name, options, check", CASES)
+def test_conformance(name, options, check):
+    check_combiner(CLASSES[name], checks=[check], **options)
 
 
 @pytest.mark.parametrize("name", BUILTINS)
 def test_all_zero_rows_give_zero(name):
     assert torch.equal(make(name).combine(torch.zeros(4, 33)), torch.zeros(33))
-
-
-@pytest.mark.parametrize("name", BUILTINS)
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_nonfinite_row_is_named(name, bad):
-    G = torch.randn(4, 1000)
-    G[2, 417] = bad
-    with pytest.raises(NonFiniteGradientError, match="task 2") as info:
-        make(name).combine(G)
-    assert info.value.task == 2
 
 
 def test_nonfinite_row_is_named_with_its_segment():
@@ -68,25 +74,16 @@ def test_low_precision_inputs_accumulate_wide_and_return_their_dtype(name, dtype
     d = make(name).combine(G)
     assert d.dtype == dtype
     want = make(name).combine(G.double())  # same rounded inputs, exact arithmetic
-    eps = torch.finfo(dtype).eps
-    if name in ("imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad", "nash-mtl", "fairgrad"):
-        # These solve a system in the Gramian (IMTL-G's cosine matrix, MGDA's and CAGrad's KKT
-        # systems, UPGrad's projections, Aligned-MTL's eigenvectors, Nash-MTL's and FairGrad's
-        # equations): Gramian rounding (a few eps
-        # of a float32 block product) reaches their weights amplified by the condition number of
-        # the tasks' cosine matrix.
-        eps *= cosine_condition(G64)
+    # What the method delivers: the Gramian is formed in float32 (products of half values are
+    # exact there), so its rounding, amplified by the tasks' cosine condition number κ (the
+    # solvers' weights), and half an ulp of the result's dtype. Measured: 0.21-0.22 ε for
+    # float16/bfloat16 (the output rounding alone), up to 8.6 ε for float32 (κ = 24 here; the old bound, 4 ε κ, allowed
+    # 0.74 relative for bfloat16).
+    unit = G64 / G64.norm(dim=1, keepdim=True)
+    kappa = float(torch.linalg.cond(unit @ unit.T))
+    bound = torch.finfo(dtype).eps / 2 + kappa * torch.finfo(torch.float32).eps
     err = (d.double() - want).norm() / want.norm()
-    assert err < 4 * eps, f"relative error {err:.2e} for {dtype}"
-
-
-@pytest.mark.parametrize("name", BUILTINS)
-def test_out_is_filled_in_place(name):
-    G = torch.randn(3, 777)
-    out = torch.empty(777)
-    d = make(name).combine(G, out=out)
-    assert d.data_ptr() == out.data_ptr()
-    torch.testing.assert_close(out, make(name).combine(G))
+    assert err < bound, f"relative error {err:.2e} for {dtype}, bound {bound:.2e}"
 
 
 @pytest.mark.parametrize(
@@ -113,16 +110,6 @@ REDUCED = {
     "aligned-mtl": (AlignedMTL, "mean"),
     "upgrad": (UPGrad, "sum"),
 }
-
-
-@pytest.mark.parametrize("name", [*REDUCED, "nash-mtl", "fairgrad"])
-@settings(max_examples=40, deadline=None)
-@given(G=task_matrices(max_columns=400), cuts=st.lists(st.integers(1, 399), max_size=4))
-def test_segments_are_independent_problems(name, G, cuts):
-    pieces = segment_pieces(G.shape[1], cuts)
-    got = make(name).combine(G, [b - a for a, b in pieces])
-    want = torch.cat([make(name).combine(G[:, a:b]) for a, b in pieces])
-    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * scale_of(G))
 
 
 @pytest.mark.parametrize("name", REDUCED)

@@ -92,3 +92,11 @@ def test_two_parallel_tasks_and_two_opposed_tasks():
     assert float(info.direction @ g) > 0
     # Exactly opposed: no direction helps both; the update is zero rather than a division by zero.
     assert IMTLG().combine(torch.stack([g, -g])).abs().max() == 0
+
+
+def test_opposed_tasks_that_balance_out_give_zero_in_any_order():
+    # One dimension: C is rank one with signs (+, −, +, −), so C⁺ 1 = 0 exactly, but its
+    # rounding noise was normalized into an update of norm ~2 whose sign followed the order.
+    G = torch.tensor([[1.541], [-0.2934], [0.0], [0.5684], [-1.0845]], dtype=torch.float64)
+    for order in ([0, 1, 2, 3, 4], [4, 0, 1, 3, 2]):
+        assert IMTLG().combine(G[order]).abs().max() == 0

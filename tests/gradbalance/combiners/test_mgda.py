@@ -112,3 +112,13 @@ def test_segments_solved_side_by_side_match_one_at_a_time(G, cuts):
     for a, b in pieces:
         assert (got[a:b] - want[a:b]).norm() <= 1e-7 * scale_of(G[:, a:b])
 
+
+@pytest.mark.parametrize("seed", [1, 18])
+def test_a_tiny_row_among_long_ones_conflicts_with_none(seed):
+    # The min-norm point is as short as the tiny row; an optimality test relative to the
+    # longest row's |g|² stopped there while still conflicting with a long row (by 1.6e-11
+    # with |d|² = 3e-19 at seed 1).
+    G = torch.randn(4, 20, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    G[1] *= 1e-10
+    d = MGDA().combine(G)
+    assert bool((G @ d >= 0.5 * d.dot(d)).all()), (G @ d).tolist()

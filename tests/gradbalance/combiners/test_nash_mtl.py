@@ -141,3 +141,25 @@ def test_update_length_is_fixed_by_the_task_count(T):
     G = torch.randn(T, 500, dtype=torch.float64, generator=torch.Generator().manual_seed(T)) * 1e-7
     assert abs(float(NashMTL().combine(G).norm()) - T**0.5) < 1e-9
     assert float(NashMTL().combine(G * 1e12).norm()) == pytest.approx(T**0.5, rel=1e-9)
+
+
+# Four tasks in three dimensions, two nearly opposed (cosine −0.9999996) and not
+# Pareto-stationary (the unit gradients' min-norm point has norm 3.8e-4): the bargaining
+# solution exists (K α = 1/α to 2e-9 by BFGS in log α, weights ~1580 on the opposed pair), but
+# the damped Newton descent stops at f's rounding and the log-space polish does not converge,
+# so the returned weights leave residuals of 0.02 and the update conflicts with task 0. Found by
+# the conformance kit's non-conflicting check on the nearly-parallel family (about one run in
+# 16 of 20 examples); NON_CONFLICTING stays undeclared until the solver handles it.
+NEARLY_OPPOSED = [
+    ["0x1.529cc078113dap-1", "0x1.11548d02b8fe5p-2", "0x1.f94295e129d76p-5"],
+    ["-0x1.5252961adca30p-1", "-0x1.11c06fe99c7b3p-2", "-0x1.fa7fe03daf643p-5"],
+    ["-0x1.85d427c6372fcp+0", "0x1.86d825192ee02p-2", "-0x1.07115b0a48f26p+0"],
+    ["-0x1.204874d847519p-1", "-0x1.c8da4d337dd1fp-1", "-0x1.dd2f7ac4d1df3p-5"],
+]
+
+
+@pytest.mark.xfail(strict=True, reason="Newton stalls on nearly opposed tasks (see NEARLY_OPPOSED)")
+def test_nearly_opposed_tasks_in_few_dimensions_all_progress():
+    G = torch.tensor([[float.fromhex(x) for x in row] for row in NEARLY_OPPOSED], dtype=torch.float64)
+    d = NashMTL().combine(G)
+    assert bool((G @ d > 0).all()), (G @ d).tolist()

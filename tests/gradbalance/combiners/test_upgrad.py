@@ -74,24 +74,6 @@ def test_never_conflicts_and_keeps_every_task(G, reduction):
     assert bool((G @ d >= -allowance).all())
 
 
-@settings(max_examples=50, deadline=None)
-@given(G=task_matrices(max_columns=500, kinds=("normal", "zero", "parallel", "tiny", "huge")))
-def test_without_conflict_it_is_the_mean(G):
-    K = G @ G.T
-    if bool((K < 0).any()):
-        G = G.abs()  # non-negative rows never conflict
-    torch.testing.assert_close(UPGrad().combine(G), G.mean(0), rtol=1e-12, atol=1e-12 * scale_of(G))
-
-
-@settings(max_examples=60, deadline=None)
-@given(G=task_matrices(max_columns=300), scale=st.floats(1e-6, 1e6), seed=st.integers(0, 1000))
-def test_scale_and_permutation_equivariant(G, scale, seed):
-    d = UPGrad().combine(G)
-    torch.testing.assert_close(UPGrad().combine(scale * G), scale * d, rtol=1e-9, atol=1e-9 * scale * scale_of(G))
-    order = torch.randperm(G.shape[0], generator=torch.Generator().manual_seed(seed))
-    torch.testing.assert_close(UPGrad().combine(G[order]), d, rtol=1e-9, atol=1e-9 * scale_of(G))
-
-
 def test_examples():
     e1, e2 = torch.eye(2, dtype=torch.float64)
     # Orthogonal: no conflict, the mean.

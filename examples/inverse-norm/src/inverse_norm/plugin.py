@@ -21,6 +21,11 @@ class InverseNorm(gradbalance.GramianCombiner):
     """
 
     name: ClassVar[str] = "inverse-norm"
+    # Every task contributes its unit vector: reordering the tasks or rescaling one changes
+    # nothing (checked by gradbalance.testing, see tests/).
+    properties: ClassVar[frozenset[gradbalance.Property]] = frozenset(
+        {gradbalance.Property.PERMUTATION_EQUIVARIANT, gradbalance.Property.TASK_SCALE_INVARIANT}
+    )
 
     reduction: Literal["sum", "mean"] = attrs.field(
         default="sum", validator=attrs.validators.in_(("sum", "mean"))
