@@ -97,6 +97,9 @@ class CAGrad(GramianCombiner):
       progresses most is kept.
     - Everything is solved in cosine coordinates (weights times gradient norms), so rows of
       very different norms keep their accuracy; scaling ``K`` leaves ``w*`` unchanged.
+    - Two tasks: the dual lives on a segment, and :func:`two_task_weights` answers every
+      segment at once in closed form (the support formula above, or a vertex); the general
+      solver only sees segments near its special cases below. Equal to it to rounding (tested).
 
     Edge cases, all deliberate:
 

@@ -99,6 +99,9 @@ class FairGrad(GramianCombiner):
       solved as one task (``c = (Σ c_t^α)^(1/α)``) and split after (``β_t ∝ c_t^α``).
 
     A few to a few dozen ``T × T`` solves: ~1 ms at ``α = 1``, ~2-2.5 ms at ``α = 2``, ``T ≤ 8``.
+    Two tasks at ``α = 1``: closed form, ``β₁ = β₂ = (1 + ρ)^(−1/2)`` for the cosine ``ρ``
+    (:func:`two_task_bargaining_weights`, every segment at once); at other ``α`` the two
+    equations are not symmetric and the solver runs.
 
     Accuracy: the tests hold every equation to its rounding for ``α`` from 0.25 to 8, with norms
     up to 1e25 apart at ``α = 30``. At extreme exponents with widely spread norms (``α ≤ 0.02``

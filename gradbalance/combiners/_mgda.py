@@ -34,8 +34,9 @@ class MGDA(GramianCombiner):
     The paper approximates ``w`` with Frank-Wolfe iterations (its Alg. 2); this solves it
     exactly with Wolfe's nearest-point algorithm (Wolfe, "Finding the nearest point in a
     polytope", Math. Programming 1976), which needs only inner products of the gradients,
-    i.e. the Gramian, and ends in finitely many steps. No gradient normalization: the
-    paper's loss-based normalizations need the losses, which a combiner does not see.
+    i.e. the Gramian, and ends in finitely many steps. With two tasks its steps are written
+    out (:func:`two_task_min_norm_weights`, every segment at once). No gradient normalization:
+    the paper's loss-based normalizations need the losses, which a combiner does not see.
 
     A zero gradient row gets weight 0 and is left out of the problem (a task that sat out the
     step, or a segment it does not touch); otherwise it would make the min-norm point zero

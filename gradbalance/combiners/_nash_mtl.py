@@ -33,7 +33,10 @@ class NashMTL(GramianCombiner):
     with a backtracking line search, to float64 rounding, in cosine coordinates
     (``β_t = α_t ‖g_t‖``, ``C β = 1/β``), which the scale invariance allows, so rows of very
     different norms keep their accuracy. The solver is :class:`FairGrad`'s at ``alpha=1``
-    (proportional fairness): the same update, kept under its own name and paper.
+    (proportional fairness): the same update, kept under its own name and paper. With two
+    tasks ``C β = 1/β`` is symmetric and solved in closed form, ``β₁ = β₂ = (1 + ρ)^(−1/2)`` for
+    the cosine ``ρ`` (``two_task_bargaining_weights``, every segment at once; the general
+    solver near exactly opposed tasks).
 
     Edge cases: a solution exists exactly when the tasks are not Pareto-stationary (no convex
     combination of the unit gradients is zero; the unit vectors' min-norm point, found by
