@@ -142,7 +142,8 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     products run without TF32 (:func:`full_float32_matmul`).
     """
     small = G.shape[0] <= MAX_DOT_TASKS and G.numel() * G.element_size() <= MAX_DOT_BYTES
-    if small and G.device.type == "cpu" and G.dtype in _DOT_DTYPES:
+    symmetric = small and G.device.type == "cpu" and G.dtype in _DOT_DTYPES
+    if symmetric:  # each pair's product computed once and written to both halves
         K = _dot_gramian(G, sizes)
     elif (_common_block(sizes) if len(sizes) > 1 and G.dtype == torch.float32 else 0) >= MIN_SHARED_BLOCK:
         # Segments that share a block length (per-tensor segments of a network are multiples of
@@ -169,10 +170,12 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     # stalling the stream once per task pair.
     K = K.cpu()
     if not all_finite(K):
-        K = _recover_nonfinite(G, sizes, K)
+        K, symmetric = _recover_nonfinite(G, sizes, K), False
     # A float32 GEMM need not round K_ij and K_ji alike; the solvers compare task progress
     # computed from both halves (CAGrad fell back to the mean on a 5e-8 relative asymmetry).
-    return (K + K.mT) / 2
+    # The row-pair dots are symmetric already, and (K + Kᵀ)/2 would return K bit for bit after
+    # ~10 µs of torch calls (a third of a small combine's Gramian step).
+    return K if symmetric else (K + K.mT) / 2
 
 
 def _recover_nonfinite(G: Tensor, sizes: Sequence[int], K: Tensor) -> Tensor:
@@ -208,6 +211,24 @@ def nonzero_row_weights(gramian: Tensor, solve: Callable[[np.ndarray], np.ndarra
         elif positive[s].any():
             active = np.flatnonzero(positive[s])
             weights[s, active] = solve(K[s][np.ix_(active, active)])
+    return torch.from_numpy(weights)
+
+
+def with_two_task_form(
+    gramian: Tensor,
+    closed_form: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    solve: Callable[[np.ndarray], np.ndarray],
+) -> Tensor:
+    """``[S, T]`` weights: for ``T = 2``, ``closed_form`` of the ``[S, 2, 2]`` Gramians (weights and
+    which segments it settled) and :func:`nonzero_row_weights` with ``solve`` for the rest (zero
+    rows, and cases too close to a branch of the general solver to call); otherwise ``solve``."""
+    if gramian.shape[1] != 2:
+        return nonzero_row_weights(gramian, solve)
+    K = gramian.numpy()
+    weights, settled = closed_form(K)
+    if not settled.all():
+        rest = ~settled
+        weights[rest] = nonzero_row_weights(torch.from_numpy(K[rest]), solve).numpy()
     return torch.from_numpy(weights)
 
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._properties import Property
 from .._combiner import GramianCombiner
-from .._gramian import nonzero_row_weights
+from .._gramian import with_two_task_form
 from ._upgrad import cone_multipliers
 
 # When rounding stops the active-set method short of a verified optimum, problems with up to
@@ -30,6 +30,10 @@ _TOLERANCE = 1e-12
 # nearest point to the origin is shorter than this times Σ|ω_t|, the unit-vector contributions
 # it is built from: Gramian rounding leaves ~1e-8 of that there when the hull does pass through.
 _FLAT = 1e-6
+# The two-task closed form settles a segment only this far (relative) from a branch point of the
+# general solver, and a hull this far from the origin (relative to the rows it is built from).
+_CLEAR = 1e-9
+_CLEAR_HULL = 1e-4
 # The exhaustive search skips supports whose bordered system has a larger condition number:
 # affinely dependent up to rounding (a smaller support spans the same hull), or too badly
 # scaled to trust.
@@ -93,6 +97,9 @@ class CAGrad(GramianCombiner):
       progresses most is kept.
     - Everything is solved in cosine coordinates (weights times gradient norms), so rows of
       very different norms keep their accuracy; scaling ``K`` leaves ``w*`` unchanged.
+    - Two tasks: the dual lives on a segment, and :func:`two_task_weights` answers every
+      segment at once in closed form (the support formula above, or a vertex); the general
+      solver only sees segments near its special cases below. Equal to it to rounding (tested).
 
     Edge cases, all deliberate:
 
@@ -141,8 +148,63 @@ class CAGrad(GramianCombiner):
         scale = T if self.reduction == "sum" else 1.0
         if self.rescale:
             scale /= 1.0 + c * c
-        weights = nonzero_row_weights(gramian, lambda K: conflict_averse_weights(K, T, c))
+        weights = with_two_task_form(
+            gramian, lambda K: two_task_weights(K, c), lambda K: conflict_averse_weights(K, T, c)
+        )
         return weights * scale
+
+
+def two_task_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """CAGrad's weights (before rescaling) for two tasks in closed form, for Gramians
+    ``K [S, 2, 2]``: weights ``[S, 2]`` and which segments it settled; the rest (a zero row, a
+    hull within 1e-4 of the origin, a value within 1e-9 of a branch point, including a worst
+    progress within 1e-9 of 0, where the general solver may take the projection) are left to
+    :func:`conflict_averse_weights`, whose documented choices they need.
+
+    Scaled gradients ``p_t`` (largest norm 1), ``h = p₁ − p₂``, ``H = ‖h‖²``. The interior
+    optimum (both tasks in the support, equal progress) is ``d − g0 = √(φ − C) ĝ_u + g_v``, with
+    ``g_u`` the segment's line's nearest point to the origin (``‖g_u‖² = A = n₁²n₂²(1 − ρ²)/H``)
+    and ``g_v = −(h · g0 / H) h`` (``C = (h · g0)²/H``), valid when its coefficients are
+    non-negative; otherwise the optimum is a vertex, ``d − g0 = √φ ĝ_t`` for the task ``t`` that
+    then progresses least."""
+    S = len(K)
+    a, b, e = K[:, 0, 0], K[:, 0, 1], K[:, 1, 1]
+    weights = np.full((S, 2), 0.5)
+    both = (a > 0) & (e > 0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rho = np.clip(b / np.sqrt(a) / np.sqrt(e), -1.0, 1.0)
+        largest = np.maximum(a, e)
+        n1, n2 = np.sqrt(a / largest), np.sqrt(e / largest)
+        g01, g02 = 0.5 * (n1 + rho * n2), 0.5 * (n2 + rho * n1)  # ĝ_t · g0
+        phi = c * c * np.maximum(0.5 * (n1 * g01 + n2 * g02), 0.0)
+        radius = np.sqrt(phi)
+        size = 0.5 * (n1 + n2) + radius
+        H = (n1 - n2) ** 2 + 2 * n1 * n2 * (1 - rho)
+        A = n1 * n1 * n2 * n2 * (1 - rho) * (1 + rho) / H
+        kappa = 0.5 * (n1 * n1 - n2 * n2) / H  # h · g0 / H
+        # g_u = q₁ p₁ + q₂ p₂ (q₁ + q₂ = 1, each from its own formula: no cancellation in 1 − q)
+        q1, q2 = n2 * (n2 - rho * n1) / H, n1 * (n1 - rho * n2) / H
+        length = np.sqrt(np.maximum(phi - kappa * kappa * H, 0.0) / A)  # √(φ − C) / ‖g_u‖
+        nu1, nu2 = length * q1 - kappa, length * q2 + kappa  # d − g0 = ν₁ p₁ + ν₂ p₂
+        omega = np.abs(nu1 * n1) + np.abs(nu2 * n2)
+        progress = n1 * g01 + nu1 * n1 * n1 + nu2 * rho * n1 * n2  # p_t · d, equal for both
+        interior = (
+            (np.sqrt(A) > _CLEAR_HULL * (np.abs(q1) * n1 + np.abs(q2) * n2))
+            & (kappa * kappa * H < phi)
+            & (np.minimum(nu1 * n1, nu2 * n2) > _CLEAR * omega)
+            & (np.abs(progress) > _CLEAR * (size + omega))
+        )
+        # Vertex t: p_t · d and the other's, p_s · d.
+        own1, other1 = n1 * (g01 + radius), n2 * (g02 + radius * rho)
+        own2, other2 = n2 * (g02 + radius), n1 * (g01 + radius * rho)
+        margin = _CLEAR * (size + radius) * (n1 + n2)
+        clear = _CLEAR * (size + radius)
+        vertex1 = ~interior & (other1 - own1 > margin) & (np.abs(own1) > clear)
+        vertex2 = ~interior & ~vertex1 & (other2 - own2 > margin) & (np.abs(own2) > clear)
+        weights[:, 0] += np.where(interior, nu1, np.where(vertex1, radius / n1, 0.0))
+        weights[:, 1] += np.where(interior, nu2, np.where(vertex2, radius / n2, 0.0))
+    settled = both & ((phi == 0) | interior | vertex1 | vertex2)
+    return np.where(settled[:, None], weights, 0.0), settled
 
 
 def conflict_averse_weights(K: np.ndarray, T: int, c: float) -> np.ndarray:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._properties import Property
 from .._combiner import GramianCombiner
-from .._gramian import nonzero_row_weights, solve_small
+from .._gramian import nonzero_row_weights, solve_small, with_two_task_form
 from ._mgda import min_norm_weights
 
 # Pareto-stationary, so no allocation helps every task: the hull of the unit task gradients
@@ -47,6 +47,11 @@ _LOG_RANGE = 700.0
 _PARALLEL = 1e-12
 # The smallest weight β kept (float64's smallest normal number).
 _TINY = float(np.finfo(np.float64).tiny)
+# Two tasks are Pareto-stationary where 1 + ρ ≤ 2e-12 (ρ their cosine: the hull's min-norm
+# point, (1 + ρ)/2, at _STATIONARY): the closed form answers 5x from there either way, and leaves
+# the band between these two to the general solver.
+_OPPOSED = 1e-11
+_OPPOSED_ZERO = 4e-13
 # Continuation from α = 1 moves α by at most this factor per solve.
 _STAGE = 1.25
 # The solver's c_t are relative to the largest, as logarithms; smaller ones are held at this.
@@ -94,6 +99,9 @@ class FairGrad(GramianCombiner):
       solved as one task (``c = (Σ c_t^α)^(1/α)``) and split after (``β_t ∝ c_t^α``).
 
     A few to a few dozen ``T × T`` solves: ~1 ms at ``α = 1``, ~2-2.5 ms at ``α = 2``, ``T ≤ 8``.
+    Two tasks at ``α = 1``: closed form, ``β₁ = β₂ = (1 + ρ)^(−1/2)`` for the cosine ``ρ``
+    (:func:`two_task_bargaining_weights`, every segment at once); at other ``α`` the two
+    equations are not symmetric and the solver runs.
 
     Accuracy: the tests hold every equation to its rounding for ``α`` from 0.25 to 8, with norms
     up to 1e25 apart at ``α = 30``. At extreme exponents with widely spread norms (``α ≤ 0.02``
@@ -127,7 +135,30 @@ class FairGrad(GramianCombiner):
 
     def weights(self, gramian: Tensor) -> Tensor:
         alpha = float(self.alpha)
+        if alpha == 1.0:
+            return with_two_task_form(gramian, two_task_bargaining_weights, lambda K: fair_weights(K, 1.0))
         return nonzero_row_weights(gramian, lambda K: fair_weights(K, alpha))
+
+
+def two_task_bargaining_weights(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``α = 1`` allocation for two tasks in closed form, for Gramians ``K [S, 2, 2]``: weights
+    ``[S, 2]`` and which segments it settled. In cosine coordinates ``C = [[1, ρ], [ρ, 1]]`` the
+    equations ``C β = 1/β`` are symmetric, so ``β₁ = β₂ = (1 + ρ)^(−1/2)`` and ``w_t = β/‖g_t‖``;
+    one non-zero row gets ``1/‖g‖``, none 0; zero for ``1 + ρ < 4e-13`` (Pareto-stationary). The
+    band ``4e-13 ≤ 1 + ρ ≤ 1e-11`` around the general solver's stationarity threshold
+    (``1 + ρ = 2e-12``) is left to it. Near that threshold the problem itself is ill-conditioned:
+    an ulp in ``ρ`` moves ``β`` by ``ε/(1 + ρ)`` relative, in either solver."""
+    a, b, c = K[:, 0, 0], K[:, 0, 1], K[:, 1, 1]
+    norms = np.sqrt(np.stack([a, c], 1))
+    positive = norms > 0
+    both = positive.all(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.clip(b / (norms[:, 0] * norms[:, 1]), -1.0, 1.0)
+        beta = np.where(both, 1 / np.sqrt(np.where(both, 1 + rho, 1.0)), 1.0)
+        weights = np.where(positive, beta[:, None] / np.where(positive, norms, 1.0), 0.0)
+    stationary = both & (1 + rho < _OPPOSED_ZERO)
+    settled = ~both | (1 + rho > _OPPOSED) | stationary
+    return np.where(stationary[:, None], 0.0, weights), settled
 
 
 def fair_weights(K: np.ndarray, alpha: float) -> np.ndarray:

@@ -34,8 +34,9 @@ class MGDA(GramianCombiner):
     The paper approximates ``w`` with Frank-Wolfe iterations (its Alg. 2); this solves it
     exactly with Wolfe's nearest-point algorithm (Wolfe, "Finding the nearest point in a
     polytope", Math. Programming 1976), which needs only inner products of the gradients,
-    i.e. the Gramian, and ends in finitely many steps. No gradient normalization: the
-    paper's loss-based normalizations need the losses, which a combiner does not see.
+    i.e. the Gramian, and ends in finitely many steps. With two tasks its steps are written
+    out (:func:`two_task_min_norm_weights`, every segment at once). No gradient normalization:
+    the paper's loss-based normalizations need the losses, which a combiner does not see.
 
     A zero gradient row gets weight 0 and is left out of the problem (a task that sat out the
     step, or a segment it does not touch); otherwise it would make the min-norm point zero
@@ -58,12 +59,37 @@ class MGDA(GramianCombiner):
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
-        if gramian.shape[0] == 1:  # one problem: the sequential solver has fewer calls per step
+        if gramian.shape[1] == 2:
+            weights = torch.from_numpy(two_task_min_norm_weights(gramian.numpy()))
+        elif gramian.shape[0] == 1:  # one problem: the sequential solver has fewer calls per step
             weights = nonzero_row_weights(gramian, min_norm_weights)
         else:
             K = gramian.numpy()
             weights = torch.from_numpy(batched_min_norm_weights(K, np.diagonal(K, axis1=1, axis2=2) > 0))
         return weights * gramian.shape[1] if self.reduction == "sum" else weights
+
+
+def two_task_min_norm_weights(K: np.ndarray) -> np.ndarray:
+    """``[S, 2]``: the min-norm convex weights of two rows per Gramian ``K [S, 2, 2]`` in closed
+    form, Wolfe's steps written out. From the shorter row ``g_i`` (the first on a tie), the other
+    row enters only if ``g_i · g_j < ‖g_i‖²`` (beyond the solver's tolerance); then the segment's
+    nearest point to the origin is ``w_i = (‖g_j‖² − g_i·g_j) / ‖g_i − g_j‖²`` (positive, as is
+    ``w_j``), else ``w_i = 1``. Both branches meet at ``g_i · g_j = ‖g_i‖²`` (``w_j = 0``), so
+    the tolerance moves the result by rounding only. One non-zero row gets 1, none 0."""
+    a, b, e = K[:, 0, 0], K[:, 0, 1], K[:, 1, 1]
+    positive = np.stack([a > 0, e > 0], 1)
+    first = a <= e  # the shorter row starts the support
+    with np.errstate(divide="ignore", invalid="ignore"):
+        largest = np.maximum(a, e)
+        short, long_ = np.where(first, a, e) / largest, np.where(first, e, a) / largest
+        cross = b / largest
+        enters = cross < short - _TOLERANCE * np.sqrt(short) * np.sqrt(long_)
+        span = (short - cross) + (long_ - cross)  # ‖g_i − g_j‖², positive where g_j enters
+        w_short = np.where(enters, (long_ - cross) / span, 1.0)
+        w_long = np.where(enters, (short - cross) / span, 0.0)  # not 1 − w_short: no cancellation
+    weights = np.where(first[:, None], np.stack([w_short, w_long], 1), np.stack([w_long, w_short], 1))
+    both = positive.all(1)
+    return np.where(both[:, None], weights, positive.astype(float))
 
 
 def min_norm_weights(K: np.ndarray) -> np.ndarray:

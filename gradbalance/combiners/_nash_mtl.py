@@ -10,8 +10,8 @@ from torch import Tensor
 
 from .._properties import Property
 from .._combiner import GramianCombiner
-from .._gramian import nonzero_row_weights
-from ._fairgrad import fair_weights
+from .._gramian import with_two_task_form
+from ._fairgrad import fair_weights, two_task_bargaining_weights
 
 
 @attrs.define(eq=False)
@@ -33,7 +33,10 @@ class NashMTL(GramianCombiner):
     with a backtracking line search, to float64 rounding, in cosine coordinates
     (``β_t = α_t ‖g_t‖``, ``C β = 1/β``), which the scale invariance allows, so rows of very
     different norms keep their accuracy. The solver is :class:`FairGrad`'s at ``alpha=1``
-    (proportional fairness): the same update, kept under its own name and paper.
+    (proportional fairness): the same update, kept under its own name and paper. With two
+    tasks ``C β = 1/β`` is symmetric and solved in closed form, ``β₁ = β₂ = (1 + ρ)^(−1/2)`` for
+    the cosine ``ρ`` (``two_task_bargaining_weights``, every segment at once; the general
+    solver near exactly opposed tasks).
 
     Edge cases: a solution exists exactly when the tasks are not Pareto-stationary (no convex
     combination of the unit gradients is zero; the unit vectors' min-norm point, found by
@@ -56,7 +59,7 @@ class NashMTL(GramianCombiner):
     )
 
     def weights(self, gramian: Tensor) -> Tensor:
-        return nonzero_row_weights(gramian, bargaining_weights)
+        return with_two_task_form(gramian, two_task_bargaining_weights, bargaining_weights)
 
 
 def bargaining_weights(K: np.ndarray) -> np.ndarray:

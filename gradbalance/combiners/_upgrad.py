@@ -42,7 +42,8 @@ class UPGrad(GramianCombiner):
     equality-constrained problem on it, and a task whose multiplier would turn negative leaves.
     That is ``T`` small ``T×T`` programs per segment, all of a step's programs solved side by
     side in numpy (:func:`cone_multipliers`), where the reference code calls a generic QP
-    solver with a regularized Gramian.
+    solver with a regularized Gramian. With two tasks each projection is onto the other row's
+    half-space or none, in closed form (:func:`two_task_weights`, every segment at once).
 
     A zero gradient row has nothing to project, gets weight 0 and sets no constraint.
 
@@ -64,8 +65,24 @@ class UPGrad(GramianCombiner):
     reduction: Literal["sum", "mean"] = reduction_field("mean")
 
     def weights(self, gramian: Tensor) -> Tensor:
-        weights = torch.from_numpy(projection_weights(gramian.numpy()).sum(1))
+        K = gramian.numpy()
+        weights = torch.from_numpy(two_task_weights(K) if K.shape[1] == 2 else projection_weights(K).sum(1))
         return weights if self.reduction == "sum" else weights / gramian.shape[1]
+
+
+def two_task_weights(K: np.ndarray) -> np.ndarray:
+    """``[S, 2]``: the summed projection weights of two rows per Gramian ``K [S, 2, 2]`` in closed
+    form. Where the rows conflict (``g₁ · g₂`` below minus the solver's tolerance), each is
+    projected onto the other's half-space, ``g₁ − (g₁·g₂/‖g₂‖²) g₂``, which by Cauchy-Schwarz
+    meets its own constraint: weights ``1 − g₁·g₂/‖g₁‖²`` and ``1 − g₁·g₂/‖g₂‖²``; otherwise 1
+    each. A zero row gets 0 and leaves the other at 1."""
+    a, b, e = K[:, 0, 0], K[:, 0, 1], K[:, 1, 1]
+    positive = np.stack([a > 0, e > 0], 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        largest = np.maximum(a, e)
+        conflict = positive.all(1) & (b / largest < -_TOLERANCE * np.sqrt(a / largest) * np.sqrt(e / largest))
+        weights = 1 - np.where(conflict[:, None], b[:, None] / np.stack([a, e], 1), 0.0)
+    return np.where(positive, weights, 0.0)
 
 
 def projection_weights(K: np.ndarray) -> np.ndarray:

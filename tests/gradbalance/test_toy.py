@@ -73,3 +73,36 @@ def test_the_pareto_gap_is_the_most_both_objectives_could_still_fall():
     _, toy_front = toy.pareto_set()
     start = toy.objectives(torch.tensor([9.0, 9.0], dtype=torch.float64))
     assert float(toy.pareto_gap(start, toy_front)) > 5  # the start (9, 9) is far from it
+
+
+def test_closed_form_gradients_are_autograds_to_rounding():
+    # Random points over the plotted square and beyond, and the kinks: x2 = 0 (where the
+    # bowls hand over to the valleys) and both valley floors (|z| at and below the clamp).
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(5000, 2, dtype=torch.float64, generator=gen) * 30 - 15
+    x[:100, 1] = 0.0
+    t = torch.tanh(x[100:300, 1])
+    x[100:200, 0] = 2 * (t[:100] - 3.5)  # valley 1's floor: z1 = 0
+    x[200:300, 0] = 2 * (3.5 - t[100:]) + 1e-6 * torch.rand(100, dtype=torch.float64, generator=gen)
+    leaf = x.clone().requires_grad_()
+    f = toy.objectives(leaf)
+    rows = torch.stack([torch.autograd.grad(f[k].sum(), leaf, retain_graph=True)[0] for k in range(2)])
+    values, gradients = toy.objectives_and_gradients(x)
+    assert torch.equal(values, f.detach())
+    # Rounding of a sum of terms: relative to the largest term, which 1/|z| (≤ 2e5) bounds.
+    torch.testing.assert_close(gradients, rows, rtol=1e-12, atol=1e-10)
+    assert torch.equal(gradients[:, 100:200] == 0, rows[:, 100:200] == 0)  # floors: same zeros
+
+
+def test_the_runners_adam_is_torchs_bit_for_bit():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(11, 5, 2, dtype=torch.float64, generator=gen)
+    reference = x.clone().requires_grad_()
+    optimizer = torch.optim.Adam([reference], lr=0.01)
+    mine = toy._Adam(x, 0.01)
+    for step in range(300):
+        grad = torch.randn(11, 5, 2, dtype=torch.float64, generator=gen) * 10.0 ** (step % 7 - 3)
+        reference.grad = grad.clone()
+        optimizer.step()
+        mine.step(grad)
+    assert torch.equal(x, reference.detach())
