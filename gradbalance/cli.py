@@ -75,6 +75,9 @@ def _demo(args: argparse.Namespace) -> int:
     # Write beside the target and rename, so an interrupted run never leaves half a PNG.
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # what open() gives a new file; mkstemp's is 0o600
     try:
         from ._demo_plot import plot
 

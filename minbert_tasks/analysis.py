@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from minbert_tasks import metrics
+from minbert_tasks.model.checkpoint import new_file_mode
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -208,6 +209,7 @@ def _save(fig: Figure, out_path: str | os.PathLike[str]) -> Path:
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.chmod(tmp, new_file_mode())
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format="png")

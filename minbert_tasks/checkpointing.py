@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from minbert_tasks.model.checkpoint import CheckpointError
+from minbert_tasks.model.checkpoint import CheckpointError, new_file_mode
 
 __all__ = ["CheckpointError", "atomic_write_text", "check_out_path", "atomic_save", "load", "resolve_checkpoint"]
 
@@ -18,6 +18,7 @@ __all__ = ["CheckpointError", "atomic_write_text", "check_out_path", "atomic_sav
 def _atomic(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, new_file_mode())
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)

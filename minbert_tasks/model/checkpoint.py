@@ -173,9 +173,18 @@ def load_pretrained(folder: str | os.PathLike[str], *, strict: bool = True) -> M
     return model.eval()
 
 
+def new_file_mode() -> int:
+    """The permissions ``open(path, "w")`` would give a new file (``0o666`` less the umask):
+    ``mkstemp``'s temporary files are ``0o600``, and a file renamed into place keeps them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, new_file_mode())
     try:
         write(Path(tmp))
         os.replace(tmp, target)

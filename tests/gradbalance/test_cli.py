@@ -32,6 +32,9 @@ def test_demo_writes_a_png_and_a_table(tmp_path, capsys):
     assert "sum, pcgrad; 5 starts each, 200 Adam steps at lr=0.01" in captured.err
     assert "step 200/200" in captured.err
     assert list(out.parent.iterdir()) == [out]  # renamed into place, no temporary file left
+    plain = tmp_path / "plain"
+    plain.touch()
+    assert out.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # as open() makes it, not 0o600
 
 
 @pytest.mark.parametrize("name, options", [("pcgrad", {"seed": 0}), ("nash-mtl", {})])

@@ -173,6 +173,9 @@ def test_evaluate_out_is_checked_first_and_written_whole(run, data_dir, tmp_path
     assert main(["evaluate", "--checkpoint", str(run), "--data-dir", str(data_dir), "--out", str(out)]) == 0
     assert '"overall"' in out.read_text()
     assert [p.name for p in out.parent.iterdir()] == ["scores.json"]
+    plain = tmp_path / "plain"
+    plain.touch()
+    assert out.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # as open() makes it, not 0o600
 
 
 def test_evaluate_on_a_split_with_no_rows_names_the_file(run, data_dir, tmp_path, capsys):
