@@ -68,10 +68,14 @@ def combiner(name: str) -> gradbalance.GramianCombiner:
     return made
 
 
-# Over MARGIN × goal on the shared 2-core machine (seven other tenants), 10th percentile of
-# 300 calls, when the marks were set.
+# Over MARGIN × goal when the marks were set (10th percentile of 300 calls, one thread, the
+# 2-core development machine, alone or shared).
 STEP_SHORT = {
-    3: {"fairgrad α=2": "646 µs: Newton continuation over α, one segment at a time"},
+    3: {
+        "nash-mtl": "205 µs: Newton steps, one segment at a time",
+        "fairgrad": "205 µs: Newton steps, one segment at a time",
+        "fairgrad α=2": "646 µs: Newton continuation over α, one segment at a time",
+    },
     8: {
         "cagrad": "768 µs: active-set walk, one segment at a time",
         "fairgrad α=2": "686 µs: Newton continuation over α, one segment at a time",
@@ -118,6 +122,11 @@ def test_step_is_batched_over_segments(name, T):
 # were set. The two passes over G and the fixed costs take ~2.8× G.sum(0) there, so only a
 # T×T step well under G.sum(0)'s 50 µs fits in 3×.
 COMBINE_SHORT = {
+    "pcgrad": "5.0×",
+    "gradvac": "6.3×",
+    "imtl-g": "4.9×",
+    "mgda": "5.4-6.6×",
+    "aligned-mtl": "4.1×",
     "upgrad": "6.2×",
     "cagrad": "6.7×",
     "nash-mtl": "7.0×",
