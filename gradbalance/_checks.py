@@ -26,23 +26,27 @@ def check_task_matrix(G: Tensor) -> None:
         raise TypeError(f"G must be a floating-point tensor, got dtype {G.dtype}")
 
 
-def check_segments(segments: Sequence[int] | None, num_columns: int) -> list[int]:
-    """Return ``segments`` as a list of positive ints summing to ``num_columns``.
+def check_segments(
+    segments: Sequence[int] | None, num_columns: int, *, name: str = "segments", allow_empty: bool = False
+) -> list[int]:
+    """Return ``segments`` as a list of positive ints summing to ``num_columns`` (``>= 0`` with
+    ``allow_empty``: a column shard may hold none of a segment).
 
-    ``None`` means one segment covering everything.
+    ``None`` means one segment covering everything. ``name`` is the argument named in errors.
     """
     if segments is None:
         return [num_columns]
     sizes = [int(s) for s in segments]
     if not sizes:
-        raise ValueError("segments must not be empty; pass None for a single segment")
-    bad = [(k, s) for k, s in enumerate(sizes) if s <= 0]
+        raise ValueError(f"{name} must not be empty; pass None for a single segment")
+    bad = [(k, s) for k, s in enumerate(sizes) if s < 0 or (s == 0 and not allow_empty)]
     if bad:
         k, s = bad[0]
-        raise ValueError(f"segment sizes must be positive, segment {k} has size {s}")
+        least = "non-negative" if allow_empty else "positive"
+        raise ValueError(f"{name}: sizes must be {least}, segment {k} has size {s}")
     if sum(sizes) != num_columns:
         raise ValueError(
-            f"segments must sum to the number of columns of G ({num_columns}), "
+            f"{name} must sum to the number of columns ({num_columns}), "
             f"but {len(sizes)} segments sum to {sum(sizes)}"
         )
     return sizes

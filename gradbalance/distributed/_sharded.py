@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.distributed.tensor import DTensor, Shard
 
 from .._buffer import ParamsLike, TaskGradients
-from .._checks import check_out, check_task_matrix
+from .._checks import check_out, check_segments, check_task_matrix
 from .._combiner import Combination, GradientCombiner, GramianCombiner
 from .._gramian import apply_weights, segment_gramians
 from ..errors import NonFiniteGradientError
@@ -53,7 +53,7 @@ def sharded_combine(
     require_initialized("sharded_combine")
     check_task_matrix(G_local)
     check_out(out, G_local)
-    sizes = _local_sizes(local_segments, G_local.shape[1])
+    sizes = check_segments(local_segments, G_local.shape[1], name="local_segments", allow_empty=True)
     if combiner.columnwise:
         return combiner.combine_with_info(G_local, None, out=out)
     if not isinstance(combiner, GramianCombiner):
@@ -93,22 +93,6 @@ def all_reduce_gramians(G_local: Tensor, sizes: Sequence[int], *, group: dist.Pr
         segment, task = (~torch.isfinite(diagonal)).nonzero()[0].tolist()
         raise NonFiniteGradientError(task, segment if len(sizes) > 1 else None)
     return K
-
-
-def _local_sizes(segments: Sequence[int] | None, num_columns: int) -> list[int]:
-    if segments is None:
-        return [num_columns]
-    sizes = [int(s) for s in segments]
-    if not sizes:
-        raise ValueError("local_segments must not be empty; pass None for a single segment")
-    if any(s < 0 for s in sizes):
-        raise ValueError(f"local segment sizes must be >= 0, got {sizes}")
-    if sum(sizes) != num_columns:
-        raise ValueError(
-            f"local_segments must sum to this rank's number of columns ({num_columns}), "
-            f"but {len(sizes)} segments sum to {sum(sizes)}"
-        )
-    return sizes
 
 
 class ShardedTaskGradients(TaskGradients):
