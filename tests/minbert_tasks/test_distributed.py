@@ -5,7 +5,6 @@ job, and resumes across world sizes. The :class:`World` helpers are unit-tested 
 import copy
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _task_files import WORDS, write
+from _task_files import write_task_files
 from minbert_tasks import distributed
 from minbert_tasks.cli import main
 from minbert_tasks.config import load_config
@@ -101,22 +100,9 @@ def test_ranks_whose_weights_differ_by_one_bit_fail_the_check(monkeypatch):
 # --------------------------------------------------------------------------- torchrun runs
 
 
-def sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    rng = random.Random(1)
-    for split, n in (("train", 24), ("dev", 13)):
-        write(folder / f"ids-sst-{split}.csv", ["id", "sentence", "sentiment"],
-              [[f"s{split}{k}", sentence(rng), str(rng.randint(0, 4))] for k in range(n)])
-        write(folder / f"quora-{split}.csv", ["id", "sentence1", "sentence2", "is_duplicate"],
-              [[f"q{split}{k}", sentence(rng), sentence(rng), str(rng.randint(0, 1))] for k in range(n)])
-        write(folder / f"sts-{split}.csv", ["id", "sentence1", "sentence2", "similarity"],
-              [[f"t{split}{k}", sentence(rng), sentence(rng), f"{rng.uniform(0, 5):.3f}"] for k in range(n)])
-    return folder
+    return write_task_files(tmp_path_factory.mktemp("data"), 1, {"train": 24, "dev": 13})
 
 
 def overrides(data_dir: Path, *, noisy: bool = False) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from _task_files import WORDS, write
+from _task_files import write_task_files
 from minbert_tasks.checkpointing import MODEL_KEYS, RESUME_KEYS, load
 from minbert_tasks.config import TrainConfig, load_config
 from minbert_tasks.training import train
@@ -33,20 +33,7 @@ CLOCK_KEYS = {"elapsed_seconds", "metrics_bytes"}
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    rng = random.Random(1)
-
-    def sentence() -> str:
-        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
-
-    for split, n in (("train", 24), ("dev", 8)):
-        write(folder / f"ids-sst-{split}.csv", ["id", "sentence", "sentiment"],
-              [[f"s{split}{k}", sentence(), str(rng.randint(0, 4))] for k in range(n)])
-        write(folder / f"quora-{split}.csv", ["id", "sentence1", "sentence2", "is_duplicate"],
-              [[f"q{split}{k}", sentence(), sentence(), str(rng.randint(0, 1))] for k in range(n)])
-        write(folder / f"sts-{split}.csv", ["id", "sentence1", "sentence2", "similarity"],
-              [[f"t{split}{k}", sentence(), sentence(), f"{rng.uniform(0, 5):.3f}"] for k in range(n)])
-    return folder
+    return write_task_files(tmp_path_factory.mktemp("data"), 1, {"train": 24, "dev": 8})
 
 
 def config(data_dir: Path, *overrides: str) -> TrainConfig:

@@ -1,7 +1,6 @@
 """The trainer end to end on tiny files and a tiny random encoder (no pretrained weights)."""
 
 import json
-import random
 import time
 import types
 from pathlib import Path
@@ -9,29 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from _task_files import WORDS, write
+from _task_files import write, write_task_files
 from minbert_tasks.cli import main
 from minbert_tasks.config import ConfigError, TaskConfig, TrainConfig, load_config, preset_names
 from minbert_tasks.training import Interrupted, RunFinished, Trainer, combiner_options, train
 
 
-def sentence(rng: random.Random) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("data")
-    rng = random.Random(0)
-    for split, n in (("train", 24), ("dev", 12)):
-        write(folder / f"ids-sst-{split}.csv", ["id", "sentence", "sentiment"],
-              [[f"s{split}{k}", sentence(rng), str(rng.randint(0, 4))] for k in range(n)])
-        para = [[f"q{split}{k}", sentence(rng), sentence(rng), str(rng.randint(0, 1))] for k in range(n)]
-        para.append([f"q{split}bad", sentence(rng), sentence(rng), ""])  # malformed: empty label
-        write(folder / f"quora-{split}.csv", ["id", "sentence1", "sentence2", "is_duplicate"], para)
-        write(folder / f"sts-{split}.csv", ["id", "sentence1", "sentence2", "similarity"],
-              [[f"t{split}{k}", sentence(rng), sentence(rng), f"{rng.uniform(0, 5):.3f}"] for k in range(n)])
-    return folder
+    return write_task_files(tmp_path_factory.mktemp("data"), 0, {"train": 24, "dev": 12}, malformed_para=True)
 
 
 def tiny(data_dir: Path, source="default", *overrides: str):
