@@ -11,7 +11,10 @@ from minbert_tasks.tasks import inputs_to
 from minbert_tasks.training import Trainer
 
 DATA = default_data_dir()
-pytestmark = pytest.mark.skipif(not (DATA / "ids-sst-train.csv").is_file(), reason=f"no task data at {DATA}")
+pytestmark = [
+    pytest.mark.slow,  # real weights and real data
+    pytest.mark.skipif(not (DATA / "ids-sst-train.csv").is_file(), reason=f"no task data at {DATA}"),
+]
 
 
 @torch.no_grad()

