@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -35,8 +36,16 @@ def _entry(rank: int, fn: Callable[..., None], world: int, port: int, args: tupl
                             timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     try:
         fn(rank, world, *args)
+        dist.barrier()  # no rank tears the group down while a peer still talks to it
     finally:
         dist.destroy_process_group()
+    # Skip the interpreter's teardown once the work and its files are done: with torch 2.13 and
+    # gloo a rank now and then aborts there ("terminate called without an active exception",
+    # SIGABRT), which spawn reports as a failed job (minbert_tasks.distributed.end_worker, the
+    # same for torchrun workers). A rank that raised still goes through spawn's error report.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_ranks(fn: Callable[..., None], world: int, *args: object, timeout: float = JOB_TIMEOUT_S) -> None:
