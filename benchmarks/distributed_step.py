@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import statistics
 import time
 from datetime import timedelta
@@ -35,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import gradbalance
 from gradbalance.distributed import ReplicatedTaskGradients, ShardedTaskGradients, count_collectives
+from minbert_tasks.distributed import end_worker
 from minbert_tasks.model import BertConfig, MinBert
 
 TASKS = 3
@@ -177,8 +177,4 @@ def main() -> None:
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     main()
-    # Skip the interpreter's teardown: with torch 2.13 and gloo a worker now and then aborts
-    # there after its work is done, which torchrun reports as a failed job.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    end_worker(0)  # skips the teardown where a gloo worker now and then aborts after its work
