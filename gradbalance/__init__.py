@@ -2,30 +2,19 @@
 
 Data flows one way: task losses → task rows (:class:`TaskGradients`) → Gramian → weights →
 combined gradient → optimizer.
+
+The top level holds what a training loop and a plugin author use; the plugin machinery
+(:class:`~gradbalance.plugins.Registry`, entry-point loading, plugin errors and warnings) is
+in :mod:`gradbalance.plugins`.
 """
 
 from ._buffer import TaskGradients
 from ._combiner import Combination, GradientCombiner, GramianCombiner
-from ._registry import (
-    PluginEntry,
-    Registry,
-    available,
-    create,
-    load_entry_points,
-    options,
-    plugin_entries,
-    register,
-)
-from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, FairGrad, GradVac, Mean, NashMTL, PCGrad, Sum, UPGrad
-from .errors import (
-    GradbalanceError,
-    NonFiniteGradientError,
-    PluginConflictError,
-    PluginLoadWarning,
-    UnknownCombinerError,
-)
-from .hookspecs import hookimpl, hookspec
 from ._properties import Property
+from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, FairGrad, GradVac, Mean, NashMTL, PCGrad, Sum, UPGrad
+from .errors import GradbalanceError, NonFiniteGradientError, UnknownCombinerError
+from .plugins._default import available, create, options, register
+from .plugins.hookspecs import hookimpl
 from .regularizers import BregmanProximalPoint, SmoothnessRegularizer
 
 __version__ = "0.1.0"
@@ -46,11 +35,7 @@ __all__ = [
     "NashMTL",
     "NonFiniteGradientError",
     "PCGrad",
-    "PluginConflictError",
-    "PluginEntry",
-    "PluginLoadWarning",
     "Property",
-    "Registry",
     "SmoothnessRegularizer",
     "Sum",
     "TaskGradients",
@@ -59,9 +44,24 @@ __all__ = [
     "available",
     "create",
     "hookimpl",
-    "hookspec",
-    "load_entry_points",
     "options",
-    "plugin_entries",
     "register",
 ]
+
+# Names that were top-level before the plugin machinery moved to gradbalance.plugins.
+_MOVED = {
+    "PluginConflictError": "gradbalance.plugins.PluginConflictError",
+    "PluginEntry": "gradbalance.plugins.PluginEntry",
+    "PluginLoadWarning": "gradbalance.plugins.PluginLoadWarning",
+    "Registry": "gradbalance.plugins.Registry",
+    "hookspec": "gradbalance.plugins.hookspec",
+    "hookspecs": "gradbalance.plugins.hookspecs",
+    "load_entry_points": "gradbalance.plugins.load_entry_points",
+    "plugin_entries": "gradbalance.plugins.plugin_entries",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MOVED:
+        raise AttributeError(f"gradbalance.{name} is now {_MOVED[name]}")
+    raise AttributeError(f"module 'gradbalance' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, FairGrad, GradVac, Mean, NashMTL, PCGrad, Sum, UPGrad
-from .hookspecs import hookimpl
+from .plugins.hookspecs import hookimpl
 from .regularizers import BregmanProximalPoint, SmoothnessRegularizer
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ._registry import create, default_registry, options, plugin_entries
+from .plugins._default import create, default_registry, options, plugin_entries
 from .errors import GradbalanceError
 
 if TYPE_CHECKING:

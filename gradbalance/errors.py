@@ -8,6 +8,7 @@ __all__ = [
     "PluginConflictError",
     "PluginLoadWarning",
     "UnknownCombinerError",
+    "UnknownPluginError",
 ]
 
 
@@ -32,15 +33,22 @@ class NonFiniteGradientError(GradbalanceError, ValueError):
         self.segment = segment
 
 
-class UnknownCombinerError(GradbalanceError, KeyError):
-    """``create`` was given a name that no installed plugin provides."""
+class UnknownPluginError(GradbalanceError, KeyError):
+    """A registry was asked for a name that no installed plugin provides (a combiner or
+    regularizer, a minbert_tasks task, sampler or head preset); the message lists the available
+    names and suggests a close match."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])
 
 
+#: The name a training loop catches around :func:`gradbalance.create`: the same class as
+#: :class:`UnknownPluginError`, so ``except UnknownCombinerError`` catches every unknown name.
+UnknownCombinerError = UnknownPluginError
+
+
 class PluginConflictError(GradbalanceError):
-    """Two plugins register the same name."""
+    """Two plugins register the same name; raised when that name is asked for."""
 
 
 class PluginLoadWarning(UserWarning):

@@ -15,9 +15,9 @@ adds, e.g., in its ``pyproject.toml``::
     toxicity = "my_package.tasks:TOXICITY"
 
 Each entry point is loaded on its own: one that fails to import (or names the wrong kind of
-object) is skipped with a :class:`~gradbalance.PluginLoadWarning` naming its distribution, and
+object) is skipped with a :class:`~gradbalance.plugins.PluginLoadWarning` naming its distribution, and
 the rest still load. Two different objects claiming one name raise
-:class:`~gradbalance.PluginConflictError` naming both sources. Discovery runs once per process
+:class:`~gradbalance.plugins.PluginConflictError` naming both sources. Discovery runs once per process
 and kind; :func:`refresh` forgets the results (after installing a plugin in-process).
 
 If the package's own entry points are not installed (an editable install older than the
@@ -31,7 +31,7 @@ from typing import Any
 
 import attrs
 
-from gradbalance import PluginConflictError, PluginLoadWarning, load_entry_points
+from gradbalance.plugins import PluginConflictError, PluginLoadWarning, load_entry_points
 
 __all__ = [
     "GROUPS",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import pluggy
 
+#: The pluggy project name, which the markers below carry.
 PROJECT = "gradbalance"
 
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import gradbalance
-from gradbalance import PCGrad, Registry, UnknownCombinerError
+from gradbalance import PCGrad, UnknownCombinerError
+from gradbalance.plugins import PluginConflictError, PluginLoadWarning, Registry, plugin_entries
 
 
 def make_distribution(site: Path, dist: str, module: str, source: str) -> None:
@@ -65,7 +66,7 @@ def run_python(site: Path, code: str, *args: str) -> subprocess.CompletedProcess
 
 
 def test_builtins_come_through_the_packages_own_entry_point():
-    entries = gradbalance.plugin_entries()
+    entries = plugin_entries()
     assert {e.name for e in entries} >= {"sum", "mean", "pcgrad", "gradvac"}
     assert {e.source for e in entries if e.name in ("sum", "pcgrad")} == {"gradbalance"}
 
@@ -98,7 +99,7 @@ def test_third_party_distribution_is_discovered_and_broken_one_isolated(tmp_path
         print(gradbalance.available())
         c = gradbalance.create("half-sum")
         print(c.combine(torch.ones(2, 3)).tolist())
-        print([e.source for e in gradbalance.plugin_entries() if e.name == "half-sum"])
+        print([e.source for e in gradbalance.plugins.plugin_entries() if e.name == "half-sum"])
         """,
     )
     assert result.returncode == 0, result.stderr
@@ -120,7 +121,7 @@ def test_a_name_clash_disables_only_that_name(tmp_path):
         print("pcgrad" in gradbalance.available(), "gradvac" in gradbalance.available())
         try:
             gradbalance.create("pcgrad")
-        except gradbalance.PluginConflictError as exc:
+        except gradbalance.plugins.PluginConflictError as exc:
             print("error:", exc)
         """,
     )
@@ -147,10 +148,10 @@ def test_conflicting_in_process_plugins():
             return [Mine, PCGrad, gradbalance.Mean]
 
     registry.register(Plugin(), source="mine")
-    with pytest.warns(gradbalance.PluginLoadWarning, match="2 combiners are named 'pcgrad'"):
+    with pytest.warns(PluginLoadWarning, match="2 combiners are named 'pcgrad'"):
         assert registry.available() == ["mean"]
-    assert [e.cls for e in registry.conflicts()["pcgrad"]] == [Mine, PCGrad]
-    with pytest.raises(gradbalance.PluginConflictError, match="Mine from 'mine' and .*PCGrad from 'mine'"):
+    assert [e.obj for e in registry.conflicts()["pcgrad"]] == [Mine, PCGrad]
+    with pytest.raises(PluginConflictError, match="Mine from 'mine' and .*PCGrad from 'mine'"):
         registry.create("pcgrad")
     assert isinstance(registry.create("mean"), gradbalance.Mean)
 
@@ -188,7 +189,7 @@ def test_in_process_registration_and_bad_plugins():
 
     registry.register(BadPlugin(), source="bad")
     registry.register(SingleClassPlugin(), source="single")
-    with pytest.warns(gradbalance.PluginLoadWarning) as caught:
+    with pytest.warns(PluginLoadWarning) as caught:
         assert registry.available() == ["doubled", "pcgrad"]  # the others still work
     messages = sorted(str(w.message) for w in caught)
     assert "'bad'" in messages[0] and "does not subclass gradbalance.GradientCombiner" in messages[0]
@@ -201,40 +202,6 @@ def test_regularizers_are_a_plugin_kind_of_their_own():
     assert "smart" not in gradbalance.available()
     with pytest.raises(ValueError, match="unknown plugin kind"):
         gradbalance.available("optimizer")
-
-
-def test_load_entry_points_loads_each_on_its_own(monkeypatch):
-    from importlib.metadata import EntryPoint
-
-    eps = [
-        EntryPoint("good", "json:dumps", "some.group"),
-        EntryPoint("missing", "no_such_module_xyz:thing", "some.group"),
-        EntryPoint("rejected", "json:loads", "some.group"),
-        EntryPoint("also-good", "json:JSONDecoder", "some.group"),
-    ]
-    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: eps if group == "some.group" else [])
-
-    def check(ep, obj):
-        if ep.name == "rejected":
-            raise TypeError("not a balancer")
-        return obj.__name__
-
-    with pytest.warns(gradbalance.PluginLoadWarning) as caught:
-        loaded = gradbalance.load_entry_points("some.group", check, owner="mypkg", what="task plugin")
-    assert [(ep.name, dist, value) for ep, dist, value in loaded] == [
-        ("good", "<unknown distribution>", "dumps"),
-        ("also-good", "<unknown distribution>", "JSONDecoder"),
-    ]
-    messages = [str(w.message) for w in caught]
-    assert len(messages) == 2
-    assert messages[0].startswith("mypkg: skipped task plugin 'missing' (no_such_module_xyz:thing)")
-    assert "ModuleNotFoundError" in messages[0]
-    assert "'rejected' (json:loads)" in messages[1] and "TypeError: not a balancer" in messages[1]
-    import json
-
-    with pytest.warns(gradbalance.PluginLoadWarning, match="gradbalance: skipped plugin 'missing'"):
-        loaded = gradbalance.load_entry_points("some.group")  # no check: the objects themselves
-    assert [value for _, _, value in loaded] == [json.dumps, json.loads, json.JSONDecoder]
 
 
 LAZY_BROKEN = """
@@ -466,7 +433,7 @@ def test_hook_problems_of_in_process_plugins():
         def gradbalance_combiners(self):
             return []
 
-    with pytest.warns(gradbalance.PluginLoadWarning) as caught:
+    with pytest.warns(PluginLoadWarning) as caught:
         registry.register(Partly(), source="partly")
         registry.register(Optional(), source="optional")
         registry.register(object(), source="empty")
