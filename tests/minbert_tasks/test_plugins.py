@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gradbalance import UnknownCombinerError
 from minbert_tasks import plugins
 from minbert_tasks.heads import HeadConfig
 from minbert_tasks.samplers import BUILTIN_SAMPLERS
@@ -63,9 +64,10 @@ def make_dist(root: Path, dist: str, entry_points: dict[str, dict[str, str]], mo
 
 PROBE = '''
 import json, sys, warnings
+from gradbalance import UnknownCombinerError
 from minbert_tasks import plugins
 
-def discover():
+def discover(lookups):
     result = {}
     try:
         result["tasks"] = {n: type(t).__name__ for n, t in plugins.tasks().items()}
@@ -81,16 +83,21 @@ def discover():
             result["reversed_steps"] = len(plan)
     except Exception as exc:
         result["error"] = [type(exc).__name__, str(exc)]
+    for kind, name in lookups:
+        try:
+            getattr(plugins, "get_" + kind)(name)
+        except Exception as exc:
+            result.setdefault("lookup_errors", {})[name] = [type(exc).__name__, str(exc)]
     return result
 
 results = {}
 base = list(sys.path)
-for name, paths in json.loads(sys.argv[1]).items():
+for name, (paths, lookups) in json.loads(sys.argv[1]).items():
     sys.path[:] = paths + base
     plugins.refresh()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results[name] = discover()
+        results[name] = discover(lookups)
     results[name]["warnings"] = [
         [w.category.__name__, str(w.message)] for w in caught if "minbert_tasks" in str(w.message)
     ]
@@ -142,14 +149,14 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
             {"minbert_tasks.samplers": {"reversed": f"{dist}:ReversedSampler"}},
             {dist: TOY_MODULE},
         )
-    layouts = {
-        "none": [],
-        "fourth": [toy],
-        "broken": [toy, root / "broken", root / "wrong"],
-        "clash": [root / "clash"],
-        "sampler_clash": [root / "alphaplug", root / "betaplug"],
+    layouts = {  # the folders on sys.path, and the names to look up after discovery
+        "none": ([], []),
+        "fourth": ([toy], []),
+        "broken": ([toy, root / "broken", root / "wrong"], []),
+        "clash": ([root / "clash"], [("task", "sst")]),
+        "sampler_clash": ([root / "alphaplug", root / "betaplug"], [("sampler", "reversed")]),
     }
-    arg = json.dumps({k: [str(p) for p in v] for k, v in layouts.items()})
+    arg = json.dumps({k: ([str(p) for p in paths], lookups) for k, (paths, lookups) in layouts.items()})
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO)
     done = subprocess.run(
@@ -174,6 +181,9 @@ def test_unknown_names_list_what_is_available() -> None:
         plugins.get_task("nli")
     with pytest.raises(plugins.UnknownPluginError, match=r"available: .*round_robin"):
         plugins.get_sampler("zigzag")
+    with pytest.raises(plugins.UnknownPluginError, match=r"no sampler named 'round-robin' \(did you mean 'round_robin'\?\)"):
+        plugins.get_sampler("round-robin")
+    assert plugins.UnknownPluginError is UnknownCombinerError  # one error for every unknown name
     with pytest.raises(KeyError):
         plugins.get_head("nope")
     with pytest.raises(ValueError, match="kind"):
@@ -213,13 +223,21 @@ def test_a_broken_plugin_is_skipped_with_a_warning(scenarios: dict[str, dict]) -
 
 
 def test_two_tasks_with_one_name_raise_naming_both_sources(scenarios: dict[str, dict]) -> None:
-    name, message = scenarios["clash"]["error"]
+    got = scenarios["clash"]
+    assert "error" not in got
+    assert got["tasks"] == {"para": "TaskSpec", "sts": "TaskSpec"}  # the other names keep working
+    name, message = got["lookup_errors"]["sst"]
     assert name == "PluginConflictError"
     assert "'sst'" in message and "clashplug" in message and "minbert_tasks" in message
+    [(category, warning)] = got["warnings"]
+    assert category == "PluginLoadWarning"
+    assert warning.startswith("minbert_tasks: 2 tasks are named 'sst'") and "clashplug" in warning
 
 
 def test_two_third_party_samplers_with_one_name_raise(scenarios: dict[str, dict]) -> None:
-    name, message = scenarios["sampler_clash"]["error"]
+    got = scenarios["sampler_clash"]
+    assert "error" not in got and "reversed" not in got["samplers"] and "round_robin" in got["samplers"]
+    name, message = got["lookup_errors"]["reversed"]
     assert name == "PluginConflictError"
     assert "'reversed'" in message and "alphaplug" in message and "betaplug" in message
 
