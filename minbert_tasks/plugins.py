@@ -103,14 +103,15 @@ def _builtin_heads() -> Mapping[str, Any]:
     return PRESETS
 
 
-#: The plugin kinds, each read from its own entry-point group.
 KINDS: tuple[PluginKind, ...] = (
     PluginKind("task", _task_name, group="minbert_tasks.tasks", builtins=_builtin_tasks),
     PluginKind("sampler", _sampler_name, group="minbert_tasks.samplers", builtins=_builtin_samplers),
     PluginKind("head", _head_name, group="minbert_tasks.heads", builtins=_builtin_heads),
 )
-#: Plugin kind -> entry-point group.
+"""The plugin kinds of a :class:`gradbalance.plugins.Registry`, each read from its own entry-point group."""
+
 GROUPS: dict[str, str] = {kind.name: kind.group for kind in KINDS if kind.group is not None}
+"""Plugin kind -> entry-point group."""
 
 _registry: Registry | None = None
 

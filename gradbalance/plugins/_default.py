@@ -8,8 +8,9 @@ from .._combiner import GradientCombiner
 from ._kinds import PluginEntry
 from ._registry import Registry
 
-#: The process-wide registry behind :func:`gradbalance.available` and :func:`gradbalance.create`.
 default_registry = Registry()
+"""The process-wide registry of combiners and regularizers, behind :func:`gradbalance.available`,
+:func:`gradbalance.create`, :func:`gradbalance.options` and :func:`gradbalance.register`."""
 
 
 def available(kind: str = "combiner") -> list[str]:

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..errors import PluginLoadWarning
 
-#: The entry-point group of gradbalance plugins (modules with ``@gradbalance.hookimpl`` hooks).
 ENTRY_POINT_GROUP = "gradbalance"
+"""The entry-point group of gradbalance plugins (modules with ``@gradbalance.hookimpl`` hooks)."""
 
 
 def load_entry_points(
