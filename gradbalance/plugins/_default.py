@@ -20,7 +20,8 @@ def available(kind: str = "combiner") -> list[str]:
 
 def create(name: str, /, **options: Any) -> GradientCombiner:
     """Build the combiner registered as ``name``, e.g. ``create("pcgrad", seed=0)``."""
-    return default_registry.create(name, "combiner", **options)
+    combiner: GradientCombiner = default_registry.create(name, "combiner", **options)
+    return combiner
 
 
 def options(name: str, kind: str = "combiner") -> list[str]:
