@@ -64,11 +64,15 @@ def test_mypy_covers_both_packages():
 
 
 def test_the_ci_variable_loads_the_derandomized_profile():
-    code = ("import runpy, hypothesis; runpy.run_path('tests/conftest.py'); "
-            "print(hypothesis.settings.default.derandomize)")
+    code = (
+        "import runpy, hypothesis; runpy.run_path('tests/conftest.py'); "
+        "print(hypothesis.settings.default.derandomize)"
+    )
     seen = {}
     for value in ("true", None):
         env = {k: v for k, v in os.environ.items() if k != "CI"} | ({"CI": value} if value else {})
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
         seen[value] = out.stdout.strip()
     assert seen == {"true": "True", None: "False"}

@@ -19,8 +19,9 @@ def _ruff() -> str:
 
 
 def test_ruff_check_passes():
-    result = subprocess.run([_ruff(), "check", "--output-format", "concise", *PATHS], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [_ruff(), "check", "--output-format", "concise", *PATHS], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -41,10 +42,15 @@ def test_the_lint_sees_a_violation_of_each_kind(tmp_path):
         "def f(x: Optional[int]) -> bool:\n    if x:\n        return True\n    else:\n        return False\n"
         "\n\nprint(os, sys,f)\n"
     )
-    check = subprocess.run([_ruff(), "check", "--output-format", "concise", "--no-cache", "bad.py"],
-                           cwd=tmp_path, capture_output=True, text=True)
+    check = subprocess.run(
+        [_ruff(), "check", "--output-format", "concise", "--no-cache", "bad.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     for rule in ("I001", "UP0", "SIM103"):  # UP's code for Optional has changed between releases
         assert rule in check.stdout, check.stdout + check.stderr
-    fmt = subprocess.run([_ruff(), "format", "--check", "--no-cache", "bad.py"], cwd=tmp_path,
-                         capture_output=True, text=True)
+    fmt = subprocess.run(
+        [_ruff(), "format", "--check", "--no-cache", "bad.py"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert fmt.returncode == 1, fmt.stdout + fmt.stderr
