@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from ._combiner import GradientCombiner
 from .combiners import IMTLG, MGDA, AlignedMTL, CAGrad, FairGrad, GradVac, Mean, NashMTL, PCGrad, Sum, UPGrad
 from .plugins.hookspecs import hookimpl
 from .regularizers import BregmanProximalPoint, SmoothnessRegularizer
 
 
 @hookimpl
-def gradbalance_combiners() -> list[type]:
+def gradbalance_combiners() -> list[type[GradientCombiner]]:
     return [Sum, Mean, PCGrad, GradVac, IMTLG, MGDA, AlignedMTL, UPGrad, CAGrad, NashMTL, FairGrad]
 
 

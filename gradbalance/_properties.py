@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # _combiner imports this module
+    from ._combiner import GradientCombiner
 
 __all__ = ["Property", "properties_table"]
 
@@ -51,7 +55,7 @@ TABLE_START = "<!-- properties-table:start -->"
 TABLE_END = "<!-- properties-table:end -->"
 
 
-def properties_table(classes: Iterable[type]) -> str:
+def properties_table(classes: Iterable[type[GradientCombiner]]) -> str:
     """A markdown table: one row per combiner class (its ``name``), one column per property."""
     props = list(Property)
     lines = [
@@ -59,7 +63,7 @@ def properties_table(classes: Iterable[type]) -> str:
         "|---|" + "---|" * len(props),
     ]
     for cls in classes:
-        declared = getattr(cls, "properties", frozenset())
+        declared: frozenset[Property] = getattr(cls, "properties", frozenset())
         marks = ["✓" if p in declared else "" for p in props]
         lines.append(f"| `{cls.name}` | " + " | ".join(marks) + " |")
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from .plugins._default import create, default_registry, options, plugin_entries
 from .errors import GradbalanceError
 
 if TYPE_CHECKING:
+    from ._combiner import GradientCombiner
     from .toy import ToyRun
 
 
@@ -42,7 +43,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seeded(name: str) -> object:
+def _seeded(name: str) -> GradientCombiner:
     return create(name, **({"seed": 0} if "seed" in options(name) else {}))
 
 

@@ -17,6 +17,7 @@ a temporary file in the destination folder, then moved into place with :func:`os
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -215,10 +216,8 @@ def _save(fig: Figure, out_path: str | os.PathLike[str]) -> Path:
             fig.savefig(fh, format="png")
         os.replace(tmp, out)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return out
 

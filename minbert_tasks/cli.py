@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from minbert_tasks.config import TrainConfig
+    from minbert_tasks.evaluation import Example
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -108,7 +109,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         check_out_path(args.out, "out.json")
     file = resolve_checkpoint(args.checkpoint)
     model, tokenizer, setups, config = load_run_model(load(file), file.parent)
-    dev = {}
+    dev: dict[str, list[Example]] = {}
     for name, setup in setups.items():
         result = setup.spec.read(args.split, data_dir=args.data_dir or config.data_dir, strict=args.strict)
         if result.skipped:
@@ -154,7 +155,9 @@ def _analyze(args: argparse.Namespace) -> int:
     if file.is_file():
         model, tokenizer, setups, config = load_run_model(load(file), run)
         data_dir = args.data_dir or config.data_dir
-        dev = {name: list(s.spec.read("dev", data_dir=data_dir).examples) for name, s in setups.items()}
+        dev: dict[str, list[Example]] = {
+            name: list(s.spec.read("dev", data_dir=data_dir).examples) for name, s in setups.items()
+        }
         for task in config.tasks:
             if task.dev_limit is not None:
                 dev[task.name] = dev[task.name][: task.dev_limit]

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 import torch
@@ -63,6 +63,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "CLS_LINEAR",
+    "Encoder",
     "HeadConfig",
     "Inputs",
     "MEAN_CNN_RESIDUAL_MLP2",
@@ -85,6 +86,20 @@ Output = Literal["linear", "classes", "cosine", "cosine_logit"]
 #: and cross-encoded pairs, ``{"a": {...}, "b": {...}}`` for siamese pairs, and
 #: ``{"a": {...}, "b": {...}, "ab": {...}}`` (``ab`` cross-encoded) for hybrid pairs.
 Inputs = Mapping[str, Any]
+
+
+class Encoder(Protocol):
+    """What a head calls on the shared encoder it is passed (:class:`~minbert_tasks.model.MinBert`)."""
+
+    def embed(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        """Embedding-layer output ``[B, L, H]``."""
+
+    def encode(self, embeddings: Tensor, attention_mask: Tensor) -> Tensor:
+        """The transformer layers' last hidden states ``[B, L, H]`` from embeddings."""
+
+    def pool(self, hidden: Tensor) -> Tensor:
+        """BERT's pooler, ``tanh(dense(h[CLS]))`` ``[B, H]``."""
+
 
 POOLINGS: tuple[str, ...] = ("cls", "mean", "max", "pooler")
 STACKS: tuple[str, ...] = ("linear", "mlp")
@@ -304,7 +319,7 @@ class TaskHead(nn.Module):
 
     # -- the SMART split ---------------------------------------------------------------------
 
-    def embed(self, encoder: nn.Module, inputs: Inputs) -> Tensor | tuple[Tensor, ...]:
+    def embed(self, encoder: Encoder, inputs: Inputs) -> Tensor | tuple[Tensor, ...]:
         """Embedding-layer output: ``[B, L, H]``, ``(emb_a, emb_b)`` for a siamese head, or
         ``(emb_a, emb_b, emb_ab)`` for a hybrid head."""
         if self.siamese:
@@ -314,13 +329,11 @@ class TaskHead(nn.Module):
 
     def embedding_mask(self, inputs: Inputs) -> Tensor | tuple[Tensor, ...]:
         """The padding mask(s) matching :meth:`embed` (1 = real token)."""
-        if self.siamese:
-            return tuple(part["attention_mask"] for part in self._parts(inputs))
-        return inputs["attention_mask"]
+        return self._masks(inputs) if self.siamese else inputs["attention_mask"]
 
     def forward_from_embeddings(
         self,
-        encoder: nn.Module,
+        encoder: Encoder,
         embeddings: Tensor | tuple[Tensor, ...],
         inputs: Inputs,
     ) -> Tensor:
@@ -335,7 +348,7 @@ class TaskHead(nn.Module):
             expected = "(emb_a, emb_b, emb_ab)" if self.hybrid else "(emb_a, emb_b)"
             raise TypeError(f"a {self.config.pair_encoding} head takes embeddings as a tuple {expected}")
         masks = tuple(part["attention_mask"] for part in parts)
-        siamese = self._siamese_output(encoder, embeddings[:2], masks[:2])  # type: ignore[arg-type]
+        siamese = self._siamese_output(encoder, (embeddings[0], embeddings[1]), (masks[0], masks[1]))
         if not self.hybrid:
             return siamese
         assert self.cross_stack is not None
@@ -343,7 +356,7 @@ class TaskHead(nn.Module):
         return 0.5 * (siamese + self._output(joint, self.cross_stack))
 
     def _siamese_output(
-        self, encoder: nn.Module, embeddings: tuple[Tensor, Tensor], masks: tuple[Tensor, Tensor]
+        self, encoder: Encoder, embeddings: tuple[Tensor, Tensor], masks: tuple[Tensor, Tensor]
     ) -> Tensor:
         u, v = self._encode_pair(encoder, embeddings, masks)
         if self.config.output in COSINE_OUTPUTS:
@@ -357,11 +370,11 @@ class TaskHead(nn.Module):
             out = 0.5 * (out + self._output(self.pair_features(v, u, product=product)))
         return out
 
-    def forward(self, encoder: nn.Module, inputs: Inputs) -> Tensor:
+    def forward(self, encoder: Encoder, inputs: Inputs) -> Tensor:
         return self.forward_from_embeddings(encoder, self.embed(encoder, inputs), inputs)
 
     def smart_view(
-        self, encoder: nn.Module, inputs: Inputs
+        self, encoder: Encoder, inputs: Inputs
     ) -> tuple[Callable[[Tensor], Tensor], Tensor, Tensor]:
         """``(forward, embeddings, mask)`` with one embeddings tensor, for regularisers such as
         ``gradbalance.regularizers.SmoothnessRegularizer`` that perturb a single ``[B, L, H]``
@@ -371,15 +384,16 @@ class TaskHead(nn.Module):
         cover every sequence.
         """
         embeddings = self.embed(encoder, inputs)
-        mask = self.embedding_mask(inputs)
-        if not self.siamese:
-            return (lambda e: self.forward_from_embeddings(encoder, e, inputs)), embeddings, mask  # type: ignore[return-value]
+        if isinstance(embeddings, Tensor):  # a cross/single head
+            mask = inputs["attention_mask"]
+            return (lambda e: self.forward_from_embeddings(encoder, e, inputs)), embeddings, mask
+        masks = self._masks(inputs)
         widths = [e.shape[1] for e in embeddings]
 
         def forward(joined: Tensor) -> Tensor:
             return self.forward_from_embeddings(encoder, joined.split(widths, dim=1), inputs)
 
-        return forward, torch.cat(embeddings, dim=1), torch.cat(mask, dim=1)
+        return forward, torch.cat(embeddings, dim=1), torch.cat(masks, dim=1)
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -392,18 +406,18 @@ class TaskHead(nn.Module):
             features.append(u * v)
         return torch.cat(features, dim=-1)
 
-    def pooled(self, encoder: nn.Module, inputs: Inputs) -> Tensor | tuple[Tensor, Tensor]:
+    def pooled(self, encoder: Encoder, inputs: Inputs) -> Tensor | tuple[Tensor, Tensor]:
         """Sentence vector(s) after the CNN and pooling: ``[B, H]``, or the siamese ``(u, v)``
         (for a hybrid head too)."""
         if self.siamese:
             a, b = self._parts(inputs)[:2]
             embeddings = (_embed(encoder, a), _embed(encoder, b))
             return self._encode_pair(encoder, embeddings, (a["attention_mask"], b["attention_mask"]))
-        embeddings = self.embed(encoder, inputs)
+        _check_batch(inputs, "inputs")
         mask = inputs["attention_mask"]
-        return self._pool(encoder, encoder.encode(embeddings, mask), mask)
+        return self._pool(encoder, encoder.encode(_embed(encoder, inputs), mask), mask)
 
-    def _pool(self, encoder: nn.Module, hidden: Tensor, mask: Tensor) -> Tensor:
+    def _pool(self, encoder: Encoder, hidden: Tensor, mask: Tensor) -> Tensor:
         if self.cnn is not None:
             hidden = self.cnn(hidden, mask)
         pooling = self.config.pooling
@@ -421,7 +435,7 @@ class TaskHead(nn.Module):
 
     def _encode_pair(
         self,
-        encoder: nn.Module,
+        encoder: Encoder,
         embeddings: tuple[Tensor, Tensor],
         masks: tuple[Tensor, Tensor],
     ) -> tuple[Tensor, Tensor]:
@@ -433,6 +447,10 @@ class TaskHead(nn.Module):
         mask = torch.cat([_pad_to(ma, length), _pad_to(mb, length)], dim=0)
         pooled = self._pool(encoder, encoder.encode(emb, mask), mask)
         return pooled[: ea.shape[0]], pooled[ea.shape[0] :]
+
+    def _masks(self, inputs: Inputs) -> tuple[Tensor, ...]:
+        """The padding masks of a siamese or hybrid head's batches (:meth:`_parts`)."""
+        return tuple(part["attention_mask"] for part in self._parts(inputs))
 
     def _parts(self, inputs: Inputs) -> tuple[Inputs, ...]:
         """The batches a siamese (``a``, ``b``) or hybrid (``a``, ``b``, ``ab``) head reads."""
@@ -451,7 +469,7 @@ class TaskHead(nn.Module):
         return tuple(inputs[k] for k in keys)
 
 
-def _embed(encoder: nn.Module, batch: Inputs) -> Tensor:
+def _embed(encoder: Encoder, batch: Inputs) -> Tensor:
     return encoder.embed(batch["input_ids"], batch.get("token_type_ids"))
 
 

@@ -13,7 +13,7 @@ import torch
 
 from minbert_tasks import data
 from minbert_tasks.checkpointing import atomic_write_text, check_out_path, load, resolve_checkpoint
-from minbert_tasks.evaluation import predict_examples
+from minbert_tasks.evaluation import Example, predict_examples
 from minbert_tasks.system import load_run_model
 
 __all__ = ["predict_file"]
@@ -47,7 +47,7 @@ def predict_file(
     if result.skipped:
         print(result.report())
     model.to(device)
-    examples = list(result.examples)
+    examples: list[Example] = list(result.examples)
     preds, _ = predict_examples(model, task, setup, examples, tokenizer, batch_size=batch_size, device=torch.device(device))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -80,10 +80,10 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: object) -> 
         raise ValueError(f"{attribute.name} must be a positive integer; got {value!r}")
 
 
-def _score_range(value: object) -> tuple[float, float] | None:
+def _score_range(value: Iterable[float] | None) -> tuple[float, float] | None:
     if value is None:
         return None
-    low, high = value  # type: ignore[misc]
+    low, high = value
     return (float(low), float(high))
 
 
@@ -208,6 +208,7 @@ class TaskSpec:
         if not examples:
             raise ValueError(f"{self.name}: cannot collate an empty list of examples")
         encoding, first, second = self._texts(examples, pair_encoding)
+        inputs: dict[str, Any]
         if encoding == "cross":
             inputs = _batch(tokenizer.encode(first, pairs=second, max_length=max_length))
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import torch
 import torch.distributed as dist
@@ -55,10 +56,21 @@ def sync_combiner_state(combiner: GradientCombiner, group: dist.ProcessGroup | N
     built with ``seed=None`` (fresh entropy, different on each rank) or a checkpoint loaded on
     rank 0 only.
     """
-    payload = [combiner.state_dict() if dist.get_rank(group) == 0 else None]
+    # Other ranks' entries are placeholders that the broadcast replaces.
+    payload = [combiner.state_dict() if dist.get_rank(group) == 0 else {}]
     dist.broadcast_object_list(payload, src=group_src(group), group=group)
     if dist.get_rank(group) != 0:
         combiner.load_state_dict(payload[0])
+
+
+@overload
+def reduce_scatter(output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None,
+                   async_op: Literal[True]) -> dist.Work: ...
+
+
+@overload
+def reduce_scatter(output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None,
+                   async_op: Literal[False] = False) -> None: ...
 
 
 def reduce_scatter(output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None,

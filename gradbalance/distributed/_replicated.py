@@ -219,10 +219,11 @@ def _unpack_heads(heads: list[Tensor], grads: Tensor, flags: Tensor) -> None:
     for p, used in zip(heads, (flags > 0).tolist()):
         n = p.numel()
         mean = grads[start : start + n].view_as(p)
-        if used and p.grad is None:
-            p.grad = mean.to(p.dtype, copy=True)
-        elif used:
-            p.grad.copy_(mean)
+        if used:
+            if p.grad is None:
+                p.grad = mean.to(p.dtype, copy=True)
+            else:
+                p.grad.copy_(mean)
         start += n
 
 

@@ -133,7 +133,8 @@ class ShardedTaskGradients(TaskGradients):
     ) -> None:
         require_initialized("ShardedTaskGradients")
         super().__init__(params, num_tasks, dtype=dtype)
-        meshes = list(dict.fromkeys(p.device_mesh for p in self._params))  # equal meshes once
+        # Every parameter is a DTensor (_local_shape checked); equal meshes count once.
+        meshes = list(dict.fromkeys(p.device_mesh for p in self._params if isinstance(p, DTensor)))
         if group is None:
             mesh = meshes[0]
             if len(meshes) > 1 or mesh.ndim != 1:

@@ -77,14 +77,20 @@ class CollectiveTraffic:
 _active: list[CollectiveTraffic] = []
 
 
-_inside = threading.local()  # a collective implemented by another (reduce_scatter_tensor over
-# reduce_scatter_single in recent torch) counts once, as the outermost call
+class _Depth(threading.local):
+    """A collective implemented by another (reduce_scatter_tensor over reduce_scatter_single in
+    recent torch) counts once, as the outermost call: ``depth`` is 1 inside a counted one."""
+
+    depth = 0
+
+
+_inside = _Depth()
 
 
 def _counting(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not _active or getattr(_inside, "depth", 0):
+        if not _active or _inside.depth:
             return original(*args, **kwargs)
         nbytes = _PAYLOAD[name](*args, **kwargs)
         for traffic in _active:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -20,7 +20,10 @@ from gradbalance.regularizers._divergence import (
 
 __all__ = ["SmoothnessRegularizer"]
 
-_non_negative = [v.instance_of((int, float)), v.ge(0)]
+_non_negative: list[Callable[[Any, attrs.Attribute[float], float], Any]] = [
+    v.instance_of((int, float)),
+    v.ge(0),
+]
 
 
 def _is_count(instance: object, attribute: attrs.Attribute, value: object) -> None:

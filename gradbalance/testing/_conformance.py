@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -38,8 +38,9 @@ class Check:
     declared: Property | None = None  # run only for classes that declare this property
 
 
-def _steps(subject: Subject, *, dtypes: Iterable[torch.dtype] = (torch.float64,), kinds=ROW_KINDS,
-           min_steps: int = 1, segments: bool = True, general: bool = False) -> st.SearchStrategy[Steps]:
+def _steps(subject: Subject, *, dtypes: Iterable[torch.dtype] = (torch.float64,),
+           kinds: Sequence[str] = ROW_KINDS, min_steps: int = 1, segments: bool = True,
+           general: bool = False) -> st.SearchStrategy[Steps]:
     """Sequences of steps for ``subject`` (one step unless it is stateful); ``general``: one
     segment and ``T ≤ P``, so that rows of the general kinds are independent."""
     kit = subject.kit

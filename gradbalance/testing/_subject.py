@@ -134,7 +134,7 @@ def tolerance(deviation: Tensor, result: Tensor, tasks: int, eps: float = _EPS64
     return SAFETY * (float(deviation.norm()) + spread + out_eps * size + floor) + 1e-300
 
 
-def _gramian_probe(cls: type, eta: float) -> Callable[[Mapping[str, Any], int], Any]:
+def _gramian_probe(cls: type[GramianCombiner], eta: float) -> Callable[[Mapping[str, Any], int], Any]:
     """A factory of instances of a subclass of ``cls`` whose weights see every Gramian entry
     moved by a random ``±η √(K_ii K_jj)`` (symmetric), the size of its rounding."""
 

@@ -16,6 +16,7 @@ Rows are drawn by kind, mixed within one matrix:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import torch
@@ -102,7 +103,9 @@ def task_matrices(
 
 
 @st.composite
-def nonconflicting_matrices(draw: st.DrawFn, max_tasks: int = 8, max_columns: int = 300, **kwargs) -> Tensor:
+def nonconflicting_matrices(
+    draw: st.DrawFn, max_tasks: int = 8, max_columns: int = 300, **kwargs: Any
+) -> Tensor:
     """Task matrices with no conflicting pair (``g_i · g_j ≥ 0``): non-negative rows, mixed kinds."""
     return draw(task_matrices(max_tasks, max_columns, **kwargs)).abs()
 
@@ -126,7 +129,8 @@ class Steps:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.matrices[0].shape)  # type: ignore[return-value]
+        T, P = self.matrices[0].shape
+        return T, P
 
 
 @st.composite

@@ -7,12 +7,14 @@ from gradbalance import CAGrad
 from gradbalance._gramian import segment_gramians
 
 # Two float16 task rows whose float32 Gramian came out asymmetric (K01 and K10 5e-8 apart).
+# fmt: off
 ROWS = [
     [-0.311279296875, -0.712890625, 0.57373046875, 1.5693359375, 0.87353515625, -3.705078125,
      -1.814453125, -1.8427734375, 0.0941162109375],
     [0.51171875, 1.052734375, -0.1563720703125, -2.1015625, 1.580078125, 1.0830078125,
      0.8896484375, -1.9287109375, -0.27099609375],
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])

@@ -12,7 +12,7 @@ from minbert_tasks.model import BertConfig
 
 def test_tiny_is_small_and_consistent() -> None:
     cfg = BertConfig.tiny()
-    assert (cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == (100, 32, 2, 4)
+    assert (cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == (100, 32, 2, 4)  # fmt: skip
     assert cfg.head_dim == 8
     assert BertConfig.tiny(num_hidden_layers=1).num_hidden_layers == 1
 
