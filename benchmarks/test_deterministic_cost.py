@@ -44,8 +44,8 @@ def step(trainer: Trainer, batch: dict, rng: dict[int, torch.Tensor]) -> None:
     torch.use_deterministic_algorithms(trainer.config.deterministic, warn_only=True)
     torch.set_rng_state(rng[id(trainer)])
     try:
-        trainer._micro_step(batch)
-        trainer._optimizer_step()
+        trainer.stepper.micro_step(batch)
+        trainer.stepper.optimizer_step()
     finally:
         rng[id(trainer)] = torch.get_rng_state()
         torch.use_deterministic_algorithms(before)
@@ -53,7 +53,7 @@ def step(trainer: Trainer, batch: dict, rng: dict[int, torch.Tensor]) -> None:
 
 def test_deterministic_step_against_the_default_step(benchmark, tmp_path):
     trainers = {"default": make_trainer(tmp_path, False), "deterministic": make_trainer(tmp_path, True)}
-    plan = trainers["default"]._plan(0, 0)
+    plan = trainers["default"].schedule.plan(0, 0)
     cursor = {"k": 0}
     rng = {id(t): torch.get_rng_state() for t in trainers.values()}  # the same masks for both
 

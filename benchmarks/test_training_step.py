@@ -39,17 +39,17 @@ def make_trainer(tmp_path, combiner: str, segments: str = "whole") -> Trainer:
 
 
 def buffered_step(trainer: Trainer, step: dict) -> None:
-    trainer._micro_step(step)
-    trainer._optimizer_step()
+    trainer.stepper.micro_step(step)
+    trainer.stepper.optimizer_step()
 
 
 def summed_step(trainer: Trainer, step: dict) -> None:
     """The floor: one backward of the summed task losses, no buffer, same clip and optimizer."""
-    total = sum(trainer._task_loss(task, indices)[0] for task, indices in step.items())
+    total = sum(trainer.stepper.task_loss(task, indices)[0] for task, indices in step.items())
     total.backward()
     torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.config.clip_norm)
-    trainer.optimizer.step()
-    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.stepper.optimizer.step()
+    trainer.stepper.optimizer.zero_grad(set_to_none=True)
 
 
 def test_buffered_step_against_summed_loss_step(benchmark, tmp_path):
@@ -61,7 +61,7 @@ def test_buffered_step_against_summed_loss_step(benchmark, tmp_path):
         "gradvac per-tensor": make_trainer(tmp_path, "gradvac", "tensor"),
         "imtl-g": make_trainer(tmp_path, "imtl-g"),
     }
-    plan = trainers["pcgrad"]._plan(0, 0)
+    plan = trainers["pcgrad"].schedule.plan(0, 0)
     cursor = {"k": 0}
 
     def batch() -> dict:

@@ -23,6 +23,7 @@ import torch
 
 import minbert_tasks.training as training
 from minbert_tasks.config import config_from_json
+from minbert_tasks.training import _run_dir  # writes the run's checkpoint files
 
 torch.set_num_threads(1)
 
@@ -33,7 +34,7 @@ def die() -> None:
 
 def install(kill: list[str], log: Path) -> None:
     """Wrap this process's checkpoint writes with the kill point and the log of finished ones."""
-    real_save, real_replace, real_atomic_save = torch.save, os.replace, training.atomic_save
+    real_save, real_replace, real_atomic_save = torch.save, os.replace, _run_dir.atomic_save
     armed = [False]  # the file being written is the one to kill in
 
     def save(obj, handle, *args, **kwargs):  # torch.save inside checkpointing's atomic writer
@@ -59,7 +60,7 @@ def install(kill: list[str], log: Path) -> None:
         with open(log, "a") as handle:
             handle.write(json.dumps([Path(path).name, obj["position"]]) + "\n")
 
-    torch.save, os.replace, training.atomic_save = save, replace, atomic_save
+    torch.save, os.replace, _run_dir.atomic_save = save, replace, atomic_save
 
 
 def main(argv: list[str]) -> None:

@@ -154,7 +154,7 @@ def test_a_deterministic_run_is_the_same_whatever_the_clock_says(data_dir, tmp_p
 
         def follow(trainer: Trainer) -> None:
             switched.append(torch.are_deterministic_algorithms_enabled())
-            rates.append(trainer.scheduler.get_last_lr())
+            rates.append(trainer.stepper.scheduler.get_last_lr())
 
         config = tiny(data_dir, "default", "max_steps=6", "warmup=0.0", f"deterministic={str(deterministic).lower()}")
         train(config, tmp_path / name, progress=False, on_step=follow)
@@ -180,7 +180,7 @@ def test_logged_gradient_norms_are_those_of_the_task_rows(data_dir, tmp_path):
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert record["kind"] == "train" and record["step"] == 1
     # The rows still hold step 1's gradients: they are zeroed when the next step starts.
-    expected = trainer.buffer.rows.double().norm(dim=1)
+    expected = trainer.stepper.buffer.rows.double().norm(dim=1)
     assert expected.min() > 0
     torch.testing.assert_close(torch.tensor(record["grad_norms"], dtype=torch.float64), expected, rtol=1e-4, atol=1e-6)
 
@@ -201,13 +201,13 @@ def test_ema_weights_follow_the_formula_and_are_what_is_scored_and_kept(data_dir
 
     trainer.fit(on_step=follow)
     assert updates[1:] == pytest.approx([2 / 11, 3 / 12, 0.3])  # warm-up, then the configured decay
-    averaged = dict(trainer.ema.module.named_parameters())
+    averaged = dict(trainer.stepper.ema.module.named_parameters())
     assert set(averaged) == set(expected)
     for name, value in expected.items():
         torch.testing.assert_close(averaged[name], value, rtol=1e-5, atol=1e-6, msg=name)
     assert any(not torch.equal(averaged[n], p) for n, p in trainer.model.named_parameters())
     best = torch.load(tmp_path / "best.pt", weights_only=False)["model"]  # the averaged weights
-    for name, value in trainer.ema.module.state_dict().items():
+    for name, value in trainer.stepper.ema.module.state_dict().items():
         assert torch.equal(best[name], value), name
     with pytest.raises(ConfigError, match=r"ema_decay must be in \(0, 1\)"):
         TrainConfig(tasks=[TaskConfig(name="sst")], ema_decay=1.0)
@@ -216,8 +216,8 @@ def test_ema_weights_follow_the_formula_and_are_what_is_scored_and_kept(data_dir
 def test_layer_wise_lr_decay_gives_each_encoder_layer_its_rate(data_dir, tmp_path):
     trainer = Trainer(tiny(data_dir, "default", "layer_lr_decay=0.5", "lr=1e-3", "head_lr=2e-3", "warmup=0.0"),
                       tmp_path, progress=False)
-    rate = {id(p): group["lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
-    decay = {id(p): group["weight_decay"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    rate = {id(p): group["lr"] for group in trainer.stepper.optimizer.param_groups for p in group["params"]}
+    decay = {id(p): group["weight_decay"] for group in trainer.stepper.optimizer.param_groups for p in group["params"]}
     expected = {"encoder.embeddings.": 0.25e-3, "encoder.encoder.layer.0.": 0.5e-3,  # 2 layers
                 "encoder.encoder.layer.1.": 1e-3, "encoder.pooler.": 1e-3, "heads.": 2e-3}
     named = list(trainer.model.named_parameters())
@@ -232,9 +232,10 @@ def test_layer_wise_lr_decay_gives_each_encoder_layer_its_rate(data_dir, tmp_pat
 
 def test_amp_auto_picks_bf16_where_it_is_native_and_a_bf16_run_trains(data_dir, tmp_path, monkeypatch):
     import minbert_tasks.training as training
+    from minbert_tasks.training import _trainer  # where the trainer looks the check up
 
     for native, dtype in ((True, torch.bfloat16), (False, None)):
-        monkeypatch.setattr(training, "native_bf16", lambda device, native=native: native)
+        monkeypatch.setattr(_trainer, "native_bf16", lambda device, native=native: native)
         trainer = Trainer(tiny(data_dir, "default", 'amp="auto"'), tmp_path / "auto", progress=False)
         assert trainer.autocast_dtype == dtype
     assert isinstance(training.native_bf16(torch.device("cpu")), bool)
@@ -251,9 +252,9 @@ def test_a_task_loss_weight_scales_exactly_that_tasks_gradient_row(data_dir, tmp
     for weight in (1.0, 2.5):
         trainer = Trainer(tiny(data_dir, "default", f"tasks.sst.loss_weight={weight}"), tmp_path, progress=False)
         torch.manual_seed(1)  # the same dropout masks in both runs
-        losses = trainer._micro_step(trainer._plan(0, 0)[0])
+        losses = trainer.stepper.micro_step(trainer.schedule.plan(0, 0)[0])
         assert set(losses) == {"sst", "para", "sts"}
-        rows.append(trainer.buffer.rows.clone())
+        rows.append(trainer.stepper.buffer.rows.clone())
     sst = trainer.task_names.index("sst")
     torch.testing.assert_close(rows[1][sst], 2.5 * rows[0][sst])
     others = [t for t in range(3) if t != sst]
@@ -268,16 +269,16 @@ def test_accumulated_micro_steps_average_and_an_epochs_partial_group_is_stepped_
     config = tiny(data_dir, "default", "grad_accumulation=2", "tasks.sst.batch_size=8", "tasks.sst.loss_weight=3",
                   "phases.0.epochs=1", "fit_schedule_to_budget=false")
     trainer = Trainer(config, tmp_path, progress=False)
-    assert len(trainer._plan(0, 0)) == 3 and trainer.total_steps == 2
+    assert len(trainer.schedule.plan(0, 0)) == 3 and trainer.total_steps == 2
     scales: dict[str, list[float]] = {}
-    task_loss = trainer._task_loss
+    task_loss = trainer.stepper.task_loss
 
     def spy(task, indices):  # the gradient reaching a task's loss is the scale it is backed with
         loss, plain = task_loss(task, indices)
         loss.register_hook(lambda grad: scales.setdefault(task, []).append(float(grad)))
         return loss, plain
 
-    trainer._task_loss = spy
+    trainer.stepper.task_loss = spy
     steps = []
     trainer.fit(on_step=lambda t: steps.append(t.position.step))
     assert steps == [2, 3]
@@ -291,7 +292,7 @@ def test_label_smoothing_reaches_the_loss_and_bad_values_are_refused(data_dir, t
         overrides = [f"tasks.sst.label_smoothing={epsilon}", f"tasks.para.label_smoothing={epsilon}"]
         trainer = Trainer(tiny(data_dir, "default", *overrides), tmp_path / str(epsilon), progress=False)
         torch.manual_seed(1)  # the same dropout masks in both runs
-        losses[epsilon] = trainer._micro_step(trainer._plan(0, 0)[0])
+        losses[epsilon] = trainer.stepper.micro_step(trainer.schedule.plan(0, 0)[0])
     assert losses[0.2]["sst"] != pytest.approx(losses[0.0]["sst"], abs=1e-6)
     assert losses[0.2]["para"] != pytest.approx(losses[0.0]["para"], abs=1e-6)
     assert losses[0.2]["sts"] == pytest.approx(losses[0.0]["sts"], abs=1e-6)  # not smoothed
@@ -315,9 +316,9 @@ def test_frozen_word_embeddings_stay_put_while_the_rest_trains(data_dir, tmp_pat
     # Everything else trained (the pooler aside: mean-pooling heads never read it).
     assert {name for name in still if not name.startswith("pooler.")} == {"embeddings.word_embeddings.weight"}
     # The task-gradient buffer holds no rows for the frozen matrix.
-    assert "embeddings.word_embeddings.weight" not in trainer.buffer.names
+    assert "embeddings.word_embeddings.weight" not in trainer.stepper.buffer.names
     trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
-    assert trainer.buffer.rows.shape[1] == trainable == sum(t.numel() for t in before.values()) - words.numel()
+    assert trainer.stepper.buffer.rows.shape[1] == trainable == sum(t.numel() for t in before.values()) - words.numel()
 
 
 @torch.no_grad()
@@ -346,7 +347,7 @@ def assert_it_learns(trainer: Trainer) -> None:
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     change: dict[str, float] = {}
     batches: list[dict] = []
-    micro_step, optimizer_step = trainer._micro_step, trainer._optimizer_step
+    micro_step, optimizer_step = trainer.stepper.micro_step, trainer.stepper.optimizer_step
 
     def record(step, accumulated=1):
         batches.append(step)
@@ -360,7 +361,7 @@ def assert_it_learns(trainer: Trainer) -> None:
         batches.clear()
         return info
 
-    trainer._micro_step, trainer._optimizer_step = record, measured
+    trainer.stepper.micro_step, trainer.stepper.optimizer_step = record, measured
     trainer.fit()
     assert set(change) == set(trainer.task_names)
     assert all(value < 0 for value in change.values()), change
