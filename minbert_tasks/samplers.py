@@ -12,8 +12,9 @@ indices (``int64`` array, indices into that task's dataset) of its batch::
 
 The plan is a pure function of ``(sampler options, tasks, epoch, seed)``: no global RNG, no
 hidden state. Resuming mid-epoch therefore needs only the integer ``(epoch, step)`` position —
-rebuild the plan and skip the consumed steps (:func:`iter_epoch` does that). Data order inside
-each task is part of the plan, so it is reproducible and resumable too.
+rebuild the plan and skip the consumed steps (``plan[step:]``). Data order inside each task is
+part of the plan, so it is reproducible and resumable too. A sampler is looked up by name with
+:func:`minbert_tasks.plugins.get_sampler` (the built-ins and any plugin).
 
 Randomness comes from ``numpy.random.SeedSequence([seed, epoch, <stable hash of a purpose and a
 task name>])``: each task's shuffles depend only on ``(seed, epoch, task name)``, not on which
@@ -48,7 +49,7 @@ Built-ins (``BUILTIN_SAMPLERS``, keyed by each class's ``name``):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
@@ -68,9 +69,6 @@ __all__ = [
     "Step",
     "TaskData",
     "TemperatureSampler",
-    "iter_epoch",
-    "make_sampler",
-    "step_counts",
 ]
 
 Indices = NDArray[np.int64]
@@ -468,42 +466,3 @@ BUILTIN_SAMPLERS: Mapping[str, type[Any]] = {
         TemperatureSampler,
     )
 }
-
-
-def make_sampler(name: str, **options: Any) -> Sampler:
-    """Build a built-in sampler by name; options are validated by the class."""
-    try:
-        cls = BUILTIN_SAMPLERS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown sampler {name!r}; built-ins are {', '.join(sorted(BUILTIN_SAMPLERS))}"
-        ) from None
-    sampler: Sampler = cls(**options)
-    return sampler
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def iter_epoch(
-    sampler: Sampler, tasks: Sequence[TaskData], epoch: int, seed: int, start: int = 0
-) -> Iterator[tuple[int, Step]]:
-    """Yield ``(step_index, step)`` of ``epoch`` from position ``start`` (steps consumed so far).
-
-    Resuming is ``iter_epoch(sampler, tasks, saved_epoch, seed, start=saved_step)``; the
-    remaining steps are exactly those an uninterrupted run would have seen.
-    """
-    plan = sampler.plan(tasks, epoch, seed)
-    if isinstance(start, bool) or not 0 <= start <= len(plan):
-        raise ValueError(f"start must be in [0, {len(plan)}], got {start!r}")
-    for i in range(start, len(plan)):
-        yield i, plan[i]
-
-
-def step_counts(plan: Plan) -> dict[str, int]:
-    """How many steps of ``plan`` each task contributes a batch to."""
-    counts: dict[str, int] = {}
-    for step in plan:
-        for name in step:
-            counts[name] = counts.get(name, 0) + 1
-    return counts
