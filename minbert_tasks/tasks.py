@@ -45,7 +45,6 @@ __all__ = [
     "StandardReader",
     "TaskSpec",
     "inputs_to",
-    "overall",
 ]
 
 Kind = Literal["single", "pair"]
@@ -356,15 +355,6 @@ def inputs_to(inputs: Inputs, device: torch.device | str) -> dict[str, Any]:
         k: inputs_to(v, device) if isinstance(v, Mapping) else v.to(device)
         for k, v in inputs.items()
     }
-
-
-def overall(scores: Mapping[str, float]) -> float:
-    """CS224N overall score from ``{"sst": acc, "para": acc, "sts": pearson}``
-    (:func:`minbert_tasks.metrics.overall_score`)."""
-    missing = [t for t in ("sst", "para", "sts") if t not in scores]
-    if missing:
-        raise KeyError(f"overall score needs sst, para and sts; missing {', '.join(missing)}")
-    return metrics.overall_score(scores["sst"], scores["para"], scores["sts"])
 
 
 SST = TaskSpec(
