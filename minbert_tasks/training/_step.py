@@ -5,7 +5,7 @@ clipping, AdamW, the learning-rate schedule, the Bregman teacher and the weight 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import torch
@@ -15,6 +15,7 @@ import gradbalance
 from gradbalance.regularizers import BregmanProximalPoint, SmoothnessRegularizer
 from minbert_tasks.config import TrainConfig
 from minbert_tasks.distributed import World
+from minbert_tasks.heads import TaskHead
 from minbert_tasks.model import Tokenizer
 from minbert_tasks.system import MultiTaskModel, TaskSetup
 from minbert_tasks.tasks import inputs_to
@@ -54,12 +55,15 @@ def build_optimizer(model: MultiTaskModel, config: TrainConfig) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
-def _warm_ema(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor | int], None]:
+Tensors = list[Tensor] | tuple[Tensor, ...]
+
+
+def _warm_ema(decay: float) -> Callable[[Tensors, Tensors, Tensor | int], None]:
     """EMA update for ``AveragedModel`` whose decay warms up as min(decay, (1+n)/(10+n)) after n
     updates. torch's ``get_ema_multi_avg_fn`` applies the full decay from the first step, so at
     0.998 the average still holds ~1/3 of the first (untrained-head) weights after 500 steps."""
 
-    def update(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor | int) -> None:
+    def update(averaged: Tensors, current: Tensors, num_averaged: Tensor | int) -> None:
         n = int(num_averaged)
         weight = 1.0 - min(decay, (1 + n) / (10 + n))
         torch._foreach_lerp_(averaged, current, weight)  # W ← W + w·(θ − W)
@@ -105,6 +109,7 @@ def gradient_stats(info: gradbalance.Combination) -> dict[str, Any]:
         return {"cosines": None, "grad_norms": None}
     whole = gramian.sum(0, keepdim=True)  # segment Gramians add up to the whole one
     cos = gradbalance.Combination(info.direction, whole).cosines()
+    assert cos is not None  # a Combination with a Gramian has cosines
     norms = whole[0].diagonal().clamp_min(0).sqrt()
     return {"cosines": [[round(float(x), 5) for x in row] for row in cos[0]],
             "grad_norms": [float(f"{float(x):.6g}") for x in norms]}
@@ -150,9 +155,11 @@ class Stepper:
         setup = self.setups[task]
         examples = [self.train_data[task][int(i)] for i in indices]
         inputs, labels = setup.spec.collate(examples, self.tokenizer, setup.max_length, setup.head.pair_encoding)
+        if labels is None:
+            raise ValueError(f"{task}: its training examples have no labels")
         inputs = inputs_to(inputs, self.device)
         labels = labels.to(self.device)
-        head = self.model.heads[task]
+        head = cast(TaskHead, self.model.heads[task])
         smart, bregman = self.regularizers.smart.get(task), self.regularizers.bregman.get(task)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             if smart is not None:

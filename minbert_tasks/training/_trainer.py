@@ -3,10 +3,11 @@ phases, evaluating and checkpointing into the run directory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import torch
@@ -15,7 +16,7 @@ import gradbalance
 from minbert_tasks.config import TrainConfig
 from minbert_tasks.distributed import SharedClock, World, evaluate_sharded
 from minbert_tasks.evaluation import summary_score
-from minbert_tasks.system import build_model
+from minbert_tasks.system import MultiTaskModel, build_model
 from minbert_tasks.training._data import read_splits, sampler_tasks
 from minbert_tasks.training._run_dir import RunDirectory
 from minbert_tasks.training._schedule import Position, Schedule, budget_reason
@@ -39,6 +40,20 @@ def native_bf16(device: torch.device) -> bool:
 
 class Interrupted(Exception):
     """Raised by a step callback to stop training (used by tests to simulate a crash)."""
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    """torch's deterministic algorithms (warn-only) on for the block where ``enabled``, the
+    process-wide switch restored after it."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def _device(name: str, world: World) -> torch.device:
@@ -92,10 +107,10 @@ class Trainer:
         return self.schedule.lr_factor(step, self.elapsed_seconds)
 
     @property
-    def eval_model(self) -> torch.nn.Module:
+    def eval_model(self) -> MultiTaskModel:
         """The weights that are scored, kept as ``best.pt`` and predicted with: the moving
         average when ``ema_decay`` is set, else the trained weights themselves."""
-        return self.model if self.stepper.ema is None else self.stepper.ema.module
+        return self.model if self.stepper.ema is None else cast(MultiTaskModel, self.stepper.ema.module)
 
     def evaluate(self) -> dict[str, float]:
         """Score the dev sets, log the scores and keep ``best.pt`` when the summary improves."""
@@ -164,14 +179,8 @@ class Trainer:
         ``deterministic`` turns torch's deterministic algorithms on for the call (a
         process-wide switch, restored on return; warn-only: an op without a deterministic
         kernel warns once instead of stopping a run)."""
-        before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-        if self.config.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        try:
+        with _deterministic(self.config.deterministic):
             return self._fit(on_step)
-        finally:
-            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
     def _fit(self, on_step: Callable[[Trainer], None] | None) -> dict[str, float]:
         from tqdm.auto import tqdm
