@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gradbalance.regularizers import Divergence
 from minbert_tasks import metrics
 from minbert_tasks.data import PairExample, ReadResult, SentenceExample, read_task_split
 from minbert_tasks.heads import PAIR_ENCODINGS, HeadConfig, Inputs, TaskHead, build_head
@@ -51,7 +52,7 @@ Kind = Literal["single", "pair"]
 OutputKind = Literal["multiclass", "binary", "regression"]
 Reader = Callable[..., ReadResult]
 
-_DIVERGENCE = {"multiclass": "softmax_kl", "binary": "bernoulli_kl", "regression": "squared_error"}
+_DIVERGENCE: dict[str, Divergence] = {"multiclass": "softmax_kl", "binary": "bernoulli_kl", "regression": "squared_error"}
 
 
 @attrs.frozen
@@ -163,11 +164,11 @@ class TaskSpec:
         return build_head(config, hidden_size, self.num_outputs_for(config))
 
     @property
-    def divergence(self) -> str:
+    def divergence(self) -> Divergence:
         """SMART ℓ_s name for the default head (see :meth:`divergence_for`)."""
         return self.divergence_for(self.head)
 
-    def divergence_for(self, config: HeadConfig) -> str:
+    def divergence_for(self, config: HeadConfig) -> Divergence:
         """``softmax_kl`` for logits over classes (including STS bins), ``bernoulli_kl`` for a
         single binary logit, ``squared_error`` for a regression score (including cosine)."""
         if config.output == "classes":

@@ -72,8 +72,11 @@ def train(
             del state
             p = trainer.position
             if world.is_main:
-                print(f"resuming {run.path} at phase {p.phase}, epoch {p.epoch}, step {p.step} "
-                      f"(optimizer step {p.global_step})" + (f" on {world.size} ranks" if world.size > 1 else ""))
+                print(
+                    f"resuming {run.path} at phase {p.phase}, epoch {p.epoch}, step {p.step} "
+                    f"(optimizer step {p.global_step})"
+                    + (f" on {world.size} ranks" if world.size > 1 else "")
+                )
         else:
             if config is None:
                 raise ValueError("train() needs a config unless resume=True")

@@ -15,8 +15,9 @@ from minbert_tasks.system import TaskSetup
 __all__ = ["read_splits", "sampler_tasks"]
 
 
-def read_splits(config: TrainConfig, setups: Mapping[str, TaskSetup], *,
-                report: bool = True) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+def read_splits(
+    config: TrainConfig, setups: Mapping[str, TaskSetup], *, report: bool = True
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """Each task's training and dev examples, cut to its ``train_limit`` / ``dev_limit``;
     ``report`` prints what a reader skipped. A split with no examples is an error."""
     train: dict[str, list[Any]] = {}
@@ -33,8 +34,9 @@ def read_splits(config: TrainConfig, setups: Mapping[str, TaskSetup], *,
     return train, dev
 
 
-def sampler_tasks(config: TrainConfig, setups: Mapping[str, TaskSetup], train: Mapping[str, list[Any]],
-                  tokenizer: Tokenizer) -> dict[str, TaskData]:
+def sampler_tasks(
+    config: TrainConfig, setups: Mapping[str, TaskSetup], train: Mapping[str, list[Any]], tokenizer: Tokenizer
+) -> dict[str, TaskData]:
     """Each task's training set as a sampler sees it: its size and batch size, and the token
     counts of its examples for a task that groups batches by length."""
     tasks = {}
@@ -42,7 +44,9 @@ def sampler_tasks(config: TrainConfig, setups: Mapping[str, TaskSetup], train: M
         setup = setups[task.name]
         lengths = None
         if task.group_by_length:
-            counts = setup.spec.lengths(train[task.name], tokenizer, setup.max_length, setup.head.pair_encoding)
+            counts = setup.spec.lengths(
+                train[task.name], tokenizer, setup.max_length, setup.head.pair_encoding
+            )
             lengths = np.asarray(counts, dtype=np.int64)
         tasks[task.name] = TaskData(task.name, len(train[task.name]), setup.batch_size, lengths)
     return tasks

@@ -98,13 +98,17 @@ class RunDirectory:
         if not self.path.is_dir():
             raise FileNotFoundError(f"no run directory at {self.path}")
         if not self.checkpoint.is_file():
-            raise FileNotFoundError(f"{self.path} has no checkpoint.pt: the run stopped before its first "
-                                    f"checkpoint; start it again with --run-dir {self.path}")
+            raise FileNotFoundError(
+                f"{self.path} has no checkpoint.pt: the run stopped before its first "
+                f"checkpoint; start it again with --run-dir {self.path}"
+            )
         state = load(self.checkpoint, MODEL_KEYS + RESUME_KEYS)
         try:
             config = config_from_json(state["config"])
         except ConfigError as exc:
-            raise ConfigError(f"{self.checkpoint}: its saved config does not load in this version: {exc}") from None
+            raise ConfigError(
+                f"{self.checkpoint}: its saved config does not load in this version: {exc}"
+            ) from None
         reason = finished_reason(config, state)
         if reason is not None:
             raise RunFinished(f"run {self.path} has already finished ({reason}); nothing to resume")

@@ -89,7 +89,7 @@ class Schedule:
         """The micro-steps of ``epoch`` of ``phase``: a pure function of the run's seed, the
         phase and the epoch."""
         tasks = [self.tasks[name] for name in self.phase_tasks(phase)]
-        return self.sampler(phase).plan(tasks, epoch, self.config.seed + 1000 * phase)  # type: ignore[no-any-return]
+        return self.sampler(phase).plan(tasks, epoch, self.config.seed + 1000 * phase)
 
     def steps_in_phase(self, phase: int) -> int:
         """Optimizer steps per epoch of ``phase``: its micro-steps in groups of

@@ -49,7 +49,9 @@ def build_optimizer(model: MultiTaskModel, config: TrainConfig) -> torch.optim.A
             encoder.setdefault((scale, p.dim() >= 2), []).append(p)
     groups = [
         {"params": params, "weight_decay": config.weight_decay if decayed else 0.0, "lr": config.lr * scale}
-        for (scale, decayed), params in sorted(encoder.items(), key=lambda item: (-item[0][0], not item[0][1]))
+        for (scale, decayed), params in sorted(
+            encoder.items(), key=lambda item: (-item[0][0], not item[0][1])
+        )
     ]
     groups.append({"params": heads, "weight_decay": config.weight_decay, "lr": config.head_lr or config.lr})
     return torch.optim.AdamW(groups, lr=config.lr)
@@ -81,7 +83,9 @@ class Regularizers:
     teacher: BregmanProximalPoint | None
 
     @classmethod
-    def build(cls, config: TrainConfig, setups: Mapping[str, TaskSetup], model: MultiTaskModel) -> Regularizers:
+    def build(
+        cls, config: TrainConfig, setups: Mapping[str, TaskSetup], model: MultiTaskModel
+    ) -> Regularizers:
         s = config.smart
         smart, bregman = {}, {}
         teacher = None
@@ -90,8 +94,12 @@ class Regularizers:
             divergence = setup.spec.divergence_for(setup.head)
             if task.smart_weight > 0:
                 smart[task.name] = SmoothnessRegularizer(
-                    sigma=s.sigma, epsilon=s.epsilon, step_size=s.step_size, steps=s.steps,
-                    weight=task.smart_weight, divergence=divergence,
+                    sigma=s.sigma,
+                    epsilon=s.epsilon,
+                    step_size=s.step_size,
+                    steps=s.steps,
+                    weight=task.smart_weight,
+                    divergence=divergence,
                 )
             if task.bregman_weight > 0:
                 if teacher is None:
@@ -111,8 +119,10 @@ def gradient_stats(info: gradbalance.Combination) -> dict[str, Any]:
     cos = gradbalance.Combination(info.direction, whole).cosines()
     assert cos is not None  # a Combination with a Gramian has cosines
     norms = whole[0].diagonal().clamp_min(0).sqrt()
-    return {"cosines": [[round(float(x), 5) for x in row] for row in cos[0]],
-            "grad_norms": [float(f"{float(x):.6g}") for x in norms]}
+    return {
+        "cosines": [[round(float(x), 5) for x in row] for row in cos[0]],
+        "grad_norms": [float(f"{float(x):.6g}") for x in norms],
+    }
 
 
 def _buffer(model: MultiTaskModel, num_tasks: int, world: World) -> gradbalance.TaskGradients:
@@ -130,12 +140,26 @@ class Stepper:
     examples; a step names example indices), on this rank of ``world``. ``lr_factor`` maps an
     optimizer step to its learning rate's factor."""
 
-    def __init__(self, config: TrainConfig, model: MultiTaskModel, setups: Mapping[str, TaskSetup],
-                 tokenizer: Tokenizer, train_data: Mapping[str, Sequence[Any]], *, world: World,
-                 device: torch.device, autocast_dtype: torch.dtype | None,
-                 lr_factor: Callable[[int], float]) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: MultiTaskModel,
+        setups: Mapping[str, TaskSetup],
+        tokenizer: Tokenizer,
+        train_data: Mapping[str, Sequence[Any]],
+        *,
+        world: World,
+        device: torch.device,
+        autocast_dtype: torch.dtype | None,
+        lr_factor: Callable[[int], float],
+    ) -> None:
         self.config, self.model, self.setups, self.tokenizer = config, model, setups, tokenizer
-        self.train_data, self.world, self.device, self.autocast_dtype = train_data, world, device, autocast_dtype
+        self.train_data, self.world, self.device, self.autocast_dtype = (
+            train_data,
+            world,
+            device,
+            autocast_dtype,
+        )
         self.task_names = [t.name for t in config.tasks]
         self.buffer = _buffer(model, len(self.task_names), world)
         self.segments = None if config.segments == "whole" else self.buffer.segments(config.segments)
@@ -154,14 +178,18 @@ class Stepper:
         plain task loss as a number (what is logged)."""
         setup = self.setups[task]
         examples = [self.train_data[task][int(i)] for i in indices]
-        inputs, labels = setup.spec.collate(examples, self.tokenizer, setup.max_length, setup.head.pair_encoding)
+        inputs, labels = setup.spec.collate(
+            examples, self.tokenizer, setup.max_length, setup.head.pair_encoding
+        )
         if labels is None:
             raise ValueError(f"{task}: its training examples have no labels")
         inputs = inputs_to(inputs, self.device)
         labels = labels.to(self.device)
         head = cast(TaskHead, self.model.heads[task])
         smart, bregman = self.regularizers.smart.get(task), self.regularizers.bregman.get(task)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
             if smart is not None:
                 forward, embeddings, mask = head.smart_view(self.model.encoder, inputs)
                 outputs = forward(embeddings)
@@ -191,7 +219,11 @@ class Stepper:
                     losses[task] = 0.0
                 continue
             loss, plain = self.task_loss(task, indices)
-            scale = self.config.task(task).loss_weight / accumulated * self.world.shard_weight(len(indices), len(batch))
+            scale = (
+                self.config.task(task).loss_weight
+                / accumulated
+                * self.world.shard_weight(len(indices), len(batch))
+            )
             with self.buffer.task(t):
                 (loss * scale).backward()
             losses[task] = plain

@@ -14,10 +14,12 @@ import torch
 
 import gradbalance
 from minbert_tasks.config import TrainConfig
-from minbert_tasks.distributed import SharedClock, World, evaluate_sharded
+from minbert_tasks.distributed import World, evaluate_sharded
 from minbert_tasks.evaluation import summary_score
 from minbert_tasks.system import MultiTaskModel, build_model
+from minbert_tasks.training._clock import TrainingClock
 from minbert_tasks.training._data import read_splits, sampler_tasks
+from minbert_tasks.training._progress import Progress
 from minbert_tasks.training._run_dir import RunDirectory
 from minbert_tasks.training._schedule import Position, Schedule, budget_reason
 from minbert_tasks.training._step import Stepper, gradient_stats
@@ -46,7 +48,10 @@ class Interrupted(Exception):
 def _deterministic(enabled: bool) -> Iterator[None]:
     """torch's deterministic algorithms (warn-only) on for the block where ``enabled``, the
     process-wide switch restored after it."""
-    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -62,17 +67,37 @@ def _device(name: str, world: World) -> torch.device:
     return world.device(torch.device(name))
 
 
+def _model_state(
+    config: TrainConfig, model: MultiTaskModel, position: Position, scores: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """What every checkpoint holds: the config, the encoder's shape, ``model``'s weights, the
+    dev ``scores`` they reached (``best.pt``) and where training stood."""
+    return {
+        "config": config.to_json(),
+        "encoder_config": model.encoder.config.to_dict(),
+        "model": model.state_dict(),
+        "scores": scores,
+        "position": attrs.asdict(position),
+    }
+
+
 class Trainer:
     """Trains one run (on one rank of ``world``: every rank builds one, rank 0 writes the files):
     :attr:`schedule` says which batches come when, :attr:`stepper` takes each optimizer step,
     :attr:`run` holds the files."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | os.PathLike[str], *, progress: bool = True,
-                 world: World | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | os.PathLike[str],
+        *,
+        progress: bool = True,
+        world: World | None = None,
+    ) -> None:
         self.config = config
         self.world = World() if world is None else world
         self.run = RunDirectory(run_dir, writer=self.world.is_main)
-        self.progress = progress and self.world.is_main
+        self.progress = Progress(progress and self.world.is_main)
         self.device = _device(config.device, self.world)
         use_bf16 = config.amp == "bf16" or (config.amp == "auto" and native_bf16(self.device))
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
@@ -84,14 +109,20 @@ class Trainer:
         self.train_data, self.dev_data = read_splits(config, self.setups, report=self.world.is_main)
         self.schedule = Schedule(config, sampler_tasks(config, self.setups, self.train_data, self.tokenizer))
         self.total_steps = self.schedule.total_steps
-        self._elapsed_before = 0.0  # training seconds of earlier fit() calls (restored on resume)
-        self._clock = SharedClock(self.world)
-        self._clock_start: float | None = None
-        self.stepper = Stepper(config, self.model, self.setups, self.tokenizer, self.train_data, world=self.world,
-                               device=self.device, autocast_dtype=self.autocast_dtype, lr_factor=self._lr_factor)
+        self.clock = TrainingClock(self.world)
+        self.stepper = Stepper(
+            config,
+            self.model,
+            self.setups,
+            self.tokenizer,
+            self.train_data,
+            world=self.world,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+            lr_factor=self._lr_factor,
+        )
         self.position = Position()
         self.best_score: float | None = None
-        self._loss_avg: dict[str, float] = {}
 
     @property
     def run_dir(self) -> Path:
@@ -100,8 +131,7 @@ class Trainer:
     def elapsed_seconds(self) -> float:
         """Training wall time so far, over this and earlier (resumed) sessions of the run (with
         several ranks, rank 0's as of the last clock sync)."""
-        running = 0.0 if self._clock_start is None else self._clock() - self._clock_start
-        return self._elapsed_before + running
+        return self.clock.seconds()
 
     def _lr_factor(self, step: int) -> float:
         return self.schedule.lr_factor(step, self.elapsed_seconds)
@@ -115,48 +145,44 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Score the dev sets, log the scores and keep ``best.pt`` when the summary improves."""
         scores = evaluate_sharded(
-            self.world, self.eval_model, self.setups, self.dev_data, self.tokenizer,
-            batch_size=self.config.eval_batch_size, device=self.device, autocast_dtype=self.autocast_dtype,
+            self.world,
+            self.eval_model,
+            self.setups,
+            self.dev_data,
+            self.tokenizer,
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
         )
         score = summary_score(scores)
-        p = self.position
-        self._clock.sync()
+        self.clock.sync()
         truncated = self.world.sum_int(self.tokenizer.truncated_total)
-        self.run.log({"kind": "eval", "step": p.global_step, "phase": p.phase, "epoch": p.epoch,
-                      "scores": scores, "overall": score, "truncated_inputs": truncated,
-                      "elapsed_s": round(self.elapsed_seconds(), 1)})
+        self._log("eval", scores=scores, overall=score, truncated_inputs=truncated)
         if score is not None and (self.best_score is None or score > self.best_score):
             self.best_score = score
             if self.world.is_main:
-                self.run.save_best(self._model_state(scores, self.eval_model))
+                self.run.save_best(_model_state(self.config, self.eval_model, self.position, scores))
         return scores
-
-    def _model_state(self, scores: dict[str, float] | None = None, model: torch.nn.Module | None = None) -> dict[str, Any]:
-        return {
-            "config": self.config.to_json(),
-            "encoder_config": self.model.encoder.config.to_dict(),
-            "model": (self.model if model is None else model).state_dict(),
-            "scores": scores,
-            "position": attrs.asdict(self.position),
-        }
 
     def save_checkpoint(self) -> None:
         """Write ``checkpoint.pt`` (rank 0; every rank calls it and checks first that the ranks'
         weights are bitwise identical)."""
         self.world.check_replicas(self.model)
-        self._clock.sync()
+        self.clock.sync()
         if not self.world.is_main:
             return
-        self.run.save_checkpoint({
-            **self._model_state(),
-            **self.stepper.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "smart_rng": self.stepper.smart_generator.get_state(),
-            "best_score": self.best_score,
-            "loss_avg": self._loss_avg,
-            "elapsed_seconds": self.elapsed_seconds(),
-        })
+        self.run.save_checkpoint(
+            {
+                **_model_state(self.config, self.model, self.position),
+                **self.stepper.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "smart_rng": self.stepper.smart_generator.get_state(),
+                "best_score": self.best_score,
+                "loss_avg": self.progress.loss_avg,
+                "elapsed_seconds": self.elapsed_seconds(),
+            }
+        )
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from the ``checkpoint.pt`` state ``state``: weights, optimizer, schedule,
@@ -168,10 +194,16 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.stepper.smart_generator.set_state(state["smart_rng"])
         self.best_score = state["best_score"]
-        self._loss_avg = dict(state.get("loss_avg") or {})
-        self._elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        self.progress.loss_avg = dict(state.get("loss_avg") or {})
+        self.clock.before = float(state.get("elapsed_seconds", 0.0))
         self.position = Position(**state["position"])
         self.run.rewind_metrics(state.get("metrics_bytes"))
+
+    def _log(self, kind: str, **fields: Any) -> None:
+        """One line of ``metrics.jsonl``: what, where in the run, ``fields``, and when."""
+        p = self.position
+        where = {"kind": kind, "step": p.global_step, "phase": p.phase, "epoch": p.epoch}
+        self.run.log({**where, **fields, "elapsed_s": round(self.elapsed_seconds(), 1)})
 
     def fit(self, on_step: Callable[[Trainer], None] | None = None) -> dict[str, float]:
         """Train to the end of the last phase (or ``max_steps`` / the time budget); returns the
@@ -183,39 +215,37 @@ class Trainer:
             return self._fit(on_step)
 
     def _fit(self, on_step: Callable[[Trainer], None] | None) -> dict[str, float]:
-        from tqdm.auto import tqdm
-
         phases = self.config.phases
-        self._clock.sync()
-        self._clock_start = self._clock()
+        self.clock.start()
         scores: dict[str, float] = {}
-        bar = tqdm(total=self.total_steps, initial=self.position.global_step, disable=not self.progress,
-                   desc="train", dynamic_ncols=True)
+        self.progress.open(self.total_steps, self.position.global_step)
         stop = False
         while self.position.phase < len(phases) and not stop:
             while self.position.epoch < phases[self.position.phase].epochs and not stop:
-                stop = self._train_epoch(bar, on_step)
+                stop = self._train_epoch(on_step)
                 if not stop:
                     self.position.epoch += 1
                     self.position.step = 0
                     scores = self.evaluate()
                     self.save_checkpoint()
-                    bar.set_description(f"train (dev {' '.join(f'{k} {v:.3f}' for k, v in scores.items())})")
+                    self.progress.scores(scores)
             if not stop:
                 self.position.phase += 1
                 self.position.epoch = 0
-        bar.close()
+        self.progress.close()
         if stop or not scores:
             scores = self.evaluate()
             self.save_checkpoint()
-        self._elapsed_before, self._clock_start = self.elapsed_seconds(), None
+        self.clock.stop()
         truncated = self.world.sum_int(self.tokenizer.truncated_total)
         if truncated and self.world.is_main:
-            print(f"{truncated} inputs were truncated to their task's max_length "
-                  "(raise tasks.<name>.max_length to keep more tokens)")
+            print(
+                f"{truncated} inputs were truncated to their task's max_length "
+                "(raise tasks.<name>.max_length to keep more tokens)"
+            )
         return scores
 
-    def _train_epoch(self, bar: Any, on_step: Callable[[Trainer], None] | None) -> bool:
+    def _train_epoch(self, on_step: Callable[[Trainer], None] | None) -> bool:
         """Train the rest of the current epoch from the current position; whether the run must
         stop (``max_steps`` reached or the time budget spent) before the epoch's end."""
         config, p = self.config, self.position
@@ -234,26 +264,21 @@ class Trainer:
             info = self.stepper.optimizer_step()
             p.step = index + 1
             p.global_step += 1
-            self._after_step(losses, info, bar)
+            self._after_step(losses, info)
             if on_step is not None:
                 on_step(self)
-            self._clock.sync()  # every rank then reads rank 0's clock: they stop together
+            self.clock.sync()  # every rank then reads rank 0's clock: they stop together
             if budget_reason(config, p.global_step, self.elapsed_seconds()) is not None:
                 return True
         return False
 
-    def _after_step(self, losses: dict[str, float], info: gradbalance.Combination, bar: Any) -> None:
+    def _after_step(self, losses: dict[str, float], info: gradbalance.Combination) -> None:
         config = self.config
-        for task, value in losses.items():
-            previous = self._loss_avg.get(task)
-            self._loss_avg[task] = value if previous is None else 0.95 * previous + 0.05 * value
-        bar.update(1)
-        bar.set_postfix({t: f"{v:.3f}" for t, v in self._loss_avg.items()}, refresh=False)
+        self.progress.step(losses)
         step = self.position.global_step
         if step % config.log_every == 0 or step == 1:
-            self.run.log({"kind": "train", "step": step, "phase": self.position.phase, "epoch": self.position.epoch,
-                          "tasks": self.task_names, "losses": losses, "lr": self.stepper.scheduler.get_last_lr()[0],
-                          **gradient_stats(info), "elapsed_s": round(self.elapsed_seconds(), 1)})
+            lr = self.stepper.scheduler.get_last_lr()[0]
+            self._log("train", tasks=self.task_names, losses=losses, lr=lr, **gradient_stats(info))
         if config.eval_every is not None and step % config.eval_every == 0:
             self.evaluate()
         if config.checkpoint_every is not None and step % config.checkpoint_every == 0:

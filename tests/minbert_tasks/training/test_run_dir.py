@@ -16,8 +16,11 @@ CONFIG = TrainConfig(tasks=[TaskConfig(name="sst")], phases=[PhaseConfig(epochs=
 def state(**changes) -> dict:
     """A checkpoint of ``CONFIG`` at phase 0, epoch 1, optimizer step 4."""
     base = {key: None for key in MODEL_KEYS + RESUME_KEYS}
-    base.update(config=CONFIG.to_json(), position={"phase": 0, "epoch": 1, "step": 2, "global_step": 4},
-                elapsed_seconds=12.5)
+    base.update(
+        config=CONFIG.to_json(),
+        position={"phase": 0, "epoch": 1, "step": 2, "global_step": 4},
+        elapsed_seconds=12.5,
+    )
     return {**base, **changes}
 
 
@@ -93,7 +96,9 @@ def test_resume_names_what_is_wrong_with_the_directory(tmp_path):
         RunDirectory(tmp_path / "file").resumable()
     run = RunDirectory(tmp_path / "run")
     run.path.mkdir()
-    with pytest.raises(FileNotFoundError, match="no checkpoint.pt: the run stopped before its first checkpoint"):
+    with pytest.raises(
+        FileNotFoundError, match="no checkpoint.pt: the run stopped before its first checkpoint"
+    ):
         run.resumable()
     run.save_checkpoint({k: v for k, v in state().items() if k != "optimizer"})
     with pytest.raises(CheckpointError, match="no optimizer"):
@@ -103,10 +108,13 @@ def test_resume_names_what_is_wrong_with_the_directory(tmp_path):
         run.resumable()
 
 
-@pytest.mark.parametrize(("changes", "reason"), [
-    ({"position": {"phase": 0, "epoch": 2, "step": 0, "global_step": 6}}, "every phase is done"),
-    ({"position": {"phase": 0, "epoch": 1, "step": 3, "global_step": 10}}, "max_steps=10 reached"),
-])
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"position": {"phase": 0, "epoch": 2, "step": 0, "global_step": 6}}, "every phase is done"),
+        ({"position": {"phase": 0, "epoch": 1, "step": 3, "global_step": 10}}, "max_steps=10 reached"),
+    ],
+)
 def test_a_finished_run_is_not_resumed(tmp_path, changes, reason):
     assert finished_reason(CONFIG, state()) is None
     assert finished_reason(CONFIG, state(**changes)) == reason
@@ -117,7 +125,9 @@ def test_a_finished_run_is_not_resumed(tmp_path, changes, reason):
 
 
 def test_the_time_budget_counts_the_seconds_the_checkpoint_saved():
-    budgeted = TrainConfig(tasks=[TaskConfig(name="sst")], phases=[PhaseConfig(epochs=2)], time_budget_minutes=0.5)
+    budgeted = TrainConfig(
+        tasks=[TaskConfig(name="sst")], phases=[PhaseConfig(epochs=2)], time_budget_minutes=0.5
+    )
     assert finished_reason(budgeted, state(elapsed_seconds=30.0)) is None
     assert finished_reason(budgeted, state(elapsed_seconds=30.5)) == "its time budget of 0.5 minutes is spent"
     assert finished_reason(budgeted, {k: v for k, v in state().items() if k != "elapsed_seconds"}) is None

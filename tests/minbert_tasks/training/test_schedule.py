@@ -26,7 +26,10 @@ def never() -> float:
 
 
 def test_phases_plan_their_own_tasks_with_their_own_sampler_and_seed():
-    phases = [PhaseConfig(tasks=("para",), sampler="sequential"), PhaseConfig(epochs=2, sampler="round_robin")]
+    phases = [
+        PhaseConfig(tasks=("para",), sampler="sequential"),
+        PhaseConfig(epochs=2, sampler="round_robin"),
+    ]
     schedule = Schedule(config(phases=phases, seed=5), TASKS)
     assert schedule.phase_tasks(0) == ["para"]
     assert schedule.phase_tasks(1) == ["sst", "para", "sts"]  # a phase without tasks trains all
@@ -34,7 +37,9 @@ def test_phases_plan_their_own_tasks_with_their_own_sampler_and_seed():
     assert len(first) == 6 and all(set(step) == {"para"} for step in first)
     expected = plugins.get_sampler("round_robin")().plan(list(TASKS.values()), 1, 5 + 1000)
     got = schedule.plan(1, 1)
-    assert [{k: v.tolist() for k, v in s.items()} for s in got] == [{k: v.tolist() for k, v in s.items()} for s in expected]
+    assert [{k: v.tolist() for k, v in s.items()} for s in got] == [
+        {k: v.tolist() for k, v in s.items()} for s in expected
+    ]
     # A pure function of (seed, phase, epoch): asked again, the same plan; another epoch, another.
     assert [s["para"].tolist() for s in schedule.plan(0, 0)] == [s["para"].tolist() for s in first]
     assert [s["para"].tolist() for s in schedule.plan(0, 1)] != [s["para"].tolist() for s in first]
@@ -62,26 +67,36 @@ def test_the_rate_warms_up_linearly_then_decays_to_zero_by_the_last_step(kind):
     factors = [schedule.lr_factor(step, never) for step in range(9)]
     assert factors[:2] == [0.5, 1.0]  # 2 warmup steps: (step + 1) / 2
     progress = [(step - 2) / 6 for step in range(2, 9)]
-    decay = {"linear": [1 - p for p in progress], "cosine": [0.5 * (1 + math.cos(math.pi * p)) for p in progress],
-             "constant": [1.0] * 7}[kind]
+    decay = {
+        "linear": [1 - p for p in progress],
+        "cosine": [0.5 * (1 + math.cos(math.pi * p)) for p in progress],
+        "constant": [1.0] * 7,
+    }[kind]
     assert factors[2:] == pytest.approx(decay)
 
 
 def test_a_schedule_fitted_to_the_budget_follows_time_when_it_is_ahead():
-    fitted = Schedule(config(warmup=0.0, max_steps=10, time_budget_minutes=2, fit_schedule_to_budget=True), TASKS)
+    fitted = Schedule(
+        config(warmup=0.0, max_steps=10, time_budget_minutes=2, fit_schedule_to_budget=True), TASKS
+    )
     assert fitted.lr_factor(5, lambda: 0.0) == pytest.approx(0.5)  # steps ahead
     assert fitted.lr_factor(5, lambda: 0.8 * 120) == pytest.approx(0.2)  # time ahead
     assert fitted.lr_factor(0, lambda: 200.0) == 0.0  # over budget: no further than the end
     # The clock is read only by a fitted, non-deterministic schedule with a budget.
-    for options in ({"time_budget_minutes": 2}, {"time_budget_minutes": 2, "fit_schedule_to_budget": True,
-                                                 "deterministic": True}):
-        assert Schedule(config(warmup=0.0, max_steps=10, **options), TASKS).lr_factor(5, never) == pytest.approx(0.5)
+    for options in (
+        {"time_budget_minutes": 2},
+        {"time_budget_minutes": 2, "fit_schedule_to_budget": True, "deterministic": True},
+    ):
+        assert Schedule(config(warmup=0.0, max_steps=10, **options), TASKS).lr_factor(
+            5, never
+        ) == pytest.approx(0.5)
 
 
 def test_layer_wise_scale_decays_one_factor_per_layer_below_the_top():
     assert layer_lr_scale("encoder.embeddings.word_embeddings.weight", 0.5, 3) == 0.125
-    assert [layer_lr_scale(f"encoder.encoder.layer.{k}.attention.self.query.weight", 0.5, 3)
-            for k in range(3)] == [0.25, 0.5, 1.0]
+    assert [
+        layer_lr_scale(f"encoder.encoder.layer.{k}.attention.self.query.weight", 0.5, 3) for k in range(3)
+    ] == [0.25, 0.5, 1.0]
     assert layer_lr_scale("encoder.pooler.dense.weight", 0.5, 3) == 1.0
     assert layer_lr_scale("encoder.encoder.layer.0.output.dense.bias", 1.0, 3) == 1.0  # ξ = 1: off
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from _task_files import write, write_task_files
 from minbert_tasks.cli import main
 from minbert_tasks.config import ConfigError, TaskConfig, TrainConfig, load_config, preset_names
 from minbert_tasks.training import Interrupted, RunFinished, Trainer, combiner_options, train
+
+from _task_files import write, write_task_files
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +21,14 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def tiny(data_dir: Path, source="default", *overrides: str):
-    base = [f'data_dir="{data_dir}"', 'model="tiny-random"', "log_every=1", "checkpoint_every=1",
-            "time_budget_minutes=5", 'amp="off"']  # fp32: several tests compare exact values
+    base = [
+        f'data_dir="{data_dir}"',
+        'model="tiny-random"',
+        "log_every=1",
+        "checkpoint_every=1",
+        "time_budget_minutes=5",
+        'amp="off"',
+    ]  # fp32: several tests compare exact values
     for task in ("sst", "para", "sts"):
         base += [f"tasks.{task}.batch_size=4", f"tasks.{task}.max_length=24"]
     return load_config(source, [*base, *overrides])
@@ -31,7 +38,9 @@ def test_a_run_writes_config_metrics_checkpoints_and_tokenizer(data_dir, tmp_pat
     scores = train(tiny(data_dir, "default", "phases.0.epochs=2"), tmp_path / "run", progress=False)
     run = tmp_path / "run"
     assert set(scores) == {"sst", "para", "sts"}
-    assert {"config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "tokenizer"} <= {p.name for p in run.iterdir()}
+    assert {"config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "tokenizer"} <= {
+        p.name for p in run.iterdir()
+    }
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train_records = [r for r in records if r["kind"] == "train"]
     assert len([r for r in records if r["kind"] == "eval"]) == 2  # one per epoch
@@ -48,9 +57,15 @@ def test_a_run_writes_config_metrics_checkpoints_and_tokenizer(data_dir, tmp_pat
 def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(data_dir, tmp_path, combiner):
     # The default groups batches by length; its time-fitted schedule is turned off, since a
     # schedule that reads the clock cannot be bit-identical across an interruption.
-    overrides = [f'combiner="{combiner}"', "phases.0.epochs=2", "segments=\"tensor\"",
-                 "tasks.sst.smart_weight=1.0", "tasks.para.bregman_weight=1.0",
-                 "fit_schedule_to_budget=false", "ema_decay=0.9"]
+    overrides = [
+        f'combiner="{combiner}"',
+        "phases.0.epochs=2",
+        'segments="tensor"',
+        "tasks.sst.smart_weight=1.0",
+        "tasks.para.bregman_weight=1.0",
+        "fit_schedule_to_budget=false",
+        "ema_decay=0.9",
+    ]
     whole = train(tiny(data_dir, "default", *overrides), tmp_path / "whole", progress=False)
 
     def crash(trainer):
@@ -103,8 +118,10 @@ def test_a_resumed_run_logs_each_step_once_even_after_a_kill_mid_line(data_dir, 
     assert _records(killed) == _records(tmp_path / "whole")
 
 
-@pytest.mark.parametrize(("overrides", "reason"), [(["max_steps=2"], "max_steps=2 reached"),
-                                                  (["phases.0.epochs=1"], "every phase is done")])
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [(["max_steps=2"], "max_steps=2 reached"), (["phases.0.epochs=1"], "every phase is done")],
+)
 def test_resuming_a_finished_run_trains_nothing(data_dir, tmp_path, overrides, reason):
     train(tiny(data_dir, "default", *overrides), tmp_path, progress=False)
     before = (tmp_path / "metrics.jsonl").read_text(), (tmp_path / "checkpoint.pt").read_bytes()
@@ -121,17 +138,21 @@ def test_seeded_combiners_take_the_runs_seed_unless_given_one(data_dir):
 
 
 def test_a_schedule_fitted_to_the_budget_decays_with_time(data_dir, tmp_path):
-    fitted = Trainer(tiny(data_dir, "default", "warmup=0.0", "fit_schedule_to_budget=true"), tmp_path, progress=False)
-    steps = Trainer(tiny(data_dir, "default", "warmup=0.0", "fit_schedule_to_budget=false"), tmp_path, progress=False)
+    fitted = Trainer(
+        tiny(data_dir, "default", "warmup=0.0", "fit_schedule_to_budget=true"), tmp_path, progress=False
+    )
+    steps = Trainer(
+        tiny(data_dir, "default", "warmup=0.0", "fit_schedule_to_budget=false"), tmp_path, progress=False
+    )
     assert fitted.total_steps == steps.total_steps > 4
     half = fitted.total_steps // 2
     for trainer in (fitted, steps):
         assert trainer._lr_factor(half) == pytest.approx(1 - half / trainer.total_steps)
-        trainer._elapsed_before = 0.75 * 5 * 60  # three quarters of the 5-minute budget spent
+        trainer.clock.before = 0.75 * 5 * 60  # three quarters of the 5-minute budget spent
     assert fitted._lr_factor(0) == pytest.approx(0.25, abs=1e-3)  # time is further along
     assert fitted._lr_factor(fitted.total_steps - 1) < 0.25  # steps are further along
     assert steps._lr_factor(0) == 1.0
-    fitted._elapsed_before = 6 * 60
+    fitted.clock.before = 6 * 60
     assert fitted._lr_factor(0) == 0.0
     with pytest.raises(ConfigError, match="needs time_budget_minutes"):
         TrainConfig(tasks=[TaskConfig(name="sst")], fit_schedule_to_budget=True)
@@ -156,7 +177,9 @@ def test_a_deterministic_run_is_the_same_whatever_the_clock_says(data_dir, tmp_p
             switched.append(torch.are_deterministic_algorithms_enabled())
             rates.append(trainer.stepper.scheduler.get_last_lr())
 
-        config = tiny(data_dir, "default", "max_steps=6", "warmup=0.0", f"deterministic={str(deterministic).lower()}")
+        config = tiny(
+            data_dir, "default", "max_steps=6", "warmup=0.0", f"deterministic={str(deterministic).lower()}"
+        )
         train(config, tmp_path / name, progress=False, on_step=follow)
         monkeypatch.undo()
         assert switched == [deterministic] * 6
@@ -182,12 +205,16 @@ def test_logged_gradient_norms_are_those_of_the_task_rows(data_dir, tmp_path):
     # The rows still hold step 1's gradients: they are zeroed when the next step starts.
     expected = trainer.stepper.buffer.rows.double().norm(dim=1)
     assert expected.min() > 0
-    torch.testing.assert_close(torch.tensor(record["grad_norms"], dtype=torch.float64), expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor(record["grad_norms"], dtype=torch.float64), expected, rtol=1e-4, atol=1e-6
+    )
 
 
 def test_ema_weights_follow_the_formula_and_are_what_is_scored_and_kept(data_dir, tmp_path):
     decay = 0.3  # the warm-up's (1+n)/(10+n) passes it at the fourth update
-    trainer = Trainer(tiny(data_dir, "default", f"ema_decay={decay}", "max_steps=4"), tmp_path, progress=False)
+    trainer = Trainer(
+        tiny(data_dir, "default", f"ema_decay={decay}", "max_steps=4"), tmp_path, progress=False
+    )
     expected: dict[str, torch.Tensor] = {}
 
     updates = []
@@ -214,18 +241,32 @@ def test_ema_weights_follow_the_formula_and_are_what_is_scored_and_kept(data_dir
 
 
 def test_layer_wise_lr_decay_gives_each_encoder_layer_its_rate(data_dir, tmp_path):
-    trainer = Trainer(tiny(data_dir, "default", "layer_lr_decay=0.5", "lr=1e-3", "head_lr=2e-3", "warmup=0.0"),
-                      tmp_path, progress=False)
+    trainer = Trainer(
+        tiny(data_dir, "default", "layer_lr_decay=0.5", "lr=1e-3", "head_lr=2e-3", "warmup=0.0"),
+        tmp_path,
+        progress=False,
+    )
     rate = {id(p): group["lr"] for group in trainer.stepper.optimizer.param_groups for p in group["params"]}
-    decay = {id(p): group["weight_decay"] for group in trainer.stepper.optimizer.param_groups for p in group["params"]}
-    expected = {"encoder.embeddings.": 0.25e-3, "encoder.encoder.layer.0.": 0.5e-3,  # 2 layers
-                "encoder.encoder.layer.1.": 1e-3, "encoder.pooler.": 1e-3, "heads.": 2e-3}
+    decay = {
+        id(p): group["weight_decay"]
+        for group in trainer.stepper.optimizer.param_groups
+        for p in group["params"]
+    }
+    expected = {
+        "encoder.embeddings.": 0.25e-3,
+        "encoder.encoder.layer.0.": 0.5e-3,  # 2 layers
+        "encoder.encoder.layer.1.": 1e-3,
+        "encoder.pooler.": 1e-3,
+        "heads.": 2e-3,
+    }
     named = list(trainer.model.named_parameters())
     assert len(rate) == len(named)
     for name, p in named:
         prefix = next(k for k in expected if name.startswith(k))
         assert rate[id(p)] == pytest.approx(expected[prefix]), name
-        assert decay[id(p)] == (0.0 if p.dim() < 2 and prefix != "heads." else trainer.config.weight_decay), name
+        assert decay[id(p)] == (0.0 if p.dim() < 2 and prefix != "heads." else trainer.config.weight_decay), (
+            name
+        )
     with pytest.raises(ConfigError, match=r"layer_lr_decay must be in \(0, 1\]"):
         TrainConfig(tasks=[TaskConfig(name="sst")], layer_lr_decay=0.0)
 
@@ -239,8 +280,21 @@ def test_amp_auto_picks_bf16_where_it_is_native_and_a_bf16_run_trains(data_dir, 
         trainer = Trainer(tiny(data_dir, "default", 'amp="auto"'), tmp_path / "auto", progress=False)
         assert trainer.autocast_dtype == dtype
     assert isinstance(training.native_bf16(torch.device("cpu")), bool)
-    bf16 = Trainer(tiny(data_dir, "default", 'amp="bf16"', "max_steps=12", "warmup=0.0", "lr=1e-3", "head_lr=1e-3",
-                        "tasks.sts.loss_weight=0.1", "fit_schedule_to_budget=false"), tmp_path / "bf16", progress=False)
+    bf16 = Trainer(
+        tiny(
+            data_dir,
+            "default",
+            'amp="bf16"',
+            "max_steps=12",
+            "warmup=0.0",
+            "lr=1e-3",
+            "head_lr=1e-3",
+            "tasks.sts.loss_weight=0.1",
+            "fit_schedule_to_budget=false",
+        ),
+        tmp_path / "bf16",
+        progress=False,
+    )
     assert bf16.autocast_dtype == torch.bfloat16
     assert_it_learns(bf16)
     weights = torch.load(tmp_path / "bf16" / "best.pt", weights_only=False)["model"]
@@ -250,7 +304,9 @@ def test_amp_auto_picks_bf16_where_it_is_native_and_a_bf16_run_trains(data_dir, 
 def test_a_task_loss_weight_scales_exactly_that_tasks_gradient_row(data_dir, tmp_path):
     rows = []
     for weight in (1.0, 2.5):
-        trainer = Trainer(tiny(data_dir, "default", f"tasks.sst.loss_weight={weight}"), tmp_path, progress=False)
+        trainer = Trainer(
+            tiny(data_dir, "default", f"tasks.sst.loss_weight={weight}"), tmp_path, progress=False
+        )
         torch.manual_seed(1)  # the same dropout masks in both runs
         losses = trainer.stepper.micro_step(trainer.schedule.plan(0, 0)[0])
         assert set(losses) == {"sst", "para", "sts"}
@@ -264,10 +320,19 @@ def test_a_task_loss_weight_scales_exactly_that_tasks_gradient_row(data_dir, tmp
         tiny(data_dir, "default", "tasks.sst.loss_weight=0")
 
 
-def test_accumulated_micro_steps_average_and_an_epochs_partial_group_is_stepped_at_full_scale(data_dir, tmp_path):
+def test_accumulated_micro_steps_average_and_an_epochs_partial_group_is_stepped_at_full_scale(
+    data_dir, tmp_path
+):
     # SST in batches of 8 gives 3 micro-steps per epoch: one step of 2, then a step of just 1.
-    config = tiny(data_dir, "default", "grad_accumulation=2", "tasks.sst.batch_size=8", "tasks.sst.loss_weight=3",
-                  "phases.0.epochs=1", "fit_schedule_to_budget=false")
+    config = tiny(
+        data_dir,
+        "default",
+        "grad_accumulation=2",
+        "tasks.sst.batch_size=8",
+        "tasks.sst.loss_weight=3",
+        "phases.0.epochs=1",
+        "fit_schedule_to_budget=false",
+    )
     trainer = Trainer(config, tmp_path, progress=False)
     assert len(trainer.schedule.plan(0, 0)) == 3 and trainer.total_steps == 2
     scales: dict[str, list[float]] = {}
@@ -304,8 +369,11 @@ def test_label_smoothing_reaches_the_loss_and_bad_values_are_refused(data_dir, t
 
 
 def test_frozen_word_embeddings_stay_put_while_the_rest_trains(data_dir, tmp_path):
-    trainer = Trainer(tiny(data_dir, "default", "freeze_word_embeddings=true", "max_steps=2", "warmup=0.0"),
-                      tmp_path, progress=False)
+    trainer = Trainer(
+        tiny(data_dir, "default", "freeze_word_embeddings=true", "max_steps=2", "warmup=0.0"),
+        tmp_path,
+        progress=False,
+    )
     encoder = trainer.model.encoder
     words = encoder.embeddings.word_embeddings.weight
     before = {name: p.detach().clone() for name, p in encoder.named_parameters()}
@@ -318,7 +386,11 @@ def test_frozen_word_embeddings_stay_put_while_the_rest_trains(data_dir, tmp_pat
     # The task-gradient buffer holds no rows for the frozen matrix.
     assert "embeddings.word_embeddings.weight" not in trainer.stepper.buffer.names
     trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
-    assert trainer.stepper.buffer.rows.shape[1] == trainable == sum(t.numel() for t in before.values()) - words.numel()
+    assert (
+        trainer.stepper.buffer.rows.shape[1]
+        == trainable
+        == sum(t.numel() for t in before.values()) - words.numel()
+    )
 
 
 @torch.no_grad()
@@ -330,7 +402,9 @@ def batch_losses(trainer: Trainer, steps: list[dict]) -> dict[str, float]:
         for task, indices in step.items():
             setup = trainer.setups[task]
             examples = [trainer.train_data[task][int(i)] for i in indices]
-            inputs, labels = setup.spec.collate(examples, trainer.tokenizer, setup.max_length, setup.head.pair_encoding)
+            inputs, labels = setup.spec.collate(
+                examples, trainer.tokenizer, setup.max_length, setup.head.pair_encoding
+            )
             outputs = trainer.model(task, inputs).float()
             loss = float(setup.spec.loss(outputs, labels, label_smoothing=setup.label_smoothing))
             losses[task] = losses.get(task, 0.0) + loss
@@ -379,8 +453,17 @@ def test_every_preset_trains_every_task_down(data_dir, tmp_path, preset):
     # STS's MSE on a 0-5 scale, 10x the others' gradients, drowns them under sum or PCGrad
     # (measured: Quora's loss fell in only 5 of 18 rr-pcgrad steps, and rose summed over them);
     # weighted 0.1, every task's loss falls in most steps under every preset.
-    config = tiny(data_dir, preset, "max_steps=24", "warmup=0.0", "lr=1e-3", "head_lr=1e-3",
-                  "tasks.sts.loss_weight=0.1", "fit_schedule_to_budget=false", *extra)
+    config = tiny(
+        data_dir,
+        preset,
+        "max_steps=24",
+        "warmup=0.0",
+        "lr=1e-3",
+        "head_lr=1e-3",
+        "tasks.sts.loss_weight=0.1",
+        "fit_schedule_to_budget=false",
+        *extra,
+    )
     assert_it_learns(Trainer(config, tmp_path / preset, progress=False))
 
 
@@ -390,9 +473,28 @@ def test_predict_writes_one_row_per_input_row_in_order(data_dir, tmp_path):
     unlabeled = tmp_path / "sts-test.csv"
     rows = [[f"id{k}", f"a man plays {k}", f"a woman sings {k}"] for k in range(7)]
     write(unlabeled, ["id", "sentence1", "sentence2"], rows)
-    for task, source in (("sts", unlabeled), ("sst", data_dir / "ids-sst-dev.csv"), ("para", data_dir / "quora-dev.csv")):
+    for task, source in (
+        ("sts", unlabeled),
+        ("sst", data_dir / "ids-sst-dev.csv"),
+        ("para", data_dir / "quora-dev.csv"),
+    ):
         out = tmp_path / f"{task}.csv"
-        assert main(["predict", "--checkpoint", str(run), "--task", task, "--input", str(source), "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--checkpoint",
+                    str(run),
+                    "--task",
+                    task,
+                    "--input",
+                    str(source),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         lines = out.read_text().splitlines()
         assert lines[0] == "id,prediction"
         ids = [line.split(",")[0] for line in lines[1:]]
@@ -410,11 +512,29 @@ def test_predict_writes_one_row_per_input_row_in_order(data_dir, tmp_path):
 def test_cli_errors_are_one_line_and_name_the_problem(data_dir, tmp_path, capsys):
     assert main(["train", "--config", "nope", "--run-dir", str(tmp_path / "r")]) == 2
     assert "no preset of that name" in capsys.readouterr().err
-    assert main(["train", "--set", 'model="tiny-random"', "--data-dir", str(tmp_path / "missing"),
-                 "--run-dir", str(tmp_path / "r2"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--set",
+                'model="tiny-random"',
+                "--data-dir",
+                str(tmp_path / "missing"),
+                "--run-dir",
+                str(tmp_path / "r2"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "missing" in err and err.count("\n") == 1
-    assert main(["predict", "--checkpoint", str(tmp_path / "none"), "--task", "sst", "--input", "x", "--out", "y"]) == 2
+    assert (
+        main(
+            ["predict", "--checkpoint", str(tmp_path / "none"), "--task", "sst", "--input", "x", "--out", "y"]
+        )
+        == 2
+    )
     assert "no checkpoint or run directory" in capsys.readouterr().err
 
 
