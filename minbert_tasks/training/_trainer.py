@@ -126,6 +126,7 @@ class Trainer:
 
     @property
     def run_dir(self) -> Path:
+        """The run directory's path."""
         return self.run.path
 
     def elapsed_seconds(self) -> float:
