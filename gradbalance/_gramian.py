@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from .errors import NonFiniteGradientError
 from ._checks import all_finite, first_nonfinite_row
+from ._fused import fused_apply, fused_segment_gramians, shared_block, use_fused
 
 #: Columns per block product; float32 error grows with the block length, not with P.
 BLOCK = 65536
@@ -82,13 +82,7 @@ def _dot_gramian(G: Tensor, sizes: Sequence[int]) -> Tensor:
 
 def _common_block(sizes: Sequence[int]) -> int:
     """The largest block length ≤ :data:`BLOCK` that divides every segment size (maybe 1)."""
-    g = 0
-    for size in sizes:
-        g = math.gcd(g, size)
-    for parts in range(-(-g // BLOCK), g + 1):
-        if g % parts == 0:
-            return g // parts
-    return 1
+    return shared_block(sizes, BLOCK)
 
 
 @contextlib.contextmanager
@@ -143,7 +137,9 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     """
     small = G.shape[0] <= MAX_DOT_TASKS and G.numel() * G.element_size() <= MAX_DOT_BYTES
     symmetric = small and G.device.type == "cpu" and G.dtype in _DOT_DTYPES
-    if symmetric:  # each pair's product computed once and written to both halves
+    if use_fused(G):  # a large float32 G on the CPU: one fused pass, symmetric by construction
+        K, symmetric = fused_segment_gramians(G, sizes), True
+    elif symmetric:  # each pair's product computed once and written to both halves
         K = _dot_gramian(G, sizes)
     elif (_common_block(sizes) if len(sizes) > 1 and G.dtype == torch.float32 else 0) >= MIN_SHARED_BLOCK:
         # Segments that share a block length (per-tensor segments of a network are multiples of
@@ -250,6 +246,8 @@ def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor 
     """
     if out is None:
         out = torch.empty(G.shape[1], dtype=G.dtype, device=G.device)
+    if use_fused(G):
+        return fused_apply(G, weights, sizes, out)
     if G.device.type == "cpu" and G.dtype in _DOT_DTYPES:
         # numpy's gemv straight into out: no torch dispatch or weight conversion per segment.
         rows, dest = G.detach().numpy(), out.detach().numpy()

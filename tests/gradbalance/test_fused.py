@@ -1,0 +1,142 @@
+"""The fused CPU passes (gradbalance._fused) against a float64 reference written here.
+
+The kernels compile once per task count; the tests keep to T = 2, 3 (and 8 for the Gramian,
+where Inductor's default would split the 36 row-pair sums into three loops) so a run compiles
+a handful of kernels, and lower ``FUSED_MIN_ELEMENTS`` so the inputs stay small.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gradbalance
+from gradbalance import _fused
+from gradbalance._gramian import apply_weights, segment_gramians
+from gradbalance.errors import NonFiniteGradientError
+
+BLOCK = _fused.FUSED_BLOCK
+
+pytestmark = pytest.mark.skipif(not _fused.fused_available(), reason="torch.compile cannot build kernels here")
+
+
+@pytest.fixture(autouse=True)
+def fused_on_small_inputs(monkeypatch):
+    monkeypatch.setattr(_fused, "FUSED_MIN_ELEMENTS", 0)
+    monkeypatch.delenv("GRADBALANCE_COMPILE", raising=False)
+
+
+def reference_gramians(G: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    return torch.stack([g @ g.T for g in G.double().split(sizes, dim=1)])
+
+
+def reference_apply(G: torch.Tensor, W: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    return torch.cat([w @ g for w, g in zip(W.double(), G.double().split(sizes, dim=1))])
+
+
+def assert_relative(got: torch.Tensor, want: torch.Tensor, tol: float) -> None:
+    scale = want.abs().amax(dim=tuple(range(1, want.dim())), keepdim=True) if want.dim() > 1 else want.abs().max()
+    assert float(((got.double() - want) / scale.clamp_min(1e-300)).abs().max()) <= tol
+
+
+@pytest.mark.parametrize("T", [2, 3, 8])
+def test_one_segment_gramian_is_float64_accurate(T):
+    # Full blocks through the kernel and a ragged tail through a small product.
+    gen = torch.Generator().manual_seed(T)
+    G = torch.randn(T, 5 * BLOCK + 123, generator=gen)
+    K = segment_gramians(G, [G.shape[1]])
+    assert K.dtype == torch.float64 and torch.equal(K, K.mT)
+    assert_relative(K, reference_gramians(G, [G.shape[1]]), 1e-6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 3 * BLOCK), min_size=1, max_size=6),
+    scale=st.floats(1e-3, 1e3),
+    data=st.data(),
+)
+def test_segments_without_a_shared_block(sizes, scale, data):
+    if sum(sizes) == 0:
+        sizes = sizes + [1]
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    G = torch.randn(2, sum(sizes), generator=torch.Generator().manual_seed(seed)) * scale
+    W = torch.randn(len(sizes), 2, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    assert_relative(segment_gramians(G, sizes), reference_gramians(G, sizes), 2e-6)
+    out = torch.full((G.shape[1],), float("nan"))
+    assert apply_weights(G, W, sizes, out) is out
+    torch.testing.assert_close(out.double(), reference_apply(G, W, sizes), rtol=1e-5, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("width", [64, 384])
+def test_segments_sharing_a_block_length(width):
+    # Per-tensor segments of a network: multiples of its width, one kernel over all of G.
+    sizes = [width, 3 * width, width * 40, 2 * width, width * 17, width]
+    assert _fused.shared_block(sizes) == width
+    gen = torch.Generator().manual_seed(width)
+    G = torch.randn(3, sum(sizes), generator=gen)
+    W = torch.randn(len(sizes), 3, generator=gen, dtype=torch.float64)
+    assert_relative(segment_gramians(G, sizes), reference_gramians(G, sizes), 1e-6)
+    out = apply_weights(G, W, sizes, None)
+    torch.testing.assert_close(out.double(), reference_apply(G, W, sizes), rtol=1e-5, atol=1e-5)
+
+
+def test_shared_block_is_the_largest_divisor_within_the_fused_block():
+    assert _fused.shared_block([384 * 30522, 384, 1536 * 384]) == 384
+    assert _fused.shared_block([BLOCK * 3, BLOCK * 5]) == BLOCK
+    assert _fused.shared_block([6000, 12000]) == 3000
+    assert _fused.shared_block([6000, 12000], limit=100) == 100
+    assert _fused.shared_block([7, 11]) == 1
+
+
+def test_combine_matches_the_library_kernels(monkeypatch):
+    gen = torch.Generator().manual_seed(5)
+    G = torch.randn(3, 4 * BLOCK + 7, generator=gen)
+    G[1] = -0.5 * G[0] + G[1]
+    sizes = [BLOCK, 3 * BLOCK + 7]
+    for name in ("pcgrad", "upgrad", "imtl-g", "gradvac"):
+        seeded = {"seed": 0} if name in ("pcgrad", "gradvac") else {}  # the same task orders
+        fused = gradbalance.create(name, **seeded).combine(G, sizes)
+        monkeypatch.setenv("GRADBALANCE_COMPILE", "0")
+        library = gradbalance.create(name, **seeded).combine(G, sizes)
+        monkeypatch.delenv("GRADBALANCE_COMPILE")
+        torch.testing.assert_close(fused, library, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_nonfinite_row_is_named():
+    G = torch.randn(3, 2 * BLOCK)
+    G[2, 77] = float("inf")
+    with pytest.raises(NonFiniteGradientError, match="task 2"):
+        segment_gramians(G, [G.shape[1]])
+
+
+def test_overflowing_products_are_redone_in_float64():
+    G = torch.full((2, 2 * BLOCK), 3e19)  # finite rows whose float32 products overflow
+    K = segment_gramians(G, [G.shape[1]])
+    assert torch.isfinite(K).all()
+    assert_relative(K, reference_gramians(G, [G.shape[1]]), 1e-6)
+
+
+def test_use_fused_selects_large_float32_cpu_rows(monkeypatch):
+    monkeypatch.setattr(_fused, "FUSED_MIN_ELEMENTS", 1000)
+    assert _fused.use_fused(torch.zeros(2, 500))
+    assert not _fused.use_fused(torch.zeros(2, 499))
+    assert not _fused.use_fused(torch.zeros(2, 500, dtype=torch.float64))
+    assert not _fused.use_fused(torch.zeros(2, 500, dtype=torch.bfloat16))
+    monkeypatch.setenv("GRADBALANCE_COMPILE", "0")
+    assert not _fused.use_fused(torch.zeros(2, 500))
+
+
+def test_a_failing_compiler_warns_once_and_falls_back(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _fused.fused_available.__wrapped__() is False
+    assert len(caught) == 1 and "no C++ compiler" in str(caught[0].message)
+    assert "GRADBALANCE_COMPILE=0" in str(caught[0].message)
