@@ -14,8 +14,7 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._properties import Property
 from .._combiner import GramianCombiner
-from .._gramian import with_two_task_form
-from ._upgrad import cone_multipliers
+from ._solvers import cone_multipliers, with_two_task_form
 
 # When rounding stops the active-set method short of a verified optimum, problems with up to
 # this many non-zero task rows try every support (2^T − 1 small solves, batched by size).
