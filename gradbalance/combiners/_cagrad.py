@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._properties import Property
-from .._combiner import GramianCombiner
+from .._combiner import GramianCombinerWithReduction
 from ._solvers import cone_multipliers, with_two_task_form
 
 # When rounding stops the active-set method short of a verified optimum, problems with up to
@@ -55,7 +55,7 @@ def _check_rescale(instance: object, _attribute: attrs.Attribute, value: object)
 
 
 @attrs.define(eq=False)
-class CAGrad(GramianCombiner):
+class CAGrad(GramianCombinerWithReduction):
     """Conflict-averse gradient descent (Liu, Liu, Jin, Stone & Liu, "Conflict-Averse Gradient
     Descent for Multi-task Learning", NeurIPS 2021, eq. 3-5 and Alg. 1).
 
@@ -140,17 +140,19 @@ class CAGrad(GramianCombiner):
     c: float = attrs.field(default=0.5, validator=_check_c)
     rescale: bool = attrs.field(default=True, validator=_check_rescale)
     reduction: Literal["sum", "mean"] = reduction_field("mean")
+    unreduced: ClassVar[Literal["sum", "mean"]] = "mean"  # g0 the average
 
-    def weights(self, gramian: Tensor) -> Tensor:
+    def unreduced_weights(self, gramian: Tensor) -> Tensor:
         T = gramian.shape[1]
         c = float(self.c)
-        scale = T if self.reduction == "sum" else 1.0
-        if self.rescale:
-            scale /= 1.0 + c * c
-        weights = with_two_task_form(
+        return with_two_task_form(
             gramian, lambda K: two_task_weights(K, c), lambda K: conflict_averse_weights(K, T, c)
         )
-        return weights * scale
+
+    def divisor(self) -> float:
+        """``1 + c²`` with ``rescale``, else 1."""
+        c = float(self.c)
+        return 1.0 + c * c if self.rescale else 1.0
 
 
 def two_task_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:

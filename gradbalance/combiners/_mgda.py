@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._properties import Property
-from .._combiner import GramianCombiner
+from .._combiner import GramianCombinerWithReduction
 from ._solvers import (
     batched_min_norm_weights,
     min_norm_weights,
@@ -21,7 +21,7 @@ from ._solvers import (
 
 
 @attrs.define(eq=False)
-class MGDA(GramianCombiner):
+class MGDA(GramianCombinerWithReduction):
     """Multiple-gradient descent in min-norm form (Désidéri 2012; Sener & Koltun, "Multi-Task
     Learning as Multi-Objective Optimization", NeurIPS 2018, eq. 3).
 
@@ -56,13 +56,12 @@ class MGDA(GramianCombiner):
     )
 
     reduction: Literal["sum", "mean"] = reduction_field("mean")
+    unreduced: ClassVar[Literal["sum", "mean"]] = "mean"  # Σ w = 1
 
-    def weights(self, gramian: Tensor) -> Tensor:
+    def unreduced_weights(self, gramian: Tensor) -> Tensor:
         if gramian.shape[1] == 2:
-            weights = torch.from_numpy(two_task_min_norm_weights(gramian.numpy()))
-        elif gramian.shape[0] == 1:  # one problem: the sequential solver has fewer calls per step
-            weights = nonzero_row_weights(gramian, min_norm_weights)
-        else:
-            K = gramian.numpy()
-            weights = torch.from_numpy(batched_min_norm_weights(K, np.diagonal(K, axis1=1, axis2=2) > 0))
-        return weights * gramian.shape[1] if self.reduction == "sum" else weights
+            return torch.from_numpy(two_task_min_norm_weights(gramian.numpy()))
+        if gramian.shape[0] == 1:  # one problem: the sequential solver has fewer calls per step
+            return nonzero_row_weights(gramian, min_norm_weights)
+        K = gramian.numpy()
+        return torch.from_numpy(batched_min_norm_weights(K, np.diagonal(K, axis1=1, axis2=2) > 0))

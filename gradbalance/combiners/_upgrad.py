@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._properties import Property
-from .._combiner import GramianCombiner
+from .._combiner import GramianCombinerWithReduction
 from ._solvers import cone_multipliers
 
 # A constraint g_j · y ≥ 0 counts as met down to -_TOLERANCE · ‖g_j‖ · Σ_k |u_k| ‖g_k‖ for
@@ -20,7 +20,7 @@ _TOLERANCE = 1e-12
 
 
 @attrs.define(eq=False)
-class UPGrad(GramianCombiner):
+class UPGrad(GramianCombinerWithReduction):
     """Unconflicting projection of gradients (Quinton & Rey, "Jacobian Descent for
     Multi-Objective Optimization", arXiv:2406.16232, 2024: ``A_UPGrad``).
 
@@ -59,11 +59,11 @@ class UPGrad(GramianCombiner):
     )
 
     reduction: Literal["sum", "mean"] = reduction_field("mean")
+    unreduced: ClassVar[Literal["sum", "mean"]] = "sum"  # Σ_i π_C(g_i)
 
-    def weights(self, gramian: Tensor) -> Tensor:
+    def unreduced_weights(self, gramian: Tensor) -> Tensor:
         K = gramian.numpy()
-        weights = torch.from_numpy(two_task_weights(K) if K.shape[1] == 2 else projection_weights(K).sum(1))
-        return weights if self.reduction == "sum" else weights / gramian.shape[1]
+        return torch.from_numpy(two_task_weights(K) if K.shape[1] == 2 else projection_weights(K).sum(1))
 
 
 def two_task_weights(K: np.ndarray) -> np.ndarray:
