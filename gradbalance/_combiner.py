@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import attrs
 import torch
@@ -16,7 +16,7 @@ from ._gramian import apply_weights, segment_gramians
 from ._properties import Property
 from .errors import NonFiniteGradientError
 
-__all__ = ["Combination", "GradientCombiner", "GramianCombiner"]
+__all__ = ["Combination", "GradientCombiner", "GramianCombiner", "GramianCombinerWithReduction"]
 
 
 @attrs.frozen
@@ -209,6 +209,42 @@ class GramianCombiner(GradientCombiner):
         if not all_finite(W):
             raise RuntimeError(f"{type(self).__name__}.weights returned non-finite weights: {W}")
         return W
+
+
+class GramianCombinerWithReduction(GramianCombiner):
+    """A :class:`GramianCombiner` with the option ``reduction="sum"|"mean"``: weights on the scale
+    of the sum of the ``T`` task gradients, or of their mean (``1/T`` of that).
+
+    A subclass declares the field with its own default, validated (the paper's scale or the
+    common code's: ``reduction: Literal["sum", "mean"] = reduction_field("mean")``), sets
+    :attr:`unreduced` to the scale its :meth:`unreduced_weights` come in, and writes only those;
+    :meth:`weights` applies the reduction, ``w * T`` from the mean's scale to the sum's and
+    ``w / T`` the other way, and divides by :meth:`divisor`. Every built-in with a
+    ``reduction`` option is one; the sharded path reaches the reduction through
+    :meth:`GramianCombiner.checked_weights` like any other weighting.
+    """
+
+    reduction: Literal["sum", "mean"]
+    #: The reduction whose scale :meth:`unreduced_weights` returns its weights in.
+    unreduced: ClassVar[Literal["sum", "mean"]]
+
+    @abc.abstractmethod
+    def unreduced_weights(self, gramian: Tensor) -> Tensor:
+        """Task weights ``[S, T]`` for Gramians ``[S, T, T]``, on :attr:`unreduced`'s scale."""
+
+    def divisor(self) -> float:
+        """A constant the method divides its update by (1: none), applied with the reduction in
+        one rounding, as CAGrad's ``rescale`` is."""
+        return 1.0
+
+    def weights(self, gramian: Tensor) -> Tensor:
+        """:meth:`unreduced_weights` on the scale ``reduction`` names, divided by :meth:`divisor`."""
+        T = gramian.shape[1]
+        weights = self.unreduced_weights(gramian)
+        if self.unreduced == "sum" and self.reduction == "mean":
+            return weights / (T * self.divisor())
+        scale = (float(T) if self.reduction != self.unreduced else 1.0) / self.divisor()
+        return weights if scale == 1.0 else weights * scale
 
 
 def _check_sum_finite(G: Tensor, direction: Tensor) -> None:

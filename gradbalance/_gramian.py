@@ -2,7 +2,8 @@
 
 Pass 1, :func:`segment_gramians`: ``K_s = G_s G_sᵀ`` for each column segment ``s``. Pass 2,
 :func:`apply_weights`: ``d_s = w_s G_s``. Everything between the two works on ``[S, T, T]``
-matrices and costs microseconds.
+matrices and costs microseconds (the combiners' weightings, and the solvers they share in
+``gradbalance.combiners._solvers``).
 
 Accuracy: one float32 GEMM over millions of columns accumulates its rounding error (2e-3
 relative at 22.7M columns). We instead multiply column blocks of :data:`BLOCK` columns in the
@@ -186,56 +187,6 @@ def _recover_nonfinite(G: Tensor, sizes: Sequence[int], K: Tensor) -> Tensor:
             K[s] = _block_gramian(block.to(torch.float64)).cpu()
         start += size
     return K
-
-
-def nonzero_row_weights(gramian: Tensor, solve: Callable[[np.ndarray], np.ndarray]) -> Tensor:
-    """``[S, T]`` weights from ``solve`` applied to each segment's Gramian restricted to its
-    non-zero rows (positive diagonal); zero rows, and segments without any, get weight 0.
-
-    A zero row is a task that sat out the step or a segment it does not touch: the combiners
-    that solve a problem over the tasks leave it out rather than let it constrain the others.
-    ``solve`` maps a float64 numpy ``[m, m]`` to ``[m]`` (numpy: torch's per-op dispatch would
-    cost more than the arithmetic on such arrays).
-    """
-    K = gramian.numpy()
-    S, T, _ = K.shape
-    weights = np.zeros((S, T))
-    positive = np.diagonal(K, axis1=1, axis2=2) > 0
-    for s in range(S):
-        if positive[s].all():
-            weights[s] = solve(K[s])
-        elif positive[s].any():
-            active = np.flatnonzero(positive[s])
-            weights[s, active] = solve(K[s][np.ix_(active, active)])
-    return torch.from_numpy(weights)
-
-
-def with_two_task_form(
-    gramian: Tensor,
-    closed_form: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-    solve: Callable[[np.ndarray], np.ndarray],
-) -> Tensor:
-    """``[S, T]`` weights: for ``T = 2``, ``closed_form`` of the ``[S, 2, 2]`` Gramians (weights and
-    which segments it settled) and :func:`nonzero_row_weights` with ``solve`` for the rest (zero
-    rows, and cases too close to a branch of the general solver to call); otherwise ``solve``."""
-    if gramian.shape[1] != 2:
-        return nonzero_row_weights(gramian, solve)
-    K = gramian.numpy()
-    weights, settled = closed_form(K)
-    if not settled.all():
-        rest = ~settled
-        weights[rest] = nonzero_row_weights(torch.from_numpy(K[rest]), solve).numpy()
-    return torch.from_numpy(weights)
-
-
-def solve_small(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``system⁻¹ rhs`` for the small systems the combiners solve between the two passes, by
-    least squares where rounding makes ``system`` singular (dependent active rows, parallel
-    tasks, weights 1e300 apart)."""
-    try:
-        return np.linalg.solve(system, rhs)
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(system, rhs, rcond=None)[0]
 
 
 def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor | None) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._properties import Property
-from .._combiner import GramianCombiner
+from .._combiner import GramianCombinerWithReduction
 
 # Eigenvalues of K below this times T times the largest are treated as zero: the reference
 # code's threshold (float32 machine epsilon), so directions whose singular value is below
@@ -20,7 +20,7 @@ _RANK_EPSILON = float(np.finfo(np.float32).eps)
 
 
 @attrs.define(eq=False)
-class AlignedMTL(GramianCombiner):
+class AlignedMTL(GramianCombinerWithReduction):
     """Aligned-MTL (Senushkin et al., "Independent Component Alignment for Multi-Task
     Learning", CVPR 2023, Sec. 4, Alg. 1).
 
@@ -47,8 +47,9 @@ class AlignedMTL(GramianCombiner):
     )
 
     reduction: Literal["sum", "mean"] = reduction_field("sum")
+    unreduced: ClassVar[Literal["sum", "mean"]] = "sum"  # ω = 1
 
-    def weights(self, gramian: Tensor) -> Tensor:
+    def unreduced_weights(self, gramian: Tensor) -> Tensor:
         # Batched over segments in numpy (tiny arrays: torch's per-op dispatch would dominate).
         K = gramian.numpy()
         T = K.shape[1]
@@ -58,5 +59,4 @@ class AlignedMTL(GramianCombiner):
         smallest = np.where(kept, eigenvalues, np.inf).min(1, keepdims=True)  # λ_min kept
         scale = np.sqrt(np.where(kept, smallest, 0.0)) / np.sqrt(np.where(kept, eigenvalues, 1.0))
         # B = σ_min U Λ^{-1/2} Uᵀ over the kept eigenpairs; the weights are B 1.
-        weights = torch.from_numpy(np.einsum("stk,sk->st", vectors, scale * vectors.sum(1)))
-        return weights / T if self.reduction == "mean" else weights
+        return torch.from_numpy(np.einsum("stk,sk->st", vectors, scale * vectors.sum(1)))

@@ -13,9 +13,8 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._properties import Property
-from .._combiner import GramianCombiner
-from .._gramian import with_two_task_form
-from ._upgrad import cone_multipliers
+from .._combiner import GramianCombinerWithReduction
+from ._solvers import cone_multipliers, with_two_task_form
 
 # When rounding stops the active-set method short of a verified optimum, problems with up to
 # this many non-zero task rows try every support (2^T − 1 small solves, batched by size).
@@ -56,7 +55,7 @@ def _check_rescale(instance: object, _attribute: attrs.Attribute, value: object)
 
 
 @attrs.define(eq=False)
-class CAGrad(GramianCombiner):
+class CAGrad(GramianCombinerWithReduction):
     """Conflict-averse gradient descent (Liu, Liu, Jin, Stone & Liu, "Conflict-Averse Gradient
     Descent for Multi-task Learning", NeurIPS 2021, eq. 3-5 and Alg. 1).
 
@@ -141,17 +140,19 @@ class CAGrad(GramianCombiner):
     c: float = attrs.field(default=0.5, validator=_check_c)
     rescale: bool = attrs.field(default=True, validator=_check_rescale)
     reduction: Literal["sum", "mean"] = reduction_field("mean")
+    unreduced: ClassVar[Literal["sum", "mean"]] = "mean"  # g0 the average
 
-    def weights(self, gramian: Tensor) -> Tensor:
+    def unreduced_weights(self, gramian: Tensor) -> Tensor:
         T = gramian.shape[1]
         c = float(self.c)
-        scale = T if self.reduction == "sum" else 1.0
-        if self.rescale:
-            scale /= 1.0 + c * c
-        weights = with_two_task_form(
+        return with_two_task_form(
             gramian, lambda K: two_task_weights(K, c), lambda K: conflict_averse_weights(K, T, c)
         )
-        return weights * scale
+
+    def divisor(self) -> float:
+        """``1 + c²`` with ``rescale``, else 1."""
+        c = float(self.c)
+        return 1.0 + c * c if self.rescale else 1.0
 
 
 def two_task_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
@@ -306,7 +307,7 @@ class _Dual:
         on_ball &= (omega >= -_TOLERANCE * np.abs(omega).sum(1, keepdims=True)).all(1)
         omega = np.where(on_ball[:, None], np.maximum(omega, 0.0), 0.0)
         progress = self.progress(supports, omega)
-        optimal = on_ball & (self._violation(progress, supports, omega) <= 0).all(1)
+        optimal = on_ball & (self.violation(progress, supports, omega) <= 0).all(1)
         return omega, on_ball, optimal, progress
 
     # -- the solvers --------------------------------------------------------------------------
@@ -325,14 +326,14 @@ class _Dual:
                     i = int(np.where(mask, worst, -np.inf).argmax())
                     if (kkt, float(worst[i])) > best:
                         best, best_progress, best_support = (kkt, float(worst[i])), progress[i], supports[i]
-                        best_omega = self._dense(supports, omega, i)
-        if fits and (not best[0] or self._not_positive(best_progress, best_support, best_omega)):
+                        best_omega = self.dense(supports, omega, i)
+        if fits and (not best[0] or self.not_positive(best_progress, best_support, best_omega)):
             return projection
         if best_omega is None:  # rounding left no candidate: the mean, d = g0
             return np.zeros(self.m)
         return best_omega
 
-    def _not_positive(self, progress: np.ndarray, support: np.ndarray, omega: np.ndarray) -> bool:
+    def not_positive(self, progress: np.ndarray, support: np.ndarray, omega: np.ndarray) -> bool:
         """With the projection in the ball the optimum is ``≥ 0``. The support's tasks share
         its value; ``≤ 0`` up to each one's rounding (the shortest gradient decides) means the
         optimum is at ``g_w* = 0``, where the projection is the documented choice."""
@@ -348,93 +349,16 @@ class _Dual:
         non-negative weights, adds the task that most violates the KKT conditions. ``F``
         decreases at every step, so no support repeats. It starts at the projection of ``g0``
         when that lies outside the ball (``F < 0`` there, so the walk never meets the
-        non-smooth ``g_w = 0``), else at the best vertex."""
+        non-smooth ``g_w = 0``), else at the best vertex (:class:`_ActiveSet`, a method per
+        case)."""
         # Often every task is in the optimal support (gradients in general position): try it.
         everything = np.arange(self.m)[None, :]
         omega, _, optimal, progress = self.candidates(everything)
         if optimal[0]:
-            if fits and self._not_positive(progress[0], everything[0], omega[0]):
+            if fits and self.not_positive(progress[0], everything[0], omega[0]):
                 return projection, True
             return omega[0], True
-        if fits:
-            support = [int(np.argmin(self.norms * (self.unit_progress + self.radius)))]  # F(e_t)
-            w = np.ones(1)
-        else:
-            support = [int(t) for t in np.flatnonzero(projection > 0)]
-            w = projection[support] / self.norms[support]
-            w /= w.sum()
-        # Without a KKT point (rounding), the projection if it fits, else the best candidate.
-        best_omega = np.zeros(self.m)
-        best = float((self.norms * self.unit_progress).min())  # d = g0
-        seen: set[tuple[int, ...]] = set()
-        for _ in range(_MAX_ACTIVE_SET_STEPS):
-            S = np.array(support)[None, :]
-            wu, wv, A, C, regular = self.pieces(S, _SINGULAR)
-            if not regular[0]:  # affinely dependent up to rounding: drop the lightest task,
-                # or, if that is the task that just entered (weight 0: dropping it would only
-                # return to the support it left), the support task pointing most like it.
-                drop = int(np.argmin(w * self.norms[support]))
-                if drop == len(support) - 1 and w[drop] == 0:
-                    drop = int(np.argmax(self.cos[support[-1], support[:-1]]))
-                keep = np.arange(len(support)) != drop
-                support, w = [t for t, k in zip(support, keep) if k], w[keep] / w[keep].sum()
-                continue
-            wu, wv, A, C = wu[0], wv[0], float(A[0]), float(C[0])
-            n = self.norms[support]
-            flat = A <= (_FLAT * float(np.abs(wu).sum())) ** 2
-            if not flat and C < self.phi:
-                omega = math.sqrt((self.phi - C) / A) * wu + wv
-                if (omega >= -_TOLERANCE * float(np.abs(omega).sum())).all():
-                    omega = np.maximum(omega, 0.0)
-                    progress = self.progress(S, omega[None, :])
-                    worst = float(progress.min())
-                    if worst > best:
-                        best, best_omega = worst, self._dense(S, omega[None, :], 0)
-                    violation = self._violation(progress, S, omega[None, :])[0]
-                    if float(violation.max()) <= 0:
-                        if fits and self._not_positive(progress[0], S[0], omega):
-                            return projection, True
-                        return self._dense(S, omega[None, :], 0), True
-                    support.append(int(violation.argmax()))
-                    key = tuple(sorted(support))
-                    if key in seen:  # F decreases in exact arithmetic: rounding makes it cycle
-                        break
-                    seen.add(key)
-                    w = np.append(omega / n, 0.0)
-                    w /= w.sum()
-                    continue
-                target = omega / n
-                target /= target.sum()
-            elif flat and C < self.phi:  # the hull's minimum is at g_w = 0 (F = 0)
-                target = wu * n.min() / n
-                if (wu >= -_TOLERANCE * float(np.abs(wu).sum())).all():
-                    # Zero is in the hull: the optimum is 0, at the projection if it fits (it
-                    # does, up to rounding: the walk only gets here when F ≥ 0).
-                    return (projection, True) if fits else (best_omega, False)
-            else:  # F is unbounded below on the hull, along v
-                z = wv / n
-                falling = z < 0
-                if not falling.any():  # rounding (norms ~1e25 apart)
-                    break
-                steps = np.where(falling, w / np.where(falling, -z, 1.0), np.inf)
-                i = int(steps.argmin())
-                w = np.maximum(w + steps[i] * z, 0.0)
-                w[i] = 0.0
-                support, w = self._drop(support, w)
-                if not support:  # rounding zeroed every weight at once
-                    break
-                continue
-            # Walk from w towards the affine minimum until the first weight reaches zero.
-            leaving = target <= 0
-            gap = w - target
-            steps = np.where(leaving, w / np.where(leaving, np.maximum(gap, 1e-300), 1.0), np.inf)
-            i = int(steps.argmin())
-            w = np.maximum(w + min(float(steps[i]), 1.0) * (target - w), 0.0)
-            w[i] = 0.0
-            support, w = self._drop(support, w)
-            if not support:
-                break
-        return (projection if fits else best_omega), False
+        return _ActiveSet(self, projection, fits).run()
 
     def project(self) -> np.ndarray:
         """Contributions ``ω ≥ 0`` minimizing ``‖g0 + Σ_t ω_t ĝ_t‖`` (UPGrad's cone projection
@@ -443,7 +367,7 @@ class _Dual:
         slack = np.full(self.m, _TOLERANCE * self.size)
         return cone_multipliers(self.cos[None], (self.b * self.norms)[None], lambda _: slack[None])[0]
 
-    def _violation(self, progress: np.ndarray, supports: np.ndarray, omega: np.ndarray) -> np.ndarray:
+    def violation(self, progress: np.ndarray, supports: np.ndarray, omega: np.ndarray) -> np.ndarray:
         """``[N, m]``: by how much each task progresses less than a support task, in units of
         their rounding; all ``≤ 0`` is the dual's KKT conditions. Pairwise, each pair to its
         own rounding: with norms far apart, the rounding of a long gradient's progress can
@@ -457,17 +381,136 @@ class _Dual:
         summed to get it, times a margin over float64 rounding)."""
         return _TOLERANCE * (self.size + np.abs(omega).sum(1))
 
-    @staticmethod
-    def _drop(support: list[int], w: np.ndarray) -> tuple[list[int], np.ndarray]:
-        """The support and weights without the tasks whose weight is zero (weights summing to 1)."""
-        keep = w > 0
-        w = w[keep]
-        return [t for t, k in zip(support, keep) if k], w / max(float(w.sum()), 1e-300)
-
-    def _dense(self, supports: np.ndarray, omega: np.ndarray, i: int) -> np.ndarray:
+    def dense(self, supports: np.ndarray, omega: np.ndarray, i: int) -> np.ndarray:
         out = np.zeros(self.m)
         out[supports[i]] = omega[i]
         return out
+
+
+class _ActiveSet:
+    """Wolfe's active-set walk on the dual (:meth:`_Dual.active_set`), one method per case of a
+    step: a support whose system is singular up to rounding, a hull on which ``F`` is unbounded
+    below (along ``v``), a hull whose minimum is at ``g_w = 0``, and the closed-form minimum on
+    the ball. State: the support, its task weights ``w`` (summing to 1), the supports seen (a
+    repeat is rounding's doing), and the best candidate met, the answer when rounding stops
+    the walk short of a KKT point."""
+
+    def __init__(self, dual: _Dual, projection: np.ndarray, fits: bool) -> None:
+        self.dual, self.projection, self.fits = dual, projection, fits
+        if fits:  # the best vertex, the least F(e_t)
+            self.support = [int(np.argmin(dual.norms * (dual.unit_progress + dual.radius)))]
+            self.w = np.ones(1)
+        else:  # the projection of g0, outside the ball
+            self.support = [int(t) for t in np.flatnonzero(projection > 0)]
+            w = projection[self.support] / dual.norms[self.support]
+            self.w = w / w.sum()
+        self.best_omega = np.zeros(dual.m)
+        self.best = float((dual.norms * dual.unit_progress).min())  # d = g0
+        self.seen: set[tuple[int, ...]] = set()
+
+    def run(self) -> tuple[np.ndarray, bool]:
+        """Contributions ``ω [m]`` and whether they were verified optimal."""
+        for _ in range(_MAX_ACTIVE_SET_STEPS):
+            answer = self._step()
+            if answer is not None:
+                return answer
+        return self._unverified()
+
+    def _unverified(self) -> tuple[np.ndarray, bool]:
+        """Without a KKT point (rounding): the projection if it fits, else the best candidate."""
+        return (self.projection if self.fits else self.best_omega), False
+
+    def _step(self) -> tuple[np.ndarray, bool] | None:
+        """One step from the current support; the answer once the walk ends, else ``None``."""
+        S = np.array(self.support)[None, :]
+        wu, wv, A, C, regular = self.dual.pieces(S, _SINGULAR)
+        if not regular[0]:
+            self._drop_dependent()
+            return None
+        wu, wv, A, C = wu[0], wv[0], float(A[0]), float(C[0])
+        if not C < self.dual.phi:  # F is unbounded below on the hull, along v
+            return self._follow_v(wv)
+        n = self.dual.norms[self.support]
+        if A <= (_FLAT * float(np.abs(wu).sum())) ** 2:  # the hull's minimum is at g_w = 0 (F = 0)
+            return self._at_zero(wu, n)
+        return self._at_minimum(S, math.sqrt((self.dual.phi - C) / A) * wu + wv, n)
+
+    def _drop_dependent(self) -> None:
+        """An affinely dependent support (up to rounding): drop the lightest task, or, if that is
+        the task that just entered (weight 0: dropping it would only return to the support it
+        left), the support task pointing most like it."""
+        support, w = self.support, self.w
+        drop = int(np.argmin(w * self.dual.norms[support]))
+        if drop == len(support) - 1 and w[drop] == 0:
+            drop = int(np.argmax(self.dual.cos[support[-1], support[:-1]]))
+        keep = np.arange(len(support)) != drop
+        self.support, self.w = [t for t, k in zip(support, keep) if k], w[keep] / w[keep].sum()
+
+    def _follow_v(self, wv: np.ndarray) -> tuple[np.ndarray, bool] | None:
+        """``F`` unbounded below on the hull: walk along ``v`` until a weight reaches zero."""
+        z = wv / self.dual.norms[self.support]
+        falling = z < 0
+        if not falling.any():  # rounding (norms ~1e25 apart)
+            return self._unverified()
+        steps = np.where(falling, self.w / np.where(falling, -z, 1.0), np.inf)
+        i = int(steps.argmin())
+        w = np.maximum(self.w + steps[i] * z, 0.0)
+        w[i] = 0.0
+        return self._drop_zeros(w)
+
+    def _at_zero(self, wu: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, bool] | None:
+        """The hull's minimum at ``g_w = 0``: the answer if zero is in the hull, else walk
+        towards it."""
+        if (wu >= -_TOLERANCE * float(np.abs(wu).sum())).all():
+            # Zero is in the hull: the optimum is 0, at the projection if it fits (it does, up
+            # to rounding: the walk only gets here when F ≥ 0).
+            return (self.projection, True) if self.fits else (self.best_omega, False)
+        return self._walk_towards(wu * n.min() / n)
+
+    def _at_minimum(self, S: np.ndarray, omega: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, bool] | None:
+        """The closed-form minimum ``ω`` on the ball: walk towards it while a weight is negative;
+        at non-negative weights, the answer if the KKT conditions hold, else add the task that
+        most violates them."""
+        if not (omega >= -_TOLERANCE * float(np.abs(omega).sum())).all():
+            target = omega / n
+            return self._walk_towards(target / target.sum())
+        omega = np.maximum(omega, 0.0)
+        progress = self.dual.progress(S, omega[None, :])
+        worst = float(progress.min())
+        if worst > self.best:
+            self.best, self.best_omega = worst, self.dual.dense(S, omega[None, :], 0)
+        violation = self.dual.violation(progress, S, omega[None, :])[0]
+        if float(violation.max()) <= 0:
+            if self.fits and self.dual.not_positive(progress[0], S[0], omega):
+                return self.projection, True
+            return self.dual.dense(S, omega[None, :], 0), True
+        self.support.append(int(violation.argmax()))
+        key = tuple(sorted(self.support))
+        if key in self.seen:  # F decreases in exact arithmetic: rounding makes it cycle
+            return self._unverified()
+        self.seen.add(key)
+        w = np.append(omega / n, 0.0)
+        self.w = w / w.sum()
+        return None
+
+    def _walk_towards(self, target: np.ndarray) -> tuple[np.ndarray, bool] | None:
+        """Walk from ``w`` towards the affine minimum ``target`` until the first weight reaches
+        zero, and drop it."""
+        leaving = target <= 0
+        gap = self.w - target
+        steps = np.where(leaving, self.w / np.where(leaving, np.maximum(gap, 1e-300), 1.0), np.inf)
+        i = int(steps.argmin())
+        w = np.maximum(self.w + min(float(steps[i]), 1.0) * (target - self.w), 0.0)
+        w[i] = 0.0
+        return self._drop_zeros(w)
+
+    def _drop_zeros(self, w: np.ndarray) -> tuple[np.ndarray, bool] | None:
+        """Keep the tasks whose weight is positive (weights summing to 1); stop if none is left
+        (rounding zeroed every weight at once)."""
+        keep = w > 0
+        w = w[keep]
+        self.support, self.w = [t for t, k in zip(self.support, keep) if k], w / max(float(w.sum()), 1e-300)
+        return None if self.support else self._unverified()
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._properties import Property
-from .._combiner import GramianCombiner
+from .._combiner import GramianCombinerWithReduction
 
 # Eigenvalues of the cosine matrix below this times the largest count as zero in C⁺.
 _PINV_RTOL = 1e-10
@@ -20,7 +20,7 @@ _CANCELLED = 1e-12
 
 
 @attrs.define(eq=False)
-class IMTLG(GramianCombiner):
+class IMTLG(GramianCombinerWithReduction):
     """Impartial gradient balancing, IMTL-G (Liu et al., "Towards Impartial Multi-task
     Learning", ICLR 2021, Sec. 3.2, eq. 7-9).
 
@@ -61,10 +61,10 @@ class IMTLG(GramianCombiner):
     )
 
     reduction: Literal["sum", "mean"] = reduction_field("mean")
+    unreduced: ClassVar[Literal["sum", "mean"]] = "mean"  # Σ α = 1
 
-    def weights(self, gramian: Tensor) -> Tensor:
-        weights = torch.from_numpy(equal_projection_weights(gramian.numpy()))
-        return weights * gramian.shape[1] if self.reduction == "sum" else weights
+    def unreduced_weights(self, gramian: Tensor) -> Tensor:
+        return torch.from_numpy(equal_projection_weights(gramian.numpy()))
 
 
 def equal_projection_weights(K: np.ndarray) -> np.ndarray:

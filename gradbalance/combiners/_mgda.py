@@ -11,18 +11,17 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._properties import Property
-from .._combiner import GramianCombiner
-from .._gramian import nonzero_row_weights, solve_small
-
-# Wolfe's algorithm ends in finitely many steps in exact arithmetic; this only guards against
-# rounding making it cycle.
-_MAX_MAJOR_STEPS = 1000
-# Tolerance of the optimality test g_j · x ≥ ‖x‖², relative to ‖g_j‖ Σ_k λ_k ‖g_k‖ (x = Σ_k λ_k g_k).
-_TOLERANCE = 1e-12
+from .._combiner import GramianCombinerWithReduction
+from ._solvers import (
+    batched_min_norm_weights,
+    min_norm_weights,
+    nonzero_row_weights,
+    two_task_min_norm_weights,
+)
 
 
 @attrs.define(eq=False)
-class MGDA(GramianCombiner):
+class MGDA(GramianCombinerWithReduction):
     """Multiple-gradient descent in min-norm form (Désidéri 2012; Sener & Koltun, "Multi-Task
     Learning as Multi-Objective Optimization", NeurIPS 2018, eq. 3).
 
@@ -57,167 +56,12 @@ class MGDA(GramianCombiner):
     )
 
     reduction: Literal["sum", "mean"] = reduction_field("mean")
+    unreduced: ClassVar[Literal["sum", "mean"]] = "mean"  # Σ w = 1
 
-    def weights(self, gramian: Tensor) -> Tensor:
+    def unreduced_weights(self, gramian: Tensor) -> Tensor:
         if gramian.shape[1] == 2:
-            weights = torch.from_numpy(two_task_min_norm_weights(gramian.numpy()))
-        elif gramian.shape[0] == 1:  # one problem: the sequential solver has fewer calls per step
-            weights = nonzero_row_weights(gramian, min_norm_weights)
-        else:
-            K = gramian.numpy()
-            weights = torch.from_numpy(batched_min_norm_weights(K, np.diagonal(K, axis1=1, axis2=2) > 0))
-        return weights * gramian.shape[1] if self.reduction == "sum" else weights
-
-
-def two_task_min_norm_weights(K: np.ndarray) -> np.ndarray:
-    """``[S, 2]``: the min-norm convex weights of two rows per Gramian ``K [S, 2, 2]`` in closed
-    form, Wolfe's steps written out. From the shorter row ``g_i`` (the first on a tie), the other
-    row enters only if ``g_i · g_j < ‖g_i‖²`` (beyond the solver's tolerance); then the segment's
-    nearest point to the origin is ``w_i = (‖g_j‖² − g_i·g_j) / ‖g_i − g_j‖²`` (positive, as is
-    ``w_j``), else ``w_i = 1``. Both branches meet at ``g_i · g_j = ‖g_i‖²`` (``w_j = 0``), so
-    the tolerance moves the result by rounding only. One non-zero row gets 1, none 0."""
-    a, b, e = K[:, 0, 0], K[:, 0, 1], K[:, 1, 1]
-    positive = np.stack([a > 0, e > 0], 1)
-    first = a <= e  # the shorter row starts the support
-    with np.errstate(divide="ignore", invalid="ignore"):
-        largest = np.maximum(a, e)
-        short, long_ = np.where(first, a, e) / largest, np.where(first, e, a) / largest
-        cross = b / largest
-        enters = cross < short - _TOLERANCE * np.sqrt(short) * np.sqrt(long_)
-        span = (short - cross) + (long_ - cross)  # ‖g_i − g_j‖², positive where g_j enters
-        w_short = np.where(enters, (long_ - cross) / span, 1.0)
-        w_long = np.where(enters, (short - cross) / span, 0.0)  # not 1 − w_short: no cancellation
-    weights = np.where(first[:, None], np.stack([w_short, w_long], 1), np.stack([w_long, w_short], 1))
-    both = positive.all(1)
-    return np.where(both[:, None], weights, positive.astype(float))
-
-
-def min_norm_weights(K: np.ndarray) -> np.ndarray:
-    """The convex weights ``w`` minimizing ``wᵀ K w`` for a Gramian ``K`` with positive diagonal,
-    by Wolfe's nearest-point algorithm: a major step adds the point that most violates
-    optimality; minor steps solve for the nearest point of the support's affine hull and, while
-    that point leaves the simplex, walk towards it until a weight reaches zero and drop it.
-    A few ``T×T`` solves in numpy (tiny arrays: torch's per-call overhead would dominate)."""
-    Kn = K / float(np.diagonal(K).max())
-    diagonal = np.diagonal(Kn)
-    roots = np.sqrt(diagonal)
-    support = np.array([diagonal.argmin()])
-    lam = np.ones(1)
-    for _ in range(_MAX_MAJOR_STEPS):
-        inner = Kn[:, support] @ lam  # g_t · x for every task
-        norm2 = float(lam @ inner[support])
-        j = int(inner.argmin())
-        # The rounding of g_j · x is ~ε ‖g_j‖ Σ_k λ_k ‖g_k‖: relative to that, not to the largest
-        # ‖g‖², or a min-norm point far shorter than the rows (a tiny row among normal ones) stops
-        # early, still conflicting with a long row.
-        slack = _TOLERANCE * roots[j] * float(lam @ roots[support])
-        if j in support or inner[j] >= norm2 - slack:
-            break
-        support = np.append(support, j)
-        lam = np.append(lam, 0.0)
-        while True:
-            mu = _affine_nearest_point(Kn[support[:, None], support])
-            if (mu > 0).all():
-                lam = mu
-                break
-            # Walk from lam towards mu until the first weight reaches zero, and drop it.
-            leaving = np.flatnonzero(mu <= 0)
-            gap = lam[leaving] - mu[leaving]
-            ratios = np.where(gap > 0, lam[leaving] / np.maximum(gap, 1e-300), 0.0)
-            lam = lam + ratios.min() * (mu - lam)
-            lam[leaving[ratios.argmin()]] = 0
-            keep = lam > 0
-            support, lam = support[keep], lam[keep]
-    weights = np.zeros(K.shape[0])
-    weights[support] = lam / lam.sum()
-    return weights
-
-
-def _affine_nearest_point(K: np.ndarray) -> np.ndarray:
-    """``μ`` minimizing ``μᵀ K μ`` subject to ``Σ μ = 1`` (no sign constraint), from the bordered
-    KKT system ``[[K, 1], [1ᵀ, 0]] [μ; ν] = [0; 1]``; least squares if rounding makes it
-    singular."""
-    m = K.shape[0]
-    system = np.ones((m + 1, m + 1))
-    system[:m, :m] = K
-    system[m, m] = 0
-    rhs = np.zeros(m + 1)
-    rhs[m] = 1
-    solution = solve_small(system, rhs)[:m]
-    return solution / solution.sum()
-
-
-def batched_min_norm_weights(K: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``[N, m]``: for each Gramian ``K [N, m, m]``, the convex weights over its ``rows [N, m]``
-    (the others get 0; a problem without rows gets zeros) minimizing ``wᵀ K w``, by Wolfe's
-    nearest-point algorithm: a major step adds the point that most violates optimality; minor
-    steps solve for the nearest point of the support's affine hull and, while that point
-    leaves the simplex, walk towards it until a weight reaches zero and drop it: the steps of
-    :func:`min_norm_weights` for ``N`` problems side by side, each one batched bordered solve,
-    so the cost is that of the longest problem, not the sum."""
-    N, m = rows.shape
-    largest = np.where(rows, np.diagonal(K, axis1=1, axis2=2), 0.0).max(1)
-    Kn = K / np.where(largest > 0, largest, 1.0)[:, None, None]
-    diagonal = np.diagonal(Kn, axis1=1, axis2=2)
-    roots = np.sqrt(np.maximum(diagonal, 0.0))
-    problems = np.arange(N)
-    start = np.where(rows, diagonal, np.inf).argmin(1)
-    support = np.zeros((N, m), dtype=bool)
-    support[problems, start] = True
-    lam = support.astype(float)
-    running = rows.any(1)
-    for _ in range(_MAX_MAJOR_STEPS):
-        inner = (Kn @ lam[:, :, None])[:, :, 0]  # g_t · x for every task
-        norm2 = (lam * inner).sum(1)
-        j = np.where(rows, inner, np.inf).argmin(1)
-        slack = _TOLERANCE * roots[problems, j] * (lam * roots).sum(1)  # as in min_norm_weights
-        running &= ~support[problems, j] & (inner[problems, j] < norm2 - slack)
-        if not running.any():
-            break
-        support[running, j[running]] = True
-        minor = running.copy()
-        while minor.any():
-            mu = _affine_nearest_points(Kn, support)
-            inside = minor & ((mu > 0) | ~support).all(1)
-            lam = np.where(inside[:, None], mu, lam)
-            minor &= ~inside
-            if not minor.any():
-                break
-            # Walk from lam towards mu until the first weight reaches zero, and drop it.
-            leaving = support & (mu <= 0) & minor[:, None]
-            gap = lam - mu
-            ratios = np.where(leaving, np.where(gap > 0, lam / np.maximum(gap, 1e-300), 0.0), np.inf)
-            first = ratios.argmin(1)
-            step = np.where(minor, ratios[problems, first], 0.0)[:, None]
-            lam = np.where(minor[:, None], lam + step * (mu - lam), lam)
-            lam[minor, first[minor]] = 0
-            support &= ~minor[:, None] | (lam > 0)
-            lam = np.where(support, lam, 0.0)
-    total = lam.sum(1, keepdims=True)
-    return np.where(rows.any(1)[:, None], lam / np.where(total > 0, total, 1.0), 0.0)
-
-
-def _affine_nearest_points(K: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """``[N, m]``: per problem, ``μ`` minimizing ``μᵀ K μ`` subject to ``Σ μ = 1`` over the
-    support (no sign constraint; 0 off it), from the bordered KKT system
-    ``[[K, 1], [1ᵀ, 0]] [μ; ν] = [0; 1]`` restricted to the support and bordered by the
-    identity off it (whose unknowns come out exactly 0); least squares where rounding makes a
-    system singular."""
-    N, m = support.shape
-    system = np.zeros((N, m + 1, m + 1))
-    system[:, :m, :m] = K * (support[:, :, None] & support[:, None, :])
-    diagonal = np.arange(m)
-    system[:, diagonal, diagonal] += ~support
-    system[:, :m, m] = support
-    system[:, m, :m] = support
-    rhs = np.zeros((N, m + 1))
-    rhs[:, m] = 1
-    try:
-        solution = np.linalg.solve(system, rhs[:, :, None])
-        # One step of iterative refinement: with rows of very different lengths (a 1e-10 row
-        # among unit ones) the solve's rounding depends on the support's order, and left the
-        # min-norm point conflicting with a long row by more than its tolerance.
-        solution = (solution + np.linalg.solve(system, rhs[:, :, None] - system @ solution))[:, :m, 0]
-    except np.linalg.LinAlgError:
-        solution = np.stack([solve_small(a, b) for a, b in zip(system, rhs)])[:, :m]
-    return solution / solution.sum(1, keepdims=True)
+            return torch.from_numpy(two_task_min_norm_weights(gramian.numpy()))
+        if gramian.shape[0] == 1:  # one problem: the sequential solver has fewer calls per step
+            return nonzero_row_weights(gramian, min_norm_weights)
+        K = gramian.numpy()
+        return torch.from_numpy(batched_min_norm_weights(K, np.diagonal(K, axis1=1, axis2=2) > 0))

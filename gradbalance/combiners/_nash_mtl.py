@@ -10,8 +10,7 @@ from torch import Tensor
 
 from .._properties import Property
 from .._combiner import GramianCombiner
-from .._gramian import with_two_task_form
-from ._fairgrad import fair_weights, two_task_bargaining_weights
+from ._solvers import fair_weights, two_task_bargaining_weights, with_two_task_form
 
 
 @attrs.define(eq=False)

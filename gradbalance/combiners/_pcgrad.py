@@ -11,12 +11,12 @@ from torch import Tensor
 
 from .._checks import reduction_field
 from .._properties import Property
-from .._combiner import GramianCombiner
+from .._combiner import GramianCombinerWithReduction
 from ._order import generator_state, load_generator_state, make_generator, order_array, visiting_orders
 
 
 @attrs.define(eq=False)
-class PCGrad(GramianCombiner):
+class PCGrad(GramianCombinerWithReduction):
     """Projecting Conflicting Gradients (Yu et al., "Gradient Surgery for Multi-Task Learning",
     NeurIPS 2020, Algorithm 1).
 
@@ -49,12 +49,13 @@ class PCGrad(GramianCombiner):
 
     seed: int | None = None
     reduction: Literal["sum", "mean"] = reduction_field("sum")
+    unreduced: ClassVar[Literal["sum", "mean"]] = "sum"  # Σ_i g_i'
     _generator: torch.Generator = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._generator = make_generator(self.seed)
 
-    def weights(self, gramian: Tensor) -> Tensor:
+    def unreduced_weights(self, gramian: Tensor) -> Tensor:
         # Row i's projections involve only g_i' and the original rows, so the T sequences run
         # side by side: step k visits orders[i, k] in every row i of every segment at once, in
         # numpy ([S, T] arrays; torch's per-op dispatch would cost more than the arithmetic).
@@ -69,8 +70,7 @@ class PCGrad(GramianCombiner):
             dots = np.einsum("sik,sik->si", rows, K[:, visit])  # g_i' · g_j (K is symmetric)
             # Only a conflict (g_i' · g_j < 0) subtracts; a zero g_j has dots exactly 0.
             rows[:, tasks, visit] -= np.minimum(dots, 0.0) * inverse[:, visit]
-        weights = torch.from_numpy(rows.sum(1))
-        return weights / T if self.reduction == "mean" else weights
+        return torch.from_numpy(rows.sum(1))
 
     def state_dict(self) -> dict[str, Any]:
         return generator_state(self._generator)

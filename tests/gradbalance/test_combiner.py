@@ -1,7 +1,9 @@
 """The combiner contract: a class writes ``combine`` or ``combine_with_info`` (or ``weights``)."""
 
 import abc
+from typing import Literal
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,8 @@ from torch import nn
 
 import gradbalance
 from gradbalance import GradientCombiner, GramianCombiner, NonFiniteGradientError, TaskGradients
+from gradbalance._checks import reduction_field
+from gradbalance._combiner import GramianCombinerWithReduction
 
 
 class HalfSum(GradientCombiner):
@@ -160,3 +164,43 @@ def test_weights_that_are_not_a_tensor_say_what_was_expected(kind):
     expected = "list" if kind is list else "numpy.ndarray"
     with pytest.raises(TypeError, match=rf"Listed.weights must return a torch.Tensor of shape \(1, 3\) \(segments, tasks\).*got a {expected}"):
         Listed().combine(torch.randn(3, 8))
+
+
+def _reducing(unreduced, default, divisor=1.0):
+    """A combiner with a ``reduction`` option whose unreduced weights are all ones."""
+
+    @attrs.define
+    class Ones(GramianCombinerWithReduction):
+        name = "ones"
+        reduction: Literal["sum", "mean"] = reduction_field(default)
+
+        def unreduced_weights(self, gramian):
+            return torch.ones(gramian.shape[:2], dtype=gramian.dtype)
+
+        def divisor(self):
+            return divisor
+
+    Ones.unreduced = unreduced
+    return Ones
+
+
+@pytest.mark.parametrize("unreduced", ["sum", "mean"])
+def test_the_base_class_applies_the_reduction(unreduced):
+    K = torch.eye(4, dtype=torch.float64).repeat(2, 1, 1)
+    cls = _reducing(unreduced, "mean")
+    assert cls().reduction == "mean" and cls(reduction="sum").reduction == "sum"
+    ones = torch.ones(2, 4, dtype=torch.float64)
+    on_scale = {"sum": ones * (4 if unreduced == "mean" else 1), "mean": ones / (4 if unreduced == "sum" else 1)}
+    for reduction, want in on_scale.items():
+        assert torch.equal(cls(reduction=reduction).weights(K), want)
+        assert torch.equal(_reducing(unreduced, reduction, divisor=8.0)().weights(K), want / 8)
+    with pytest.raises(ValueError, match="Ones reduction must be 'sum' or 'mean', got 'max'"):
+        cls(reduction="max")
+
+
+def test_a_reduction_combiner_without_unreduced_weights_fails_at_definition():
+    with pytest.raises(TypeError, match=r"unreduced_weights\(self, gramian\).*GramianCombinerWithReduction"):
+
+        class Forgot(GramianCombinerWithReduction):
+            name = "forgot"
+            unreduced = "sum"

@@ -11,6 +11,7 @@ import torch.distributed as dist
 from torch.distributed.fsdp import fully_shard
 
 from _multitask import STEPS, TASKS, combiners, make_model, reference, sgd, train
+import gradbalance
 from gradbalance.distributed import ReplicatedTaskGradients, ShardedTaskGradients, sharded_combine
 
 
@@ -46,3 +47,22 @@ def test_a_world_of_one_trains_exactly_as_one_process(world_of_one, name):
         for key, value in model.state_dict().items():
             value = value.full_tensor() if mode == "fsdp2" else value
             assert torch.equal(value, want[key]), f"{mode} {name} {key}"
+
+
+@pytest.mark.parametrize("name, options", [
+    ("pcgrad", {"seed": 0, "reduction": "mean"}), ("aligned-mtl", {"reduction": "mean"}),
+    ("upgrad", {"reduction": "sum"}), ("mgda", {"reduction": "sum"}), ("imtl-g", {"reduction": "sum"}),
+    ("cagrad", {"reduction": "sum"}), ("cagrad", {"reduction": "sum", "rescale": False}),
+])
+def test_a_sharded_combine_applies_the_reduction(world_of_one, name, options):
+    # The sharded path calls checked_weights on the all-reduced Gramians: the reduction that is
+    # not the combiner's default must reach it as it reaches combine.
+    G = torch.randn(3, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    G[1] -= 1.5 * G[0]  # a conflict, so no method reduces to the plain sum or mean
+    got = sharded_combine(gradbalance.create(name, **options), G, [20, 30])
+    want = gradbalance.create(name, **options).combine_with_info(G, [20, 30])
+    assert torch.equal(got.weights, want.weights) and torch.equal(got.direction, want.direction)
+    default = dict(options, reduction="mean" if options["reduction"] == "sum" else "sum")
+    other = gradbalance.create(name, **default).combine_with_info(G, [20, 30]).weights
+    ratio = 3.0 if options["reduction"] == "sum" else 1 / 3
+    torch.testing.assert_close(got.weights, other * ratio, rtol=1e-14, atol=0)
