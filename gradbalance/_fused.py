@@ -25,7 +25,8 @@ import functools
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,7 +41,7 @@ FUSED_MIN_ELEMENTS = 1 << 22
 MIN_FUSED_SHARED_BLOCK = 64
 #: Inductor fuses at most 16 reductions into one loop by default; at T = 8 the 36 row-pair sums
 #: would become three passes over G.
-_OPTIONS = {"cpp.max_horizontal_fusion_size": 128}
+_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {"cpp.max_horizontal_fusion_size": 128}
 
 
 def _pair_sums(blocks: Tensor) -> Tensor:

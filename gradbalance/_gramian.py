@@ -209,15 +209,15 @@ def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor 
             start += size
         return out
     half = G.dtype in _HALF
-    w = weights.to(device=G.device, dtype=torch.float32 if half else G.dtype)
+    w_device = weights.to(device=G.device, dtype=torch.float32 if half else G.dtype)
     start = 0
     for s, size in enumerate(sizes):
         if half:
             for lo in range(start, start + size, BLOCK * 16):
                 hi = min(lo + BLOCK * 16, start + size)
-                out[lo:hi] = w[s] @ G[:, lo:hi].to(torch.float32)
+                out[lo:hi] = w_device[s] @ G[:, lo:hi].to(torch.float32)
         else:
             # mv over the transposed view: one streaming pass, no T×P temporary.
-            torch.mv(G[:, start : start + size].T, w[s], out=out[start : start + size])
+            torch.mv(G[:, start : start + size].T, w_device[s], out=out[start : start + size])
         start += size
     return out

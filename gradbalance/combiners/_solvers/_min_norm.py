@@ -23,7 +23,7 @@ def two_task_min_norm_weights(K: np.ndarray) -> np.ndarray:
     the tolerance moves the result by rounding only. One non-zero row gets 1, none 0."""
     a, b, e = K[:, 0, 0], K[:, 0, 1], K[:, 1, 1]
     positive = np.stack([a > 0, e > 0], 1)
-    first = a <= e  # the shorter row starts the support
+    first: np.ndarray = np.asarray(a <= e)  # the shorter row starts the support
     with np.errstate(divide="ignore", invalid="ignore"):
         largest = np.maximum(a, e)
         short, long_ = np.where(first, a, e) / largest, np.where(first, e, a) / largest
@@ -33,7 +33,7 @@ def two_task_min_norm_weights(K: np.ndarray) -> np.ndarray:
         w_short = np.where(enters, (long_ - cross) / span, 1.0)
         w_long = np.where(enters, (short - cross) / span, 0.0)  # not 1 − w_short: no cancellation
     weights = np.where(first[:, None], np.stack([w_short, w_long], 1), np.stack([w_long, w_short], 1))
-    both = positive.all(1)
+    both = np.asarray(positive.all(1))
     return np.where(both[:, None], weights, positive.astype(float))
 
 
@@ -120,7 +120,7 @@ def batched_min_norm_weights(K: np.ndarray, rows: np.ndarray) -> np.ndarray:
         if not running.any():
             break
         support[running, j[running]] = True
-        minor = running.copy()
+        minor: np.ndarray = np.array(running)
         while minor.any():
             mu = _affine_nearest_points(Kn, support)
             inside = minor & ((mu > 0) | ~support).all(1)
@@ -139,7 +139,7 @@ def batched_min_norm_weights(K: np.ndarray, rows: np.ndarray) -> np.ndarray:
             support &= ~minor[:, None] | (lam > 0)
             lam = np.where(support, lam, 0.0)
     total = lam.sum(1, keepdims=True)
-    return np.where(rows.any(1)[:, None], lam / np.where(total > 0, total, 1.0), 0.0)
+    return np.where(np.asarray(rows.any(1))[:, None], lam / np.where(total > 0, total, 1.0), 0.0)
 
 
 def _affine_nearest_points(K: np.ndarray, support: np.ndarray) -> np.ndarray:
