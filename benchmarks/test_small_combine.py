@@ -74,12 +74,8 @@ STEP_SHORT = {
     3: {
         "nash-mtl": "205 µs: Newton steps, one segment at a time",
         "fairgrad": "205 µs: Newton steps, one segment at a time",
-        "fairgrad α=2": "646 µs: Newton continuation over α, one segment at a time",
     },
-    8: {
-        "cagrad": "768 µs: active-set walk, one segment at a time",
-        "fairgrad α=2": "686 µs: Newton continuation over α, one segment at a time",
-    },
+    8: {},
 }
 
 
@@ -131,7 +127,7 @@ COMBINE_SHORT = {
     "cagrad": "6.7×",
     "nash-mtl": "7.0×",
     "fairgrad": "7.2×",
-    "fairgrad α=2": "16.3×",
+    "fairgrad α=2": "7.6×",
 }
 
 

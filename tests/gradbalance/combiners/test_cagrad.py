@@ -148,6 +148,32 @@ def test_the_exhaustive_solver_alone_is_optimal(G, c):
         assert_optimal(G, c)
 
 
+@settings(max_examples=100, deadline=None)
+@given(G=task_matrices(max_columns=300), c=C_VALUES)
+def test_the_active_set_walk_is_optimal_without_guessed_supports(G, c):
+    # Most problems now end at a guessed support; with the full support as the only guess the
+    # walk runs on every family too.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cagrad_module, "_GUESSES", 1)
+        assert_optimal(G, c)
+
+
+def test_a_guessed_support_ends_the_solve_without_walking(monkeypatch):
+    # Eight tasks, one conflicting pair (the small-problem benchmark's Gramian): the full
+    # support has negative weights, the tasks it weights positively are the optimal support.
+    G = torch.randn(1, 8, 64, generator=torch.Generator().manual_seed(8), dtype=torch.float64)[0]
+    G[1] = -0.5 * G[0] + G[1]
+    monkeypatch.setattr(cagrad_module, "_GUESSES", 1)
+    walked = CAGrad(c=0.5, rescale=False).combine_with_info(G).weights
+    monkeypatch.setattr(cagrad_module._ActiveSet, "run", lambda self: pytest.fail("walked"))
+    with pytest.raises(pytest.fail.Exception, match="walked"):
+        CAGrad(c=0.5, rescale=False).combine_with_info(G)
+    monkeypatch.setattr(cagrad_module, "_GUESSES", 2)
+    guessed = CAGrad(c=0.5, rescale=False).combine_with_info(G).weights
+    assert int((guessed[0] - 1 / 8 > 1e-12).sum()) == 6  # two tasks left out
+    torch.testing.assert_close(guessed, walked, rtol=1e-12, atol=1e-14)
+
+
 @settings(max_examples=60, deadline=None)
 @given(G=task_matrices(max_tasks=24, max_columns=300), c=C_VALUES)
 def test_many_tasks_use_the_active_set_alone(G, c):

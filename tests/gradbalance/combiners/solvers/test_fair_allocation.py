@@ -66,3 +66,37 @@ def test_exactly_opposed_tasks_are_pareto_stationary_for_the_bargaining_form():
     assert settled.all()
     assert weights[0].tolist() == [0.0, 0.0]  # no direction helps both: zero update
     assert (weights[1] > 0).all()  # 5e-7 from opposed: still a bargaining solution
+
+
+def _calls(monkeypatch, name):
+    calls = []
+    original = getattr(_fair, name)
+    monkeypatch.setattr(_fair, name, lambda *args: calls.append(1) or original(*args))
+    return calls
+
+
+def test_other_exponents_are_solved_cold_where_the_norms_allow(monkeypatch):
+    # Norms within a factor 10 at α = 2: one cold solve, every equation to its rounding, and
+    # the same weights as the continuation from α = 1 to rounding.
+    G = torch.randn(6, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    G[1] = -0.5 * G[0] + G[1]
+    G[3] *= 10
+    K = (G @ G.T).numpy()
+    continued = _calls(monkeypatch, "_continued_log_weights")
+    w = _fair.fair_weights(K, 2.0)
+    assert not continued
+    progress, terms = K @ w, np.abs(K) @ w + w ** -0.5
+    assert (np.abs(progress - w ** -0.5) <= 1e-13 * terms).all()
+    monkeypatch.setattr(_fair, "_DIRECT_SPREAD", -1.0)  # always continue
+    np.testing.assert_allclose(_fair.fair_weights(K, 2.0), w, rtol=1e-11)
+    assert continued
+
+
+def test_norms_far_apart_keep_the_continuation(monkeypatch):
+    # c_t = ‖g_t‖^(1/α − 1) spans e^55 here (norms 1e25 apart at α = 30): no cold start.
+    G = torch.randn(3, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    G[0] *= 1e-10
+    G[2] *= 1e15
+    continued = _calls(monkeypatch, "_continued_log_weights")
+    _fair.fair_weights((G @ G.T).numpy(), 30.0)
+    assert continued
