@@ -74,6 +74,7 @@ STEP_SHORT = {
     3: {
         "nash-mtl": "205 µs: Newton steps, one segment at a time",
         "fairgrad": "205 µs: Newton steps, one segment at a time",
+        "fairgrad α=2": "215 µs (alone, 2026-12-05): one solve at α, one segment at a time",
     },
     8: {},
 }

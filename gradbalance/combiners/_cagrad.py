@@ -335,7 +335,15 @@ class _Dual:
                     if (kkt, float(worst[i])) > best:
                         best, best_progress, best_support = (kkt, float(worst[i])), progress[i], supports[i]
                         best_omega = self.dense(supports, omega, i)
-        if fits and (not best[0] or self.not_positive(best_progress, best_support, best_omega)):
+        if fits and not best[0]:
+            return projection
+        if (
+            fits
+            and best_progress is not None  # set together with best_support and best_omega
+            and best_support is not None
+            and best_omega is not None
+            and self.not_positive(best_progress, best_support, best_omega)
+        ):
             return projection
         if best_omega is None:  # rounding left no candidate: the mean, d = g0
             return np.zeros(self.m)
@@ -441,11 +449,11 @@ class _ActiveSet:
     def _step(self) -> tuple[np.ndarray, bool] | None:
         """One step from the current support; the answer once the walk ends, else ``None``."""
         S = np.array(self.support)[None, :]
-        wu, wv, A, C, regular = self.dual.pieces(S, _SINGULAR)
+        wus, wvs, As, Cs, regular = self.dual.pieces(S, _SINGULAR)
         if not regular[0]:
             self._drop_dependent()
             return None
-        wu, wv, A, C = wu[0], wv[0], float(A[0]), float(C[0])
+        wu, wv, A, C = wus[0], wvs[0], float(As[0]), float(Cs[0])
         if not C < self.dual.phi:  # F is unbounded below on the hull, along v
             return self._follow_v(wv)
         n = self.dual.norms[self.support]
