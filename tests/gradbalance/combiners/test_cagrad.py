@@ -193,6 +193,7 @@ def test_a_parallel_task_entering_a_badly_scaled_support():
     singular to rounding, and dropping the lightest task dropped task 8 again, a cycle that
     left the walk unverified and the update at the projection, inside the ball. The entering
     task now swaps out the support task pointing most like it."""
+    # fmt: off
     G = torch.tensor([
         [-0.25036, 0.73888, -0.65468, 1.0567, -0.56082, 0.60475, -1.4851, 1.328],
         [1.2494, 0.78799, -1.2618, -0.4379, -0.71697, 0.11348, -1.3306, 1.4088],
@@ -207,6 +208,7 @@ def test_a_parallel_task_entering_a_badly_scaled_support():
         [0.0] * 8,
         [0.087892, 0.52777, -0.57838, -1.6401, 0.096121, 0.98631, 0.91941, 0.3143],
     ], dtype=torch.float64)
+    # fmt: on
     G[10] = 2 * G[8]
     assert_optimal(G, 1.0)
 
