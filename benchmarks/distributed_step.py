@@ -39,10 +39,12 @@ from minbert_tasks.model import BertConfig, MinBert
 
 TASKS = 3
 #: all-MiniLM-L6-v2's shape (22.7M parameters); the smoke size is a 2-layer, 32-wide encoder.
-MINILM = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                    intermediate_size=1536)
-TINY = BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64)
+MINILM = BertConfig(
+    vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536
+)
+TINY = BertConfig(
+    vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+)
 
 
 class MultiTask(nn.Module):
@@ -101,9 +103,13 @@ class Layout:
             self.ddp = DistributedDataParallel(Summed(self.model))
             self.ddp.register_comm_hook(None, allreduce_hook)  # Python hook: counted
         elif name.startswith("replicated"):
-            self.buffer = ReplicatedTaskGradients(self.model.encoder, TASKS, replicated=self.model,
-                                                  overlap=name.endswith("overlap"),
-                                                  scatter=name.endswith("scatter"))
+            self.buffer = ReplicatedTaskGradients(
+                self.model.encoder,
+                TASKS,
+                replicated=self.model,
+                overlap=name.endswith("overlap"),
+                scatter=name.endswith("scatter"),
+            )
         else:
             for layer in self.model.encoder.encoder.layer:
                 fully_shard(layer)
@@ -137,8 +143,14 @@ def main() -> None:
     dist.init_process_group("gloo", timeout=timedelta(seconds=900))
     rank, world = dist.get_rank(), dist.get_world_size()
     config, batch, length = (MINILM, 16, 64) if args.full else (TINY, 4, 16)
-    names = ["1 proc x 2 threads", "ddp summed loss", "replicated", "replicated overlap", "replicated scatter",
-             "sharded fsdp2"]
+    names = [
+        "1 proc x 2 threads",
+        "ddp summed loss",
+        "replicated",
+        "replicated overlap",
+        "replicated scatter",
+        "sharded fsdp2",
+    ]
     layouts = {name: Layout(name, config, rank, 1 if name.startswith("1 proc") else world) for name in names}
     steps: dict[str, list[float]] = {n: [] for n in names}
     combines: dict[str, list[float]] = {n: [] for n in names}
@@ -169,8 +181,20 @@ def main() -> None:
     if rank == 0:
         params = sum(p.numel() for p in layouts["replicated"].model.encoder.parameters())
         with open(args.out, "w") as f:
-            json.dump({"steps": steps, "combine": combines, "payload": payload, "sent": sent, "world": world,
-                   "shared params": params, "hidden": config.hidden_size, "config": str(config)}, f, indent=1)
+            json.dump(
+                {
+                    "steps": steps,
+                    "combine": combines,
+                    "payload": payload,
+                    "sent": sent,
+                    "world": world,
+                    "shared params": params,
+                    "hidden": config.hidden_size,
+                    "config": str(config),
+                },
+                f,
+                indent=1,
+            )
     dist.destroy_process_group()
 
 

@@ -22,8 +22,14 @@ from typing import Any
 
 import torch
 
-BASE = ['amp="off"', 'device="cpu"', "max_steps=24", "checkpoint_every=1000", "log_every=1",
-        *(f"tasks.{t}.dev_limit=64" for t in ("sst", "para", "sts"))]  # a short final evaluation
+BASE = [
+    'amp="off"',
+    'device="cpu"',
+    "max_steps=24",
+    "checkpoint_every=1000",
+    "log_every=1",
+    *(f"tasks.{t}.dev_limit=64" for t in ("sst", "para", "sts")),
+]  # a short final evaluation
 
 
 def tensors(state: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
@@ -44,8 +50,14 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
     second = dict(tensors(torch.load(b, weights_only=False)))
     assert first.keys() == second.keys()
     differ = [k for k, v in first.items() if not torch.equal(v, second[k])]
-    largest = max((float((first[k].double() - second[k].double()).abs().max()) for k in differ
-                   if first[k].is_floating_point()), default=0.0)
+    largest = max(
+        (
+            float((first[k].double() - second[k].double()).abs().max())
+            for k in differ
+            if first[k].is_floating_point()
+        ),
+        default=0.0,
+    )
     return {"tensors": len(first), "differ": len(differ), "max_abs": largest, "first": differ[:5]}
 
 

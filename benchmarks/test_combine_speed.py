@@ -17,10 +17,13 @@ import pytest
 import torch
 
 import gradbalance
+
 from timing import FULL, interleaved_medians, interleaved_samples, paired_ratio, report
 
 
-def bert_tensor_sizes(layers: int = 6, hidden: int = 384, vocab: int = 30522, positions: int = 512) -> list[int]:
+def bert_tensor_sizes(
+    layers: int = 6, hidden: int = 384, vocab: int = 30522, positions: int = 512
+) -> list[int]:
     """numel of every parameter tensor of a BERT encoder with pooler, in named_parameters order."""
     inter = 4 * hidden
     sizes = [vocab * hidden, positions * hidden, 2 * hidden, hidden, hidden]
@@ -35,8 +38,20 @@ def bert_tensor_sizes(layers: int = 6, hidden: int = 384, vocab: int = 30522, po
 SEGMENTS = bert_tensor_sizes() if FULL else bert_tensor_sizes(layers=2, hidden=64, vocab=2000)
 P = sum(SEGMENTS)
 REPEATS = 9 if FULL else 5
-GOALS = {"pcgrad": 2.5, "gradvac": 2.5, "gradvac per-tensor": 3.0, "imtl-g": 2.5, "mgda": 2.5, "aligned-mtl": 2.5,
-         "upgrad": 2.5, "cagrad": 2.5, "nash-mtl": 2.5, "fairgrad": 2.5}
+GOALS = {
+    "pcgrad": 2.5,
+    "gradvac": 2.5,
+    "gradvac per-tensor": 3.0,
+    "imtl-g": 2.5,
+    "mgda": 2.5,
+    "aligned-mtl": 2.5,
+    "upgrad": 2.5,
+    "cagrad": 2.5,
+    "nash-mtl": 2.5,
+    "fairgrad": 2.5,
+}
+
+
 #: The buffer path's memory-traffic floor in units of ``torch.sum(G, 0, out=out)``: two reads of
 #: ``G`` and one write of ``[P]`` against one read and one write.
 def traffic_bound(T: int) -> float:
@@ -122,7 +137,9 @@ def test_buffer_path_against_sum_out(benchmark, T):
     for name, (combiner, segments) in fresh.items():
         result = combiner.combine(G, segments, out=out)
         assert result.data_ptr() == out.data_ptr(), name
-        torch.testing.assert_close(out, reference[name][0].combine(G, segments), rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(
+            out, reference[name][0].combine(G, segments), rtol=1e-5, atol=1e-6, msg=name
+        )
 
     candidates: dict[str, object] = {"torch.sum(G, 0, out=out)": lambda: torch.sum(G, 0, out=out)}
     for name, (combiner, segments) in combiners().items():

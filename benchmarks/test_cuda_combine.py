@@ -18,7 +18,18 @@ import gradbalance
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 P_BERT_BASE = 109_482_240
-NAMES = ["pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad", "nash-mtl", "fairgrad", "mean"]
+NAMES = [
+    "pcgrad",
+    "gradvac",
+    "imtl-g",
+    "mgda",
+    "aligned-mtl",
+    "upgrad",
+    "cagrad",
+    "nash-mtl",
+    "fairgrad",
+    "mean",
+]
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -37,8 +48,10 @@ def test_combine_against_sum_at_bert_base_size():
     gen = torch.Generator(device="cuda").manual_seed(0)
     G = torch.randn(3, P_BERT_BASE, device="cuda", generator=gen)
     out = torch.empty(P_BERT_BASE, device="cuda")
-    combiners = {name: gradbalance.create(name, **({"seed": 0} if name in ("pcgrad", "gradvac") else {}))
-                 for name in NAMES}
+    combiners = {
+        name: gradbalance.create(name, **({"seed": 0} if name in ("pcgrad", "gradvac") else {}))
+        for name in NAMES
+    }
     candidates = {"G.sum(0)": lambda: torch.sum(G, 0, out=out)}
     candidates.update({name: (lambda c=c: c.combine(G, out=out)) for name, c in combiners.items()})
     for fn in candidates.values():  # warm-up

@@ -20,6 +20,7 @@ import torch
 from minbert_tasks.config import load_config
 from minbert_tasks.data import default_data_dir
 from minbert_tasks.training import Trainer
+
 from timing import FULL, interleaved_samples, paired_ratio
 
 pytestmark = pytest.mark.skipif(
@@ -57,14 +58,18 @@ def test_deterministic_step_against_the_default_step(benchmark, tmp_path):
     cursor = {"k": 0}
     rng = {id(t): torch.get_rng_state() for t in trainers.values()}  # the same masks for both
 
-    candidates = {name: (lambda t=t: step(t, plan[cursor["k"] % len(plan)], rng)) for name, t in trainers.items()}
+    candidates = {
+        name: (lambda t=t: step(t, plan[cursor["k"] % len(plan)], rng)) for name, t in trainers.items()
+    }
     candidates["_advance"] = lambda: cursor.update(k=cursor["k"] + 1)  # same batches for both per round
     samples = interleaved_samples(candidates, repeats=9 if FULL else 3, warmup=1)
     ratio = paired_ratio(samples, "deterministic", "default")
     medians = {name: statistics.median(samples[name]) for name in trainers}
-    print(f"\ntraining step, {'MiniLM' if FULL else 'tiny'} fp32, {torch.get_num_threads()} thread(s): "
-          f"default {medians['default'] * 1e3:.0f} ms, deterministic {medians['deterministic'] * 1e3:.0f} ms "
-          f"(medians); paired ratio {ratio:.3f}")
+    print(
+        f"\ntraining step, {'MiniLM' if FULL else 'tiny'} fp32, {torch.get_num_threads()} thread(s): "
+        f"default {medians['default'] * 1e3:.0f} ms, deterministic {medians['deterministic'] * 1e3:.0f} ms "
+        f"(medians); paired ratio {ratio:.3f}"
+    )
     benchmark.extra_info.update(ratio=ratio, **{f"{k}_s": v for k, v in medians.items()})
     # Both ran the same batches with the same dropout masks: the switch changes no CPU arithmetic.
     weights = [dict(t.model.named_parameters()) for t in trainers.values()]

@@ -18,9 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from timing import FULL
-
 import gradbalance.distributed as gd
+
+from timing import FULL
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "1 proc x 2 threads"
@@ -28,8 +28,17 @@ TASKS, HEAD_SIZE = 3, 2
 
 
 def run_layouts(out: Path) -> dict:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(ROOT / "benchmarks" / "distributed_step.py"), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(ROOT / "benchmarks" / "distributed_step.py"),
+        "--out",
+        str(out),
+    ]
     command += ["--full", "--rounds", "3", "--steps", "3"] if FULL else ["--rounds", "1", "--steps", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     subprocess.run(command, env=env, cwd=ROOT, check=True, timeout=1800 if FULL else 300)
@@ -39,15 +48,21 @@ def run_layouts(out: Path) -> dict:
 def test_distributed_layouts(benchmark, tmp_path):
     result = benchmark.pedantic(lambda: run_layouts(tmp_path / "layouts.json"), rounds=1, iterations=1)
     steps, combine, payload = result["steps"], result["combine"], result["payload"]
-    print(f"\ndistributed step (bytes per step: payload, and sent per rank by ring algorithms), shared encoder of {result['shared params']:,} parameters, T = {TASKS} "
-          f"(medians of {len(steps[BASE])} rounds; ratios paired within a round)")
-    print(f"  {'layout':<22} {'step s':>8} {'vs ' + BASE:>24} {'combine share':>14} {'payload MB':>11} "
-          f"{'sent MB':>8}")
+    print(
+        f"\ndistributed step (bytes per step: payload, and sent per rank by ring algorithms), shared encoder of {result['shared params']:,} parameters, T = {TASKS} "
+        f"(medians of {len(steps[BASE])} rounds; ratios paired within a round)"
+    )
+    print(
+        f"  {'layout':<22} {'step s':>8} {'vs ' + BASE:>24} {'combine share':>14} {'payload MB':>11} "
+        f"{'sent MB':>8}"
+    )
     for name, times in steps.items():
         ratio = statistics.median(t / b for t, b in zip(times, steps[BASE]))
         share = statistics.median(c / t for c, t in zip(combine[name], times))
-        print(f"  {name:<22} {statistics.median(times):8.3f} {ratio:23.2f}x {share:13.1%} "
-              f"{payload[name] / 1e6:11.2f} {result['sent'][name] / 1e6:8.2f}")
+        print(
+            f"  {name:<22} {statistics.median(times):8.3f} {ratio:23.2f}x {share:13.1%} "
+            f"{payload[name] / 1e6:11.2f} {result['sent'][name] / 1e6:8.2f}"
+        )
         benchmark.extra_info[f"{name}: step vs {BASE}"] = ratio
         benchmark.extra_info[f"{name}: combine share"] = share
         benchmark.extra_info[f"{name}: payload bytes per step"] = payload[name]

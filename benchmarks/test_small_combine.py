@@ -24,6 +24,7 @@ import pytest
 import torch
 
 import gradbalance
+
 from timing import FULL, interleaved_samples, paired_ratio, per_call_seconds
 
 #: Goals in seconds per ``weights`` call, by number of tasks.
@@ -40,16 +41,26 @@ BATCHED_LIMIT = SEGMENTS / 2
 BATCHED = ("pcgrad", "gradvac", "imtl-g", "aligned-mtl", "upgrad", "mgda")
 
 #: name in the tests: (registry name, options)
-CONFIGS = {"pcgrad": ("pcgrad", {"seed": 0}), "gradvac": ("gradvac", {"seed": 0}), "imtl-g": ("imtl-g", {}),
-           "mgda": ("mgda", {}), "aligned-mtl": ("aligned-mtl", {}), "upgrad": ("upgrad", {}),
-           "cagrad": ("cagrad", {}), "nash-mtl": ("nash-mtl", {}), "fairgrad": ("fairgrad", {}),
-           "fairgrad α=2": ("fairgrad", {"alpha": 2.0})}
+CONFIGS = {
+    "pcgrad": ("pcgrad", {"seed": 0}),
+    "gradvac": ("gradvac", {"seed": 0}),
+    "imtl-g": ("imtl-g", {}),
+    "mgda": ("mgda", {}),
+    "aligned-mtl": ("aligned-mtl", {}),
+    "upgrad": ("upgrad", {}),
+    "cagrad": ("cagrad", {}),
+    "nash-mtl": ("nash-mtl", {}),
+    "fairgrad": ("fairgrad", {}),
+    "fairgrad α=2": ("fairgrad", {"alpha": 2.0}),
+}
 
 
 def short_of(names: dict[str, str], candidates: object = CONFIGS) -> list[object]:
     """Parameters for the built-ins, the ones in ``names`` marked as short of the goal."""
     return [
-        pytest.param(name, marks=pytest.mark.xfail(reason=names[name], strict=False)) if name in names else name
+        pytest.param(name, marks=pytest.mark.xfail(reason=names[name], strict=False))
+        if name in names
+        else name
         for name in candidates
     ]
 

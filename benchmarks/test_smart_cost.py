@@ -41,6 +41,7 @@ from gradbalance.regularizers import BregmanProximalPoint, SmoothnessRegularizer
 from minbert_tasks.data import SentenceExample
 from minbert_tasks.heads import HeadConfig, Inputs
 from minbert_tasks.tasks import SST
+
 from timing import FULL, interleaved_medians, interleaved_samples, paired_ratio
 
 # layers, width, heads, batch, length, timed repetitions
@@ -274,9 +275,7 @@ def _minilm_steps() -> tuple[Callable[..., None], Callable[..., None], _SingleTa
     encoder = load_pretrained(folder)
     head_config = HeadConfig()  # SST's default head: [CLS], dropout, linear
     model = _SingleTask(encoder, SST.build_head(encoder.config.hidden_size, head_config)).train()
-    inputs, labels = SST.collate(
-        _sst_examples(MINILM_BATCH), tokenizer, max_length=MINILM_MAX_TOKENS
-    )
+    inputs, labels = SST.collate(_sst_examples(MINILM_BATCH), tokenizer, max_length=MINILM_MAX_TOKENS)
     assert labels is not None
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     # The paper's values: σ = ε = 1e-5, η = 1e-3, K = 1; λ_s = μ = 1, β = 0.99.
@@ -324,9 +323,7 @@ def _minilm_steps() -> tuple[Callable[..., None], Callable[..., None], _SingleTa
     return plain_step, smart_step, model, inputs
 
 
-def _phase_breakdown(
-    steps: dict[str, Callable[..., None]], repetitions: int
-) -> dict[str, dict[str, float]]:
+def _phase_breakdown(steps: dict[str, Callable[..., None]], repetitions: int) -> dict[str, dict[str, float]]:
     """Median seconds per phase of each step, the steps interleaved."""
     clocks = {name: _Phases() for name in steps}
     for _ in range(repetitions):
@@ -349,9 +346,7 @@ def test_smart_step_cost_ratio_minilm(benchmark: Any, threads: int) -> None:
         smart_counts = counter.count(smart_step)
     finally:
         counter.remove()
-    samples = interleaved_samples(
-        {"plain": plain_step, "smart": smart_step}, repeats=MINILM_REPETITIONS
-    )
+    samples = interleaved_samples({"plain": plain_step, "smart": smart_step}, repeats=MINILM_REPETITIONS)
     plain_s, smart_s = statistics.median(samples["plain"]), statistics.median(samples["smart"])
     ratio = paired_ratio(samples, "smart", "plain")
     phases = _phase_breakdown({"plain": plain_step, "smart": smart_step}, repetitions=3)
@@ -390,10 +385,16 @@ def test_smart_step_cost_ratio_minilm(benchmark: Any, threads: int) -> None:
     # the teacher's without; ascent backward to the input, then one backward with weight
     # gradients through the clean and the adversarial graphs.
     assert plain_counts == {
-        "forward": 1, "forward_no_grad": 0, "backward_traversals": 1, "weight_backwards": 1
+        "forward": 1,
+        "forward_no_grad": 0,
+        "backward_traversals": 1,
+        "weight_backwards": 1,
     }
     assert smart_counts == {
-        "forward": 3, "forward_no_grad": 1, "backward_traversals": 3, "weight_backwards": 1
+        "forward": 3,
+        "forward_no_grad": 1,
+        "backward_traversals": 3,
+        "weight_backwards": 1,
     }
     assert math.isfinite(ratio)
     assert ratio <= 3.0

@@ -18,6 +18,7 @@ import torch
 from minbert_tasks.config import load_config
 from minbert_tasks.data import default_data_dir
 from minbert_tasks.training import Trainer
+
 from timing import FULL, interleaved_medians, report
 
 GOAL = 1.10
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.skipif(
 
 def make_trainer(tmp_path, combiner: str, segments: str = "whole") -> Trainer:
     overrides = [f'combiner="{combiner}"', f'segments="{segments}"', "clip_norm=1.0"]
-    overrides.append("combiner_options={ seed = 0 }" if combiner in ("pcgrad", "gradvac") else "combiner_options={}")
+    overrides.append(
+        "combiner_options={ seed = 0 }" if combiner in ("pcgrad", "gradvac") else "combiner_options={}"
+    )
     for task in ("sst", "para", "sts"):
         overrides += [f"tasks.{task}.train_limit=256", f"tasks.{task}.dev_limit=8"]
     if not FULL:

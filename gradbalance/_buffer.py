@@ -40,7 +40,9 @@ def _named(params: ParamsLike, allow_empty: bool = False) -> list[tuple[str, Ten
     return named
 
 
-def _check_no_outside_gradient(names: list[str], grads: list[Tensor | None], mine: list[Tensor], where: str) -> None:
+def _check_no_outside_gradient(
+    names: list[str], grads: list[Tensor | None], mine: list[Tensor], where: str
+) -> None:
     """Raise if a shared ``.grad`` (its local values, ``grads``) holds a non-zero gradient the
     buffer did not put there (it is ``None`` between tasks and a view of the combined result,
     ``mine``, after combine)."""
@@ -194,7 +196,9 @@ class TaskGradients:
         elif callable(by):
             key = by
         else:
-            raise ValueError(f"segments(by=...) must be 'tensor', 'module', 'whole' or a function, got {by!r}")
+            raise ValueError(
+                f"segments(by=...) must be 'tensor', 'module', 'whole' or a function, got {by!r}"
+            )
         sizes: list[int] = []
         last: object = object()
         for name, n in zip(self._names, self._sizes):

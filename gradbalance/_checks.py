@@ -61,8 +61,7 @@ def check_out(out: Tensor | None, G: Tensor) -> None:
         raise ValueError(f"out must have shape ({P},) to match G, got {tuple(out.shape)}")
     if out.dtype != G.dtype or out.device != G.device:
         raise ValueError(
-            f"out must match G's dtype and device ({G.dtype} on {G.device}), "
-            f"got {out.dtype} on {out.device}"
+            f"out must match G's dtype and device ({G.dtype} on {G.device}), got {out.dtype} on {out.device}"
         )
     if not out.is_contiguous():
         raise ValueError("out must be contiguous")

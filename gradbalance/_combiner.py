@@ -146,9 +146,7 @@ class GradientCombiner(abc.ABC):
             )
 
     @staticmethod
-    def _prepare(
-        G: Tensor, segments: Sequence[int] | None, out: Tensor | None
-    ) -> list[int]:
+    def _prepare(G: Tensor, segments: Sequence[int] | None, out: Tensor | None) -> list[int]:
         check_task_matrix(G)
         check_out(out, G)
         return check_segments(segments, G.shape[1])

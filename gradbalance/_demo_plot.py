@@ -73,7 +73,13 @@ def plot(runs: Sequence[ToyRun], path: str, starts: Sequence[tuple[float, float]
 
 
 def _parameter_panel(
-    ax: Axes, run: ToyRun, X: np.ndarray, Y: np.ndarray, F: np.ndarray, front_x: np.ndarray, colors: np.ndarray
+    ax: Axes,
+    run: ToyRun,
+    X: np.ndarray,
+    Y: np.ndarray,
+    F: np.ndarray,
+    front_x: np.ndarray,
+    colors: np.ndarray,
 ) -> None:
     for f, color in ((F[0], "tab:blue"), (F[1], "tab:orange")):
         ax.contour(X, Y, f, levels=10, colors=color, linewidths=0.6, alpha=0.45)

@@ -183,7 +183,9 @@ def fused_apply(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor) -
     if block >= MIN_FUSED_SHARED_BLOCK:
         per_block = w[_owners(sizes, block)].T.unsqueeze(-1).contiguous()  # [T, blocks, 1]
         blocks = _dynamic(G.view(T, P // block, block), 1, 2)
-        _compiled_weighted_block_sum(blocks, _dynamic(per_block, 1), _dynamic(out.view(P // block, block), 0, 1))
+        _compiled_weighted_block_sum(
+            blocks, _dynamic(per_block, 1), _dynamic(out.view(P // block, block), 0, 1)
+        )
         return out
     start = 0
     for s, size in enumerate(sizes):

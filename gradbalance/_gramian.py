@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import NonFiniteGradientError
 from ._checks import all_finite, first_nonfinite_row
 from ._fused import fused_apply, fused_segment_gramians, shared_block, use_fused
+from .errors import NonFiniteGradientError
 
 #: Columns per block product; float32 error grows with the block length, not with P.
 BLOCK = 65536

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .plugins._default import create, default_registry, options, plugin_entries
 from .errors import GradbalanceError
+from .plugins._default import create, default_registry, options, plugin_entries
 
 if TYPE_CHECKING:
     from ._combiner import GradientCombiner
@@ -52,10 +52,15 @@ def _demo(args: argparse.Namespace) -> int:
 
     names = args.combiners or default_registry.available()
     if not names:
-        print("gradbalance demo: no combiners are installed (is gradbalance installed with pip?)", file=sys.stderr)
+        print(
+            "gradbalance demo: no combiners are installed (is gradbalance installed with pip?)",
+            file=sys.stderr,
+        )
         return 2
     if os.path.isdir(args.out):
-        print(f"gradbalance demo: error: --out {args.out!r} is a directory; give a .png file", file=sys.stderr)
+        print(
+            f"gradbalance demo: error: --out {args.out!r} is a directory; give a .png file", file=sys.stderr
+        )
         return 2
     try:  # every name and option is checked before the first run
         combiners = [_seeded(name) for name in names]
@@ -98,7 +103,12 @@ def _progress(steps: int, began: float) -> Callable[[int], None]:
     def report(step: int) -> None:
         filled = 30 * step // steps
         line = f"  [{'#' * filled}{'.' * (30 - filled)}] step {step}/{steps}  {time.perf_counter() - began:5.1f} s"
-        print(("\r" + line) if tty else line, end="" if tty and step < steps else "\n", file=sys.stderr, flush=True)
+        print(
+            ("\r" + line) if tty else line,
+            end="" if tty and step < steps else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
 
     return report
 
@@ -107,7 +117,9 @@ def _print_table(runs: Sequence[ToyRun], steps: int) -> None:
     from . import toy
 
     _, front = toy.pareto_set()
-    header = f"{'combiner':<12} {'start':>14} {'f1':>9} {'f2':>9} {'Pareto gap':>11} {'steps to converge':>18}"
+    header = (
+        f"{'combiner':<12} {'start':>14} {'f1':>9} {'f2':>9} {'Pareto gap':>11} {'steps to converge':>18}"
+    )
     print(header)
     print("-" * len(header))
     for run in runs:
@@ -116,7 +128,9 @@ def _print_table(runs: Sequence[ToyRun], steps: int) -> None:
             f1, f2 = run.losses[-1, k].tolist()
             conv = run.steps_to_converge[k]
             conv_text = str(conv) if conv is not None else f"> {steps}"
-            print(f"{run.name:<12} {str(start):>14} {f1:9.3f} {f2:9.3f} {max(gaps[k], 0.0):11.3f} {conv_text:>18}")
+            print(
+                f"{run.name:<12} {str(start):>14} {f1:9.3f} {f2:9.3f} {max(gaps[k], 0.0):11.3f} {conv_text:>18}"
+            )
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -138,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="installed combiners and regularizers").set_defaults(func=_list)
     demo = sub.add_parser("demo", help="optimize the two-objective toy problem with every combiner")
     demo.add_argument("--out", default="gradbalance-demo.png", help="PNG to write")
-    demo.add_argument("--steps", type=_positive(int), default=3000, help="Adam steps per combiner (default: 3000)")
+    demo.add_argument(
+        "--steps", type=_positive(int), default=3000, help="Adam steps per combiner (default: 3000)"
+    )
     demo.add_argument("--lr", type=_positive(float), default=0.01, help="Adam learning rate (default: 0.01)")
     demo.add_argument("--combiners", nargs="+", help="names to run (default: all installed)")
     demo.set_defaults(func=_demo)

@@ -278,9 +278,13 @@ def _step_series(
 
 def cosine_series(train_records: Sequence[Record]) -> Series:
     """Per task pair ``"a–b"`` (in ``tasks`` order, ``a`` before ``b``): steps and cosines."""
-    return _step_series(train_records, "cosines", lambda tasks, cos: (
-        (f"{tasks[i]}–{tasks[j]}", cos[i][j]) for i in range(len(tasks)) for j in range(i + 1, len(tasks))
-    ))
+    return _step_series(
+        train_records,
+        "cosines",
+        lambda tasks, cos: (
+            (f"{tasks[i]}–{tasks[j]}", cos[i][j]) for i in range(len(tasks)) for j in range(i + 1, len(tasks))
+        ),
+    )
 
 
 def gradient_norm_series(train_records: Sequence[Record]) -> Series:
@@ -295,8 +299,7 @@ def _plot_smoothed(
     for k, (label, (steps, vals)) in enumerate(series.items()):
         w = window or _auto_window(len(vals))
         ax.plot(steps, vals, color=f"C{k % 10}", alpha=raw_alpha, linewidth=raw_width)
-        ax.plot(steps, moving_average(vals, w), color=f"C{k % 10}", linewidth=1.8,
-                label=f"{label} (avg {w})")
+        ax.plot(steps, moving_average(vals, w), color=f"C{k % 10}", linewidth=1.8, label=f"{label} (avg {w})")
 
 
 def plot_gradient_cosines(
@@ -312,9 +315,7 @@ def plot_gradient_cosines(
     """
     series = cosine_series(train_records)
     if not series:
-        raise ValueError(
-            "no train record has gradient cosines (a 'cosines' matrix over two or more tasks)"
-        )
+        raise ValueError("no train record has gradient cosines (a 'cosines' matrix over two or more tasks)")
     norms = gradient_norm_series(train_records)
     fig = _new_figure(9, 7.5 if norms else 4.5)
     ax, norm_ax = fig.subplots(2, 1, sharex=True) if norms else (fig.add_subplot(), None)
@@ -375,15 +376,29 @@ def plot_dev_scores(eval_records: Sequence[Record], out_path: str | os.PathLike[
     ax = fig.add_subplot()
     for k, task in enumerate(_tasks_in_order(recs, "scores")):
         pts = [(r["step"], _as_float(r["scores"][task])) for r in recs if task in r["scores"]]
-        ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", markersize=3,
-                color=f"C{k % 10}", label=task)
+        ax.plot(
+            [s for s, _ in pts], [v for _, v in pts], marker="o", markersize=3, color=f"C{k % 10}", label=task
+        )
     overall = [(r["step"], float(r["overall"])) for r in recs if r.get("overall") is not None]
     if overall:
-        ax.plot([s for s, _ in overall], [v for _, v in overall], marker="s", markersize=4,
-                color="black", linewidth=2.2, label="overall")
+        ax.plot(
+            [s for s, _ in overall],
+            [v for _, v in overall],
+            marker="s",
+            markersize=4,
+            color="black",
+            linewidth=2.2,
+            label="overall",
+        )
         best_step, best = max(overall, key=lambda sv: sv[1] if math.isfinite(sv[1]) else -1e300)
-        ax.annotate(f"best {best:.3f}", (best_step, best), textcoords="offset points",
-                    xytext=(0, 8), ha="center", fontsize="small")
+        ax.annotate(
+            f"best {best:.3f}",
+            (best_step, best),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize="small",
+        )
     _mark_epochs(ax, recs)
     ax.set_xlabel("training step")
     ax.set_ylabel("dev score (accuracy / Pearson r)")
@@ -406,8 +421,7 @@ def confusion_annotations(
     counts = metrics.confusion_matrix(pred, gold, num_classes)
     totals = counts.sum(axis=1, keepdims=True)
     pct = np.where(totals > 0, 100.0 * counts / np.maximum(totals, 1), 0.0)
-    texts = [[f"{counts[i, j]}\n{pct[i, j]:.1f}%" for j in range(num_classes)]
-             for i in range(num_classes)]
+    texts = [[f"{counts[i, j]}\n{pct[i, j]:.1f}%" for j in range(num_classes)] for i in range(num_classes)]
     return counts, pct, texts
 
 
@@ -439,8 +453,15 @@ def plot_confusion(
     im = ax.imshow(pct, cmap="Blues", vmin=0.0, vmax=100.0)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, texts[i][j], ha="center", va="center", fontsize="small",
-                    color="white" if pct[i, j] > 55 else "black")
+            ax.text(
+                j,
+                i,
+                texts[i][j],
+                ha="center",
+                va="center",
+                fontsize="small",
+                color="white" if pct[i, j] > 55 else "black",
+            )
     ax.set_xticks(range(n), list(labels), rotation=30, ha="right")
     ax.set_yticks(range(n), list(labels))
     ax.set_xlabel("predicted")
@@ -450,9 +471,7 @@ def plot_confusion(
     return _save(fig, out_path)
 
 
-def plot_sts_errors(
-    pred: ArrayLike, gold: ArrayLike, out_path: str | os.PathLike[str]
-) -> Path:
+def plot_sts_errors(pred: ArrayLike, gold: ArrayLike, out_path: str | os.PathLike[str]) -> Path:
     """Two panels: histogram of ``pred − gold`` and a pred-vs-gold scatter with the diagonal.
 
     The title gives Pearson r (``nan`` when the predictions or gold scores are constant).
@@ -467,13 +486,11 @@ def plot_sts_errors(
     ax_hist.axvline(0.0, color="black", linewidth=1.0, linestyle="--")
     ax_hist.set_xlabel("prediction − gold")
     ax_hist.set_ylabel("pairs")
-    ax_hist.set_title(f"error: mean {err.mean():+.3f}, MAE {np.abs(err).mean():.3f}",
-                      fontsize="medium")
+    ax_hist.set_title(f"error: mean {err.mean():+.3f}, MAE {np.abs(err).mean():.3f}", fontsize="medium")
     lo = float(min(p.min(), g.min(), 0.0))
     hi = float(max(p.max(), g.max(), 5.0))
     ax_sc.scatter(g, p, s=8, alpha=0.4, color="C1", edgecolors="none")
-    ax_sc.plot([lo, hi], [lo, hi], color="black", linewidth=1.0, linestyle="--",
-               label="pred = gold")
+    ax_sc.plot([lo, hi], [lo, hi], color="black", linewidth=1.0, linestyle="--", label="pred = gold")
     ax_sc.set_xlim(lo - 0.1, hi + 0.1)
     ax_sc.set_ylim(lo - 0.1, hi + 0.1)
     ax_sc.set_aspect("equal")
@@ -529,11 +546,21 @@ def analyze_run(
 
     for task, (preds, golds) in (predictions or {}).items():
         if task == "sst":
-            written.append(plot_confusion(preds, golds, SST_LABELS, out / FILE_NAMES["sst"],
-                                          "SST-5 dev confusion matrix"))
+            written.append(
+                plot_confusion(
+                    preds, golds, SST_LABELS, out / FILE_NAMES["sst"], "SST-5 dev confusion matrix"
+                )
+            )
         elif task == "para":
-            written.append(plot_confusion(preds, golds, PARA_LABELS, out / FILE_NAMES["para"],
-                                          "Quora paraphrase dev confusion matrix"))
+            written.append(
+                plot_confusion(
+                    preds,
+                    golds,
+                    PARA_LABELS,
+                    out / FILE_NAMES["para"],
+                    "Quora paraphrase dev confusion matrix",
+                )
+            )
         elif task == "sts":
             written.append(plot_sts_errors(preds, golds, out / FILE_NAMES["sts"]))
         else:

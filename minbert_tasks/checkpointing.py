@@ -12,7 +12,14 @@ import torch
 
 from minbert_tasks.model.checkpoint import CheckpointError, new_file_mode
 
-__all__ = ["CheckpointError", "atomic_write_text", "check_out_path", "atomic_save", "load", "resolve_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "atomic_write_text",
+    "check_out_path",
+    "atomic_save",
+    "load",
+    "resolve_checkpoint",
+]
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -80,7 +87,9 @@ def resolve_checkpoint(run_or_file: str | os.PathLike[str], name: str = "best.pt
     if path.is_dir():
         candidate = path / name
         if not candidate.is_file():
-            raise FileNotFoundError(f"run directory {path} has no {name} (has training finished an evaluation?)")
+            raise FileNotFoundError(
+                f"run directory {path} has no {name} (has training finished an evaluation?)"
+            )
         return candidate
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint or run directory at {path}")

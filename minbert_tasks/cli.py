@@ -28,12 +28,24 @@ def _train(args: argparse.Namespace) -> int:
     if args.strict:
         overrides.append("strict_data=true")
     if args.resume:
-        given = [name for name, value in (("--config", args.config), ("--set", args.set), ("--run-dir", args.run_dir),
-                                          ("--data-dir", args.data_dir), ("--model", args.model),
-                                          ("--device", args.device), ("--strict", args.strict)) if value]
+        given = [
+            name
+            for name, value in (
+                ("--config", args.config),
+                ("--set", args.set),
+                ("--run-dir", args.run_dir),
+                ("--data-dir", args.data_dir),
+                ("--model", args.model),
+                ("--device", args.device),
+                ("--strict", args.strict),
+            )
+            if value
+        ]
         if given:
-            raise ValueError(f"--resume continues {args.resume} with the config saved there; "
-                             f"drop {', '.join(given)} (or start a new run with them)")
+            raise ValueError(
+                f"--resume continues {args.resume} with the config saved there; "
+                f"drop {', '.join(given)} (or start a new run with them)"
+            )
         run_dir = Path(args.resume)
         config = None
     else:
@@ -42,8 +54,13 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     started = time.monotonic()
     try:
-        scores = train(config, run_dir, resume=bool(args.resume), progress=not args.no_progress,
-                       dist_timeout_s=args.dist_timeout or DEFAULT_TIMEOUT_S)
+        scores = train(
+            config,
+            run_dir,
+            resume=bool(args.resume),
+            progress=not args.no_progress,
+            dist_timeout_s=args.dist_timeout or DEFAULT_TIMEOUT_S,
+        )
     except RunFinished as exc:
         if launched_rank() == 0:
             print(exc)
@@ -60,9 +77,9 @@ def _check_runnable(config: TrainConfig) -> None:
     a bad option is a one-line :class:`ConfigError` naming its key, not a traceback mid-setup."""
     import inspect
 
-    import gradbalance
     import torch
 
+    import gradbalance
     from minbert_tasks import plugins
     from minbert_tasks.config import ConfigError
     from minbert_tasks.training import combiner_options
@@ -77,14 +94,20 @@ def _check_runnable(config: TrainConfig) -> None:
             sampler(**phase.sampler_options)
         except TypeError as exc:
             accepted = ", ".join(inspect.signature(sampler).parameters) or "none"
-            raise ConfigError(f"phases.{k}.sampler_options: {exc}; sampler {phase.sampler!r} accepts: {accepted}") from None
+            raise ConfigError(
+                f"phases.{k}.sampler_options: {exc}; sampler {phase.sampler!r} accepts: {accepted}"
+            ) from None
     if config.device != "auto":
         try:
             device = torch.device(config.device)
         except RuntimeError:
-            raise ConfigError(f"device {config.device!r} is not a torch device (auto, cpu, cuda, cuda:1, ...)") from None
+            raise ConfigError(
+                f"device {config.device!r} is not a torch device (auto, cpu, cuda, cuda:1, ...)"
+            ) from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {config.device!r}: CUDA is not available here (use device=\"cpu\" or \"auto\")")
+            raise ConfigError(
+                f'device {config.device!r}: CUDA is not available here (use device="cpu" or "auto")'
+            )
 
 
 def _print_scores(scores: dict[str, float]) -> float | None:
@@ -122,8 +145,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     scores, _ = evaluate(model, setups, dev, tokenizer, batch_size=args.batch_size)
     overall = _print_scores(scores)
     if args.out:
-        record = {"checkpoint": str(file.resolve()), "split": args.split, "rows": rows, "scores": scores,
-                  "overall": overall}
+        record = {
+            "checkpoint": str(file.resolve()),
+            "split": args.split,
+            "rows": rows,
+            "scores": scores,
+            "overall": overall,
+        }
         atomic_write_text(json.dumps(record, indent=2), args.out)
     return 0
 
@@ -131,7 +159,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from minbert_tasks.prediction import predict_file
 
-    rows = predict_file(args.checkpoint, args.task, args.input, args.out, batch_size=args.batch_size, strict=args.strict)
+    rows = predict_file(
+        args.checkpoint, args.task, args.input, args.out, batch_size=args.batch_size, strict=args.strict
+    )
     print(f"wrote {rows} predictions to {args.out}")
     return 0
 
@@ -161,7 +191,9 @@ def _analyze(args: argparse.Namespace) -> int:
         for task in config.tasks:
             if task.dev_limit is not None:
                 dev[task.name] = dev[task.name][: task.dev_limit]
-        _, predictions = evaluate(model, setups, {k: v for k, v in dev.items() if v}, tokenizer, batch_size=128)
+        _, predictions = evaluate(
+            model, setups, {k: v for k, v in dev.items() if v}, tokenizer, batch_size=128
+        )
     else:
         print(f"{run} has no best.pt yet (no evaluation has finished): drawing the training curves only")
     with warnings.catch_warnings(record=True) as caught:
@@ -207,24 +239,37 @@ tasks are addressed by name (sst, para, sts); `minbert-tasks presets` lists the 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minbert-tasks", description="Multi-task minBERT on SST-5, Quora and STS-B.")
+    parser = argparse.ArgumentParser(
+        prog="minbert-tasks", description="Multi-task minBERT on SST-5, Quora and STS-B."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser(
-        "train", help="train a multi-task model", epilog=_TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        "train",
+        help="train a multi-task model",
+        epilog=_TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--config", help="a TOML file or a preset name (default: the 'default' preset)")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)"
+    )
     train.add_argument("--run-dir", help="where to write the run (default: runs/<timestamp>)")
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
-    train.add_argument("--data-dir", help="folder of the task files (default: $MINBERT_DATA, else the copy shipped in the package)")
+    train.add_argument(
+        "--data-dir",
+        help="folder of the task files (default: $MINBERT_DATA, else the copy shipped in the package)",
+    )
     train.add_argument("--model", help="a local BERT folder (default: the bundled all-MiniLM-L6-v2)")
     train.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: auto)")
     train.add_argument("--strict", action="store_true", help="malformed data rows are errors")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--dist-timeout", type=_positive_int, metavar="SECONDS",
-                       help="under torchrun: how long a rank waits for a missing peer before the job fails "
-                            "(default: 600)")
+    train.add_argument(
+        "--dist-timeout",
+        type=_positive_int,
+        metavar="SECONDS",
+        help="under torchrun: how long a rank waits for a missing peer before the job fails (default: 600)",
+    )
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="score a run's best checkpoint on a split")

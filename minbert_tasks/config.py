@@ -339,13 +339,17 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         node: Any = data
         for k, part in enumerate(parts[:-1]):
             if isinstance(node, list):
-                index = _task_index(node, part, key) if parts[k - 1] == "tasks" else _list_index(node, part, key)
+                index = (
+                    _task_index(node, part, key) if parts[k - 1] == "tasks" else _list_index(node, part, key)
+                )
                 node = node[index]
             else:
                 node = node.setdefault(part, {})
             if not isinstance(node, (dict, list)):
                 where = ".".join(parts[: k + 1])
-                raise ConfigError(f"override {key!r}: {where} is {node!r}, not a table to set {parts[k + 1]!r} in")
+                raise ConfigError(
+                    f"override {key!r}: {where} is {node!r}, not a table to set {parts[k + 1]!r} in"
+                )
         last = parts[-1]
         if isinstance(node, list):
             node[_list_index(node, last, key)] = value
@@ -356,7 +360,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 def _list_index(items: list[Any], part: str, key: str) -> int:
     if not part.isdigit() or int(part) >= len(items):
-        raise ConfigError(f"override {key!r}: {part!r} is not an index of a list of {len(items)} (0..{len(items) - 1})")
+        raise ConfigError(
+            f"override {key!r}: {part!r} is not an index of a list of {len(items)} (0..{len(items) - 1})"
+        )
     return int(part)
 
 
@@ -375,7 +381,9 @@ def _read_toml(source: str) -> dict[str, Any]:
     path = Path(source)
     if path.suffix != ".toml" and not path.exists():
         if source not in preset_names():
-            raise ConfigError(f"no config file {source!r} and no preset of that name; presets: {', '.join(preset_names())}")
+            raise ConfigError(
+                f"no config file {source!r} and no preset of that name; presets: {', '.join(preset_names())}"
+            )
         text = (resources.files("minbert_tasks") / "presets" / f"{source}.toml").read_text()
         where = f"preset {source!r}"
     else:

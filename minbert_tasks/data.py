@@ -245,8 +245,7 @@ def _find_columns(
             label_col = max(text_cols) + 1
         else:
             raise DataError(
-                f"{path}: header has no label column ({'|'.join(_LABEL_HEADERS)}); "
-                "read it with labeled=False"
+                f"{path}: header has no label column ({'|'.join(_LABEL_HEADERS)}); read it with labeled=False"
             )
     used = [id_col, *text_cols] + ([label_col] if label_col is not None else [])
     if len(set(used)) != len(used) or max(used) >= len(names):
@@ -332,9 +331,7 @@ def read_sentences(
     With ``labeled=False`` any label column is ignored and ``label`` is ``None``.
     """
     low, high = label_range
-    path, rows, skipped = _read(
-        path, ("sentence",), labeled, lambda raw: _int_label(raw, low, high), strict
-    )
+    path, rows, skipped = _read(path, ("sentence",), labeled, lambda raw: _int_label(raw, low, high), strict)
     examples = [
         SentenceExample(ex_id, texts[0], None if label is None else int(label))
         for ex_id, texts, label in rows

@@ -34,8 +34,15 @@ from minbert_tasks.evaluation import Example, evaluate, predict_outputs
 from minbert_tasks.model import Tokenizer
 from minbert_tasks.system import MultiTaskModel, TaskSetup
 
-__all__ = ["DEFAULT_TIMEOUT_S", "SharedClock", "World", "end_worker", "evaluate_sharded", "launched_rank",
-           "process_group"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "SharedClock",
+    "World",
+    "end_worker",
+    "evaluate_sharded",
+    "launched_rank",
+    "process_group",
+]
 
 T = TypeVar("T")
 
@@ -87,8 +94,9 @@ class World:
         if self.size == 1 or device.type != "cuda":
             return device
         if device.index is not None and device.index != self.local_rank:
-            raise ValueError(f"device {device} under torchrun: each rank uses cuda:LOCAL_RANK; "
-                             'set device="cuda" or "auto"')
+            raise ValueError(
+                f'device {device} under torchrun: each rank uses cuda:LOCAL_RANK; set device="cuda" or "auto"'
+            )
         device = torch.device("cuda", self.local_rank)
         torch.cuda.set_device(device)
         return device
@@ -130,8 +138,9 @@ class World:
             for tensor in module.state_dict().values():
                 dist.broadcast(tensor, src=0)
 
-    def batch_means(self, means: Mapping[str, float], shards: Mapping[str, int],
-                    batches: Mapping[str, int]) -> dict[str, float]:
+    def batch_means(
+        self, means: Mapping[str, float], shards: Mapping[str, int], batches: Mapping[str, int]
+    ) -> dict[str, float]:
         """Each task's mean over its whole batch from each rank's mean over its shard."""
         if self.size == 1:
             return dict(means)
@@ -172,8 +181,10 @@ class World:
         dist.all_gather_object(digests, digest.hexdigest())
         differ = [r for r, d in enumerate(digests) if d != digests[0]]
         if differ:
-            raise RuntimeError(f"the model on rank(s) {differ} differs from rank 0's: the ranks stopped "
-                               "training the same model (a rank-dependent step?)")
+            raise RuntimeError(
+                f"the model on rank(s) {differ} differs from rank 0's: the ranks stopped "
+                "training the same model (a rank-dependent step?)"
+            )
 
 
 class SharedClock:
@@ -195,8 +206,14 @@ class SharedClock:
         return time.monotonic() if self.world.size == 1 else self._now
 
 
-def evaluate_sharded(world: World, model: MultiTaskModel, setups: Mapping[str, TaskSetup],
-                     dev: Mapping[str, Sequence[Example]], tokenizer: Tokenizer, **kwargs: Any) -> dict[str, float]:
+def evaluate_sharded(
+    world: World,
+    model: MultiTaskModel,
+    setups: Mapping[str, TaskSetup],
+    dev: Mapping[str, Sequence[Example]],
+    tokenizer: Tokenizer,
+    **kwargs: Any,
+) -> dict[str, float]:
     """Each task's dev metric, every rank scoring a strided slice of the dev set and the outputs
     gathered so that every rank computes the metric of the whole set (as one process would);
     ``kwargs`` as for :func:`~minbert_tasks.evaluation.predict_outputs`."""
@@ -206,7 +223,9 @@ def evaluate_sharded(world: World, model: MultiTaskModel, setups: Mapping[str, T
     for task, examples in dev.items():
         spec = setups[task].spec
         mine = list(examples[world.rank :: world.size])
-        local = predict_outputs(model, task, setups[task], mine, tokenizer, **kwargs) if mine else torch.empty(0)
+        local = (
+            predict_outputs(model, task, setups[task], mine, tokenizer, **kwargs) if mine else torch.empty(0)
+        )
         outputs = world.gather_rows(local, len(examples))
         golds: list[Any] = [e.label for e in examples]
         scores[task] = float(spec.metric(spec.predict(outputs), golds))

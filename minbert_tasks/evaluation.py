@@ -50,7 +50,9 @@ def predict_outputs(
     try:
         for start in range(0, len(order), batch_size):
             inputs, _ = setup.spec.collate(
-                [examples[i] for i in order[start : start + batch_size]], tokenizer, setup.max_length,
+                [examples[i] for i in order[start : start + batch_size]],
+                tokenizer,
+                setup.max_length,
                 setup.head.pair_encoding,
             )
             inputs = inputs_to(inputs, device)

@@ -167,18 +167,14 @@ class HeadConfig:
     pooling: Pooling = attrs.field(default="cls", validator=_one_of(POOLINGS))
     stack: Stack = attrs.field(default="linear", validator=_one_of(STACKS))
     mlp_layers: int = attrs.field(default=1, validator=_count(1))
-    mlp_hidden: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_count(1))
-    )
+    mlp_hidden: int | None = attrs.field(default=None, validator=attrs.validators.optional(_count(1)))
     dropout: float = attrs.field(default=0.1, validator=_probability)
     cnn: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     residual: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     pair_encoding: PairEncoding = attrs.field(default="cross", validator=_one_of(PAIR_ENCODINGS))
     pair_product: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     pair_symmetric: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    output: Output = attrs.field(
-        default="linear", converter=_output_alias, validator=_one_of(OUTPUTS)
-    )
+    output: Output = attrs.field(default="linear", converter=_output_alias, validator=_one_of(OUTPUTS))
 
     def __attrs_post_init__(self) -> None:
         if self.residual and not self.cnn:
@@ -199,9 +195,7 @@ class HeadConfig:
 # Named presets (registered as entry points of ``minbert_tasks.heads``).
 CLS_LINEAR = HeadConfig()
 POOLER_MLP1 = HeadConfig(pooling="pooler", stack="mlp", mlp_layers=1)
-MEAN_CNN_RESIDUAL_MLP2 = HeadConfig(
-    pooling="mean", stack="mlp", mlp_layers=2, cnn=True, residual=True
-)
+MEAN_CNN_RESIDUAL_MLP2 = HeadConfig(pooling="mean", stack="mlp", mlp_layers=2, cnn=True, residual=True)
 SIAMESE_MEAN = HeadConfig(pooling="mean", pair_encoding="siamese")
 SIAMESE_COSINE = HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine")
 
@@ -253,9 +247,7 @@ class SequenceCNN(nn.Module):
         return out * keep
 
 
-def _stack(
-    in_dim: int, hidden_dim: int, layers: int, dropout: float, out_dim: int | None
-) -> nn.Sequential:
+def _stack(in_dim: int, hidden_dim: int, layers: int, dropout: float, out_dim: int | None) -> nn.Sequential:
     """Dropout, ``layers`` × [Linear, GELU, Dropout], then ``Linear(out_dim)`` if given."""
     modules: list[nn.Module] = [nn.Dropout(dropout)]
     width = in_dim
@@ -309,9 +301,7 @@ class TaskHead(nn.Module):
             self.stack = _stack(in_dim, mlp_hidden, layers, config.dropout, num_outputs)
         # The hybrid head's cross view: the pooled [CLS] a [SEP] b [SEP] through its own stack.
         self.cross_stack = (
-            _stack(hidden_size, mlp_hidden, layers, config.dropout, num_outputs)
-            if self.hybrid
-            else None
+            _stack(hidden_size, mlp_hidden, layers, config.dropout, num_outputs) if self.hybrid else None
         )
 
     def extra_repr(self) -> str:

@@ -48,7 +48,9 @@ def predict_file(
         print(result.report())
     model.to(device)
     examples: list[Example] = list(result.examples)
-    preds, _ = predict_examples(model, task, setup, examples, tokenizer, batch_size=batch_size, device=torch.device(device))
+    preds, _ = predict_examples(
+        model, task, setup, examples, tokenizer, batch_size=batch_size, device=torch.device(device)
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "prediction"])

@@ -210,9 +210,7 @@ def _batches(
     return out
 
 
-def _task_batches(
-    task: TaskData, count: int, epoch: int, seed: int, reshuffle: bool = True
-) -> list[Indices]:
+def _task_batches(task: TaskData, count: int, epoch: int, seed: int, reshuffle: bool = True) -> list[Indices]:
     rng = _rng(seed, epoch, "shuffle", task.name)
     pool = np.arange(task.size, dtype=np.int64)
     return _batches(pool, task.batch_size, count, rng, reshuffle, task.lengths)
@@ -248,9 +246,7 @@ class SequentialSampler:
     """
 
     name: ClassVar[str] = "sequential"
-    order: tuple[str, ...] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(tuple)
-    )
+    order: tuple[str, ...] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
 
     @order.validator
     def _check_order(self, _attribute: attrs.Attribute[Any], value: tuple[str, ...] | None) -> None:
@@ -262,8 +258,7 @@ class SequentialSampler:
             return list(tasks)
         if sorted(self.order) != sorted(t.name for t in tasks):
             raise ValueError(
-                f"order {list(self.order)} must name each task exactly once: "
-                f"{[t.name for t in tasks]}"
+                f"order {list(self.order)} must name each task exactly once: {[t.name for t in tasks]}"
             )
         return [_find(tasks, n) for n in self.order]
 
@@ -339,9 +334,7 @@ class RandomSubsetSampler:
     name: ClassVar[str] = "random_subset"
     task: str = attrs.field()
     subset_size: int = attrs.field(validator=_positive_int)
-    batch_size: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_positive_int)
-    )
+    batch_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(_positive_int))
     align_to: str = attrs.field(default="max", validator=_check_align)
 
     @task.validator
@@ -429,9 +422,7 @@ class TemperatureSampler:
 
     name: ClassVar[str] = "temperature"
     temperature: float = attrs.field(default=2.0, converter=float, validator=_check_temperature)
-    steps: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(_positive_int)
-    )
+    steps: int | None = attrs.field(default=None, validator=attrs.validators.optional(_positive_int))
 
     def probabilities(self, tasks: Sequence[TaskData]) -> NDArray[np.float64]:
         """Per-task draw probability, in the order of ``tasks``."""
@@ -449,9 +440,7 @@ class TemperatureSampler:
         n = self.num_steps(tasks)
         choice = _rng(seed, epoch, "draw").choice(len(tasks), size=n, p=self.probabilities(tasks))
         counts = np.bincount(choice, minlength=len(tasks))
-        streams = [
-            iter(_task_batches(t, int(c), epoch, seed)) for t, c in zip(tasks, counts)
-        ]
+        streams = [iter(_task_batches(t, int(c), epoch, seed)) for t, c in zip(tasks, counts)]
         return [{tasks[k].name: next(streams[k])} for k in choice]
 
 

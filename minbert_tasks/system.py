@@ -107,7 +107,9 @@ def save_tokenizer(config: TrainConfig, run_dir: Path) -> None:
             shutil.copyfile(source / name, target / name)
 
 
-def load_run_model(checkpoint: dict[str, Any], run_dir: Path) -> tuple[MultiTaskModel, Tokenizer, dict[str, TaskSetup], TrainConfig]:
+def load_run_model(
+    checkpoint: dict[str, Any], run_dir: Path
+) -> tuple[MultiTaskModel, Tokenizer, dict[str, TaskSetup], TrainConfig]:
     """Rebuild the model saved in ``checkpoint`` (``best.pt`` or ``checkpoint.pt``) of ``run_dir``."""
     config = config_from_json(checkpoint["config"])
     tokenizer = Tokenizer.from_folder(run_dir / "tokenizer")

@@ -52,7 +52,11 @@ Kind = Literal["single", "pair"]
 OutputKind = Literal["multiclass", "binary", "regression"]
 Reader = Callable[..., ReadResult]
 
-_DIVERGENCE: dict[str, Divergence] = {"multiclass": "softmax_kl", "binary": "bernoulli_kl", "regression": "squared_error"}
+_DIVERGENCE: dict[str, Divergence] = {
+    "multiclass": "softmax_kl",
+    "binary": "bernoulli_kl",
+    "regression": "squared_error",
+}
 
 
 @attrs.frozen
@@ -104,13 +108,9 @@ class TaskSpec:
 
     name: str = attrs.field(validator=_name)
     kind: Kind = attrs.field(validator=attrs.validators.in_(("single", "pair")))
-    output: OutputKind = attrs.field(
-        validator=attrs.validators.in_(("multiclass", "binary", "regression"))
-    )
+    output: OutputKind = attrs.field(validator=attrs.validators.in_(("multiclass", "binary", "regression")))
     num_outputs: int = attrs.field(validator=_positive)
-    head: HeadConfig = attrs.field(
-        factory=HeadConfig, validator=attrs.validators.instance_of(HeadConfig)
-    )
+    head: HeadConfig = attrs.field(factory=HeadConfig, validator=attrs.validators.instance_of(HeadConfig))
     reader: Reader = attrs.field(validator=attrs.validators.is_callable())
     score_range: tuple[float, float] | None = attrs.field(default=None, converter=_score_range)
 
@@ -133,13 +133,10 @@ class TaskSpec:
     def check_head(self, config: HeadConfig) -> None:
         """Raise ``ValueError`` if ``config`` does not fit this task."""
         if self.kind == "single" and config.pair_encoding != "cross":
-            raise ValueError(
-                f"{self.name}: a single-sentence task cannot use a {config.pair_encoding} head"
-            )
+            raise ValueError(f"{self.name}: a single-sentence task cannot use a {config.pair_encoding} head")
         if config.output in ("classes", "cosine") and self.output != "regression":
             raise ValueError(
-                f"{self.name}: output={config.output!r} is for regression tasks; "
-                f"this task is {self.output}"
+                f"{self.name}: output={config.output!r} is for regression tasks; this task is {self.output}"
             )
         if config.output == "cosine_logit" and self.output != "binary":
             raise ValueError(
@@ -253,9 +250,7 @@ class TaskSpec:
             return encoding, [e.text for e in examples], None  # type: ignore[union-attr]
         _expect(examples, PairExample, self.name)
         if encoding not in PAIR_ENCODINGS:
-            raise ValueError(
-                f"pair_encoding must be one of {', '.join(PAIR_ENCODINGS)}; got {encoding!r}"
-            )
+            raise ValueError(f"pair_encoding must be one of {', '.join(PAIR_ENCODINGS)}; got {encoding!r}")
         first = [e.text_a for e in examples]  # type: ignore[union-attr]
         second = [e.text_b for e in examples]  # type: ignore[union-attr]
         return encoding, first, second
@@ -283,7 +278,9 @@ class TaskSpec:
             targets = labels.float() * (1 - label_smoothing) + 0.5 * label_smoothing
             return F.binary_cross_entropy_with_logits(outputs.float().reshape(-1), targets)
         if outputs.dim() == 2 and outputs.shape[1] > 1:
-            return F.cross_entropy(outputs.float(), self._bin_targets(labels), label_smoothing=label_smoothing)
+            return F.cross_entropy(
+                outputs.float(), self._bin_targets(labels), label_smoothing=label_smoothing
+            )
         if label_smoothing:
             raise ValueError(f"{self.name}: label smoothing needs class outputs; this head regresses a score")
         return F.mse_loss(outputs.float().reshape(-1), labels.float())
@@ -352,10 +349,7 @@ def _numpy(values: Sequence[float] | Tensor) -> Any:
 
 def inputs_to(inputs: Inputs, device: torch.device | str) -> dict[str, Any]:
     """A copy of (possibly nested) head inputs with every tensor moved to ``device``."""
-    return {
-        k: inputs_to(v, device) if isinstance(v, Mapping) else v.to(device)
-        for k, v in inputs.items()
-    }
+    return {k: inputs_to(v, device) if isinstance(v, Mapping) else v.to(device) for k, v in inputs.items()}
 
 
 SST = TaskSpec(

@@ -67,16 +67,24 @@ def test_plugin_example_package_passes_its_tests_once_installed(tmp_path):
     project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
     info = tmp_path / f"inverse_norm-{project['version']}.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
+    )
     groups = project["entry-points"]
     (info / "entry_points.txt").write_text(
-        "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for group, eps in groups.items())
+        "".join(
+            f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for group, eps in groups.items()
+        )
     )
     path = os.pathsep.join([str(tmp_path), str(EXAMPLE / "src"), str(ROOT)])
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
-        cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=300,
+        cwd=EXAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "24 passed" in result.stdout  # 4 tests + the conformance kit, 10 checks per option set
@@ -99,7 +107,9 @@ def test_docstring_roles_become_cross_references_resolved_in_scope():
     package = griffe.load("gradbalance", search_paths=[str(ROOT)], extensions=loader_extensions)
     doc = package["_buffer.TaskGradients"].docstring.value
     # :meth:`combine` inside TaskGradients names the class's own method.
-    assert '<autoref optional identifier="gradbalance._buffer.TaskGradients.combine"><code>combine</code>' in doc
+    assert (
+        '<autoref optional identifier="gradbalance._buffer.TaskGradients.combine"><code>combine</code>' in doc
+    )
     assert ":meth:" not in doc and "Example::" not in doc and "```python" in doc
     # attrs classes get the __init__ attrs generates: PCGrad(seed=None, reduction='sum').
     init = package["combiners._pcgrad.PCGrad"].members["__init__"]
@@ -114,7 +124,10 @@ def test_a_role_naming_nothing_is_reported(caplog):
     loader = griffe.GriffeLoader(search_paths=[str(ROOT)])
     loader.modules_collection["gradbalance"] = package
     with caplog.at_level("WARNING"):
-        assert ext._resolve("TaskGradients.combine", package, loader) == "gradbalance._buffer.TaskGradients.combine"
+        assert (
+            ext._resolve("TaskGradients.combine", package, loader)
+            == "gradbalance._buffer.TaskGradients.combine"
+        )
         assert ext._resolve("TaskGradients.combine_all", package, loader) is None
     assert "'TaskGradients.combine_all'" in caplog.text and "names nothing" in caplog.text
 

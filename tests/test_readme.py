@@ -66,7 +66,9 @@ def test_both_drop_in_loops_train_with_pcgrad():
     assert not torch.equal(snapshots[0].encoder[0].weight, model.encoder[0].weight)
     last = snapshots[-1]  # the last step's rows hold each task's own gradient, not a mix
     for t in range(3):
-        torch.testing.assert_close(namespace["buffer"].rows[t], row_of(last, shared_forward_losses(last, batches[-1])[t]))
+        torch.testing.assert_close(
+            namespace["buffer"].rows[t], row_of(last, shared_forward_losses(last, batches[-1])[t])
+        )
 
 
 def test_plugin_example_defines_a_working_combiner():

@@ -12,4 +12,16 @@ from ._pcgrad import PCGrad
 from ._sum import Sum
 from ._upgrad import UPGrad
 
-__all__ = ["AlignedMTL", "CAGrad", "FairGrad", "GradVac", "IMTLG", "MGDA", "Mean", "NashMTL", "PCGrad", "Sum", "UPGrad"]
+__all__ = [
+    "AlignedMTL",
+    "CAGrad",
+    "FairGrad",
+    "GradVac",
+    "IMTLG",
+    "MGDA",
+    "Mean",
+    "NashMTL",
+    "PCGrad",
+    "Sum",
+    "UPGrad",
+]

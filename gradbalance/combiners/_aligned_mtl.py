@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
-from .._properties import Property
 from .._combiner import GramianCombinerWithReduction
+from .._properties import Property
 
 # Eigenvalues of K below this times T times the largest are treated as zero: the reference
 # code's threshold (float32 machine epsilon), so directions whose singular value is below

@@ -12,8 +12,8 @@ import numpy as np
 from torch import Tensor
 
 from .._checks import reduction_field
-from .._properties import Property
 from .._combiner import GramianCombinerWithReduction
+from .._properties import Property
 from ._solvers import cone_multipliers, with_two_task_form
 
 # Supports tried in closed form before the active-set walk (see _Dual.active_set).
@@ -539,7 +539,7 @@ class _ActiveSet:
         return None if self.support else self._unverified()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _combinations(m: int, k: int) -> np.ndarray:
     """All ``k``-subsets of ``range(m)`` as rows ``[C(m, k), k]`` (read-only, cached)."""
     out = np.array(list(itertools.combinations(range(m), k)), dtype=int).reshape(-1, k)

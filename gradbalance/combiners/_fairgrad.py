@@ -8,8 +8,8 @@ from typing import ClassVar
 import attrs
 from torch import Tensor
 
-from .._properties import Property
 from .._combiner import GramianCombiner
+from .._properties import Property
 from ._solvers import fair_weights, nonzero_row_weights, two_task_bargaining_weights, with_two_task_form
 
 

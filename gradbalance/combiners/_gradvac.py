@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
 import torch
 from torch import Tensor
 
-from .._properties import Property
 from .._combiner import GramianCombiner
+from .._properties import Property
 from ._order import generator_state, load_generator_state, make_generator, order_array, visiting_orders
 
 # ‖g_i'‖ counts as zero below this fraction of Σ_k |C_ik| ‖g_k‖, the norms it was built from:

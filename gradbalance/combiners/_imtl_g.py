@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
-from .._properties import Property
 from .._combiner import GramianCombinerWithReduction
+from .._properties import Property
 
 # Eigenvalues of the cosine matrix below this times the largest count as zero in C⁺.
 _PINV_RTOL = 1e-10

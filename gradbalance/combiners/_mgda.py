@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
-from .._properties import Property
 from .._combiner import GramianCombinerWithReduction
+from .._properties import Property
 from ._solvers import (
     batched_min_norm_weights,
     min_norm_weights,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import attrs
 import numpy as np
@@ -10,8 +11,8 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
-from .._properties import Property
 from .._combiner import GramianCombinerWithReduction
+from .._properties import Property
 from ._order import generator_state, load_generator_state, make_generator, order_array, visiting_orders
 
 

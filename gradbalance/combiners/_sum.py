@@ -9,8 +9,8 @@ import attrs
 import torch
 from torch import Tensor
 
-from .._properties import Property
 from .._combiner import Combination, GradientCombiner, _check_sum_finite
+from .._properties import Property
 
 
 @attrs.define(eq=False)

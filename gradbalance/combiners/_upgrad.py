@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from .._checks import reduction_field
-from .._properties import Property
 from .._combiner import GramianCombinerWithReduction
+from .._properties import Property
 from ._solvers import cone_multipliers
 
 # A constraint g_j · y ≥ 0 counts as met down to -_TOLERANCE · ‖g_j‖ · Σ_k |u_k| ‖g_k‖ for

@@ -28,8 +28,12 @@ def group_src(group: dist.ProcessGroup | None) -> int:
 
 
 def check_same_across_ranks(
-    values: Sequence[int], labels: Sequence[str], where: str, *,
-    group: dist.ProcessGroup | None = None, device: torch.device | str = "cpu",
+    values: Sequence[int],
+    labels: Sequence[str],
+    where: str,
+    *,
+    group: dist.ProcessGroup | None = None,
+    device: torch.device | str = "cpu",
 ) -> None:
     """All-gather a few integers and raise the same ``ValueError`` on every rank when any rank
     disagrees with rank 0 (one tiny collective; call it once, before the big ones)."""
@@ -39,9 +43,7 @@ def check_same_across_ranks(
     table = torch.stack(gathered).cpu()
     differs = (table != table[0]).any(0)
     if bool(differs.any()):
-        rows = ", ".join(
-            f"{label}: {table[:, k].tolist()}" for k, label in enumerate(labels) if differs[k]
-        )
+        rows = ", ".join(f"{label}: {table[:, k].tolist()}" for k, label in enumerate(labels) if differs[k])
         raise ValueError(
             f"{where}: the ranks disagree ({rows}, listed by rank); every rank must build it over "
             "the same model with the same number of tasks and segments"
@@ -64,17 +66,24 @@ def sync_combiner_state(combiner: GradientCombiner, group: dist.ProcessGroup | N
 
 
 @overload
-def reduce_scatter(output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None,
-                   async_op: Literal[True]) -> dist.Work: ...
+def reduce_scatter(
+    output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None, async_op: Literal[True]
+) -> dist.Work: ...
 
 
 @overload
-def reduce_scatter(output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None,
-                   async_op: Literal[False] = False) -> None: ...
+def reduce_scatter(
+    output: torch.Tensor,
+    input: torch.Tensor,
+    *,
+    group: dist.ProcessGroup | None,
+    async_op: Literal[False] = False,
+) -> None: ...
 
 
-def reduce_scatter(output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None,
-                   async_op: bool = False) -> dist.Work | None:
+def reduce_scatter(
+    output: torch.Tensor, input: torch.Tensor, *, group: dist.ProcessGroup | None, async_op: bool = False
+) -> dist.Work | None:
     """Sum ``input`` over the group; this rank gets its contiguous ``1/n`` piece in ``output``
     (``reduce_scatter_single`` where torch has it, ``reduce_scatter_tensor`` before)."""
     single = getattr(dist, "reduce_scatter_single", None)

@@ -12,7 +12,13 @@ from torch import Tensor
 from .._buffer import ParamsLike, TaskGradients, _named
 from .._checks import check_segments
 from .._combiner import Combination, GradientCombiner, GramianCombiner
-from ._group import all_gather, check_same_across_ranks, reduce_scatter, require_initialized, sync_combiner_state
+from ._group import (
+    all_gather,
+    check_same_across_ranks,
+    reduce_scatter,
+    require_initialized,
+    sync_combiner_state,
+)
 from ._sharded import sharded_combine
 
 __all__ = ["ReplicatedTaskGradients"]
@@ -101,7 +107,9 @@ class ReplicatedTaskGradients(TaskGradients):
         check_same_across_ranks(
             [*self.rows.shape, len(self._heads), sum(self._head_sizes), int(scatter)],
             ["tasks", "shared size", "heads", "head size", "scatter"],
-            "ReplicatedTaskGradients", group=group, device=self.rows.device,
+            "ReplicatedTaskGradients",
+            group=group,
+            device=self.rows.device,
         )
         self._synced: list[GradientCombiner] = []
         self._pending: list[dist.Work] = []  # overlap: rows whose collective is in flight
@@ -124,7 +132,9 @@ class ReplicatedTaskGradients(TaskGradients):
         """Payload bytes of ``combine``'s collectives on the rows, heads and flags (without
         the scatter mode's small Gramian all-reduce)."""
         rows_and_heads = self._flat.numel() * self._flat.element_size()
-        return rows_and_heads + (self._gathered.numel() * self._gathered.element_size() if self.scatter else 0)
+        return rows_and_heads + (
+            self._gathered.numel() * self._gathered.element_size() if self.scatter else 0
+        )
 
     @contextlib.contextmanager
     def task(self, t: int) -> Iterator[None]:
@@ -161,9 +171,13 @@ class ReplicatedTaskGradients(TaskGradients):
             self._pending = []
         if not any(c is combiner for c in self._synced):
             sizes = [sum(self._sizes)] if segments is None else [int(s) for s in segments]
-            check_same_across_ranks([len(sizes), sum((k + 1) * s for k, s in enumerate(sizes))],
-                                    ["segments", "segment checksum"], "ReplicatedTaskGradients.combine",
-                                    group=self.group, device=self.rows.device)
+            check_same_across_ranks(
+                [len(sizes), sum((k + 1) * s for k, s in enumerate(sizes))],
+                ["segments", "segment checksum"],
+                "ReplicatedTaskGradients.combine",
+                group=self.group,
+                device=self.rows.device,
+            )
             sync_combiner_state(combiner, self.group)
             self._synced.append(combiner)
         if self.scatter:
@@ -172,7 +186,9 @@ class ReplicatedTaskGradients(TaskGradients):
 
     def _combine_scattered(self, combiner: GradientCombiner, segments: Sequence[int] | None) -> Combination:
         chunk = self._local_rows.shape[1]
-        local = _column_slice_segments(check_segments(segments, self.rows.shape[1]), self._rank * chunk, chunk)
+        local = _column_slice_segments(
+            check_segments(segments, self.rows.shape[1]), self._rank * chunk, chunk
+        )
         info = sharded_combine(combiner, self._local_rows, local, group=self.group, out=self._local_result)
         if info.direction.data_ptr() != self._local_result.data_ptr():
             self._local_result.copy_(info.direction)

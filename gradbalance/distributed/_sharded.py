@@ -69,7 +69,9 @@ def sharded_combine(
     return Combination(apply_weights(G_local, W, sizes, out), K, W)
 
 
-def all_reduce_gramians(G_local: Tensor, sizes: Sequence[int], *, group: dist.ProcessGroup | None = None) -> Tensor:
+def all_reduce_gramians(
+    G_local: Tensor, sizes: Sequence[int], *, group: dist.ProcessGroup | None = None
+) -> Tensor:
     """The full ``[S, T, T]`` float64 CPU Gramians of column-sharded segments: local partial
     Gramians, summed over ``group`` in float64 (one all-reduce).
 
@@ -157,8 +159,9 @@ class ShardedTaskGradients(TaskGradients):
 
     def _as_grad(self, p: Tensor, view: Tensor) -> Tensor:
         assert isinstance(p, DTensor)
-        return DTensor.from_local(view, p.device_mesh, p.placements, run_check=False,
-                                  shape=p.shape, stride=p.stride())
+        return DTensor.from_local(
+            view, p.device_mesh, p.placements, run_check=False, shape=p.shape, stride=p.stride()
+        )
 
     def _local(self, grad: Tensor) -> Tensor:
         return grad.to_local() if isinstance(grad, DTensor) else grad
@@ -166,9 +169,13 @@ class ShardedTaskGradients(TaskGradients):
     def _combine_rows(self, combiner: GradientCombiner, segments: Sequence[int] | None) -> Combination:
         if not any(c is combiner for c in self._synced):
             count = 1 if segments is None else len(segments)
-            check_same_across_ranks([self.num_tasks, count], ["tasks", "segments"],
-                                    "ShardedTaskGradients.combine", group=self.group,
-                                    device=self.rows.device)
+            check_same_across_ranks(
+                [self.num_tasks, count],
+                ["tasks", "segments"],
+                "ShardedTaskGradients.combine",
+                group=self.group,
+                device=self.rows.device,
+            )
             sync_combiner_state(combiner, self.group)
             self._synced.append(combiner)
         return sharded_combine(combiner, self.rows, segments, group=self.group, out=self.result)

@@ -158,7 +158,11 @@ class StepTraffic:
         """Bytes each rank sends with ring algorithms: ``2(n−1)/n`` of an all-reduce's payload,
         ``(n−1)/n`` of an all-gather's or reduce-scatter's."""
         n = world_size
-        return (2 * (self.all_reduce + self.small_all_reduce) + self.all_gather + self.reduce_scatter) * (n - 1) / n
+        return (
+            (2 * (self.all_reduce + self.small_all_reduce) + self.all_gather + self.reduce_scatter)
+            * (n - 1)
+            / n
+        )
 
     def seconds(self, world_size: int, bandwidth: float, latency: float) -> float:
         """Communication time: :meth:`sent` at ``bandwidth`` bytes/s per rank, plus a tree
@@ -190,11 +194,18 @@ def step_traffic(
     if mode == "replicated":
         return StepTraffic(all_reduce=(tasks * shared + heads) * itemsize)
     if mode == "scatter":
-        return StepTraffic(all_reduce=heads * itemsize, reduce_scatter=tasks * shared * itemsize,
-                           all_gather=shared * itemsize, small_all_reduce=segments * tasks * tasks * 8)
+        return StepTraffic(
+            all_reduce=heads * itemsize,
+            reduce_scatter=tasks * shared * itemsize,
+            all_gather=shared * itemsize,
+            small_all_reduce=segments * tasks * tasks * 8,
+        )
     if mode == "fsdp":
         return StepTraffic(all_gather=2 * P * itemsize, reduce_scatter=P * itemsize)
     if mode == "sharded":
-        return StepTraffic(all_gather=2 * tasks * P * itemsize, reduce_scatter=tasks * P * itemsize,
-                           small_all_reduce=segments * tasks * tasks * 8)
+        return StepTraffic(
+            all_gather=2 * tasks * P * itemsize,
+            reduce_scatter=tasks * P * itemsize,
+            small_all_reduce=segments * tasks * tasks * 8,
+        )
     raise ValueError(f"mode must be 'ddp', 'replicated', 'scatter', 'fsdp' or 'sharded', got {mode!r}")

@@ -52,7 +52,9 @@ def named_class(obj: Any, kind: str) -> str:
     """The ``name`` class attribute of ``obj``; ``TypeError`` unless it is a class that has one."""
     name = getattr(obj, "name", None)
     if not isinstance(obj, type) or not isinstance(name, str) or not name:
-        raise TypeError(f"got {obj!r} as a {kind}; expected a class with a non-empty string class attribute 'name'")
+        raise TypeError(
+            f"got {obj!r} as a {kind}; expected a class with a non-empty string class attribute 'name'"
+        )
     return name
 
 

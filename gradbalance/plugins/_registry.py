@@ -55,7 +55,9 @@ class Registry:
             if self._group is not None:
                 for ep, dist, plugin in load_entry_points(self._group, owner=self._owner):
                     name = f"{dist}:{ep.name}"
-                    if not self._manager.has_plugin(name):  # one distribution twice on sys.path: keep the first
+                    if not self._manager.has_plugin(
+                        name
+                    ):  # one distribution twice on sys.path: keep the first
                         self._add(plugin, source=dist, name=name)
         return self._manager
 
@@ -123,10 +125,14 @@ class Registry:
                 claimants.append(entry)
         found = {name: claimants[0] for name, claimants in claims.items() if len(claimants) == 1}
         clashes = {
-            name: sorted(claimants, key=lambda e: e.source) for name, claimants in claims.items() if len(claimants) > 1
+            name: sorted(claimants, key=lambda e: e.source)
+            for name, claimants in claims.items()
+            if len(claimants) > 1
         }
         for name, claimants in clashes.items():
-            self._warn(f"{_conflict_message(kind.name, name, claimants)}; the other names still work", stacklevel=5)
+            self._warn(
+                f"{_conflict_message(kind.name, name, claimants)}; the other names still work", stacklevel=5
+            )
         return found, clashes
 
     def _from_hooks(self, kind: PluginKind) -> list[PluginEntry]:
@@ -157,11 +163,18 @@ class Registry:
             ep.value.split(":")[0].strip().split(".")[0] == self._owner
             for ep in importlib.metadata.entry_points(group=kind.group)
         ):
-            entries += [PluginEntry(n, kind.name, o, f"{self._owner} (built-in)") for n, o in kind.builtins().items()]
+            entries += [
+                PluginEntry(n, kind.name, o, f"{self._owner} (built-in)") for n, o in kind.builtins().items()
+            ]
         loaded = load_entry_points(
-            kind.group, lambda ep, obj: (kind.check(obj, ep.name), obj), owner=self._owner, what=f"{kind.name} plugin"
+            kind.group,
+            lambda ep, obj: (kind.check(obj, ep.name), obj),
+            owner=self._owner,
+            what=f"{kind.name} plugin",
         )
-        return entries + [PluginEntry(name, kind.name, obj, f"{dist} ({ep.value})") for ep, dist, (name, obj) in loaded]
+        return entries + [
+            PluginEntry(name, kind.name, obj, f"{dist} ({ep.value})") for ep, dist, (name, obj) in loaded
+        ]
 
     def available(self, kind: str = "combiner") -> list[str]:
         """Sorted names of the installed objects of ``kind``."""

@@ -109,9 +109,7 @@ class BregmanProximalPoint:
         missing = sorted(set(self.teacher) - set(loaded))
         unexpected = sorted(set(loaded) - set(self.teacher))
         if missing or unexpected:
-            raise KeyError(
-                f"teacher state does not match: missing {missing}, unexpected {unexpected}"
-            )
+            raise KeyError(f"teacher state does not match: missing {missing}, unexpected {unexpected}")
         for name, t in loaded.items():
             if t.shape != self.teacher[name].shape:
                 raise ValueError(

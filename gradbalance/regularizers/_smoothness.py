@@ -120,9 +120,7 @@ class SmoothnessRegularizer:
             delta.requires_grad_(True)
             with torch.enable_grad():
                 div = loss_fn(forward_from_embeddings(x + delta), target)
-            grad = (
-                torch.autograd.grad(div, delta, allow_unused=True)[0] if div.requires_grad else None
-            )
+            grad = torch.autograd.grad(div, delta, allow_unused=True)[0] if div.requires_grad else None
             if grad is None:  # the output does not depend on the embeddings
                 grad = torch.zeros_like(x)
             if keep is not None:
@@ -150,9 +148,7 @@ class SmoothnessRegularizer:
             mask: optional ``[B, L]`` (a leading-dims prefix of ``embeddings``); 1 = real token.
             generator: RNG for the initial noise; the global RNG when ``None``.
         """
-        delta = self.perturbation(
-            forward_from_embeddings, embeddings, outputs, mask, generator=generator
-        )
+        delta = self.perturbation(forward_from_embeddings, embeddings, outputs, mask, generator=generator)
         adversarial = forward_from_embeddings(embeddings + delta)
         return self.weight * divergence(self.divergence)(adversarial, outputs)
 
@@ -183,9 +179,7 @@ def _broadcast_mask(mask: Tensor | None, x: Tensor) -> Tensor | None:
             f"mask of shape {tuple(mask.shape)} must match the leading dimensions of the "
             f"embeddings {tuple(x.shape)} (e.g. [B, L] for [B, L, D])"
         )
-    return mask.to(dtype=x.dtype, device=x.device).reshape(
-        *mask.shape, *([1] * (x.ndim - mask.ndim))
-    )
+    return mask.to(dtype=x.dtype, device=x.device).reshape(*mask.shape, *([1] * (x.ndim - mask.ndim)))
 
 
 def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

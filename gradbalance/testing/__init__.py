@@ -20,7 +20,14 @@ from .._properties import Property, properties_table
 from ._conformance import CHECKS, Check, applicable_checks, check_combiner
 from ._pytest import conformance_tests
 from ._subject import Kit
-from .strategies import ROW_KINDS, Steps, nonconflicting_matrices, segmentations, step_sequences, task_matrices
+from .strategies import (
+    ROW_KINDS,
+    Steps,
+    nonconflicting_matrices,
+    segmentations,
+    step_sequences,
+    task_matrices,
+)
 
 __all__ = [
     "CHECKS",

@@ -38,9 +38,15 @@ class Check:
     declared: Property | None = None  # run only for classes that declare this property
 
 
-def _steps(subject: Subject, *, dtypes: Iterable[torch.dtype] = (torch.float64,),
-           kinds: Sequence[str] = ROW_KINDS, min_steps: int = 1, segments: bool = True,
-           general: bool = False) -> st.SearchStrategy[Steps]:
+def _steps(
+    subject: Subject,
+    *,
+    dtypes: Iterable[torch.dtype] = (torch.float64,),
+    kinds: Sequence[str] = ROW_KINDS,
+    min_steps: int = 1,
+    segments: bool = True,
+    general: bool = False,
+) -> st.SearchStrategy[Steps]:
     """Sequences of steps for ``subject`` (one step unless it is stateful); ``general``: one
     segment and ``T ≤ P``, so that rows of the general kinds are independent."""
     kit = subject.kit
@@ -92,7 +98,12 @@ def _precision(subject: Subject, steps: Steps) -> None:
     info = torch.finfo(dtype)
     floor = info.smallest_normal * info.eps * steps.shape[1] ** 0.5  # subnormal rounding
     for k, (g, w, dev) in enumerate(zip(got, want, deviations)):
-        assert_close(g, w, tolerance(dev, w, steps.shape[0], _EPS32, info.eps, floor), f"step {k}: {dtype} result against float64 on the same inputs")
+        assert_close(
+            g,
+            w,
+            tolerance(dev, w, steps.shape[0], _EPS32, info.eps, floor),
+            f"step {k}: {dtype} result against float64 on the same inputs",
+        )
 
 
 def _out(subject: Subject, steps: Steps) -> None:
@@ -104,7 +115,9 @@ def _out(subject: Subject, steps: Steps) -> None:
         if d.data_ptr() != out.data_ptr() or d.shape != out.shape:
             raise AssertionError(f"step {k}: combine(..., out=out) did not return out itself")
         outs.append(out)
-    _compare_runs(subject, steps, outs, subject.run(steps.matrices, steps.segments), "out= result against none")
+    _compare_runs(
+        subject, steps, outs, subject.run(steps.matrices, steps.segments), "out= result against none"
+    )
 
 
 def _compare_runs(subject: Subject, steps: Steps, got: list[Tensor], want: list[Tensor], what: str) -> None:
@@ -124,13 +137,19 @@ def _segments(subject: Subject, example: tuple[Steps, list[int]]) -> None:
         separate = subject.run(alone.matrices, None)
         deviations = subject.deviations(alone, _EPS64)
         for k, (d, s, dev) in enumerate(zip(joint, separate, deviations)):
-            assert_close(d[piece], s, tolerance(dev, s, steps.shape[0]),
-                         f"step {k}: segment {piece.start}:{piece.stop} of a segmented call against it alone")
+            assert_close(
+                d[piece],
+                s,
+                tolerance(dev, s, steps.shape[0]),
+                f"step {k}: segment {piece.start}:{piece.stop} of a segmented call against it alone",
+            )
 
 
 def _segmented_steps(subject: Subject) -> st.SearchStrategy:
-    return _steps(subject, segments=False).filter(lambda s: s.shape[1] >= 2).flatmap(
-        lambda s: st.tuples(st.just(s), segmentations(s.shape[1]).filter(lambda x: x is not None))
+    return (
+        _steps(subject, segments=False)
+        .filter(lambda s: s.shape[1] >= 2)
+        .flatmap(lambda s: st.tuples(st.just(s), segmentations(s.shape[1]).filter(lambda x: x is not None)))
     )
 
 
@@ -184,7 +203,13 @@ def _permutation(subject: Subject, example: tuple[Steps, int]) -> None:
     steps, seed = example
     order = torch.randperm(steps.shape[0], generator=torch.Generator().manual_seed(seed))
     got = subject.run([G[order.to(G.device)] for G in steps.matrices], steps.segments)
-    _compare_runs(subject, steps, got, subject.run(steps.matrices, steps.segments), f"tasks reordered as {order.tolist()}")
+    _compare_runs(
+        subject,
+        steps,
+        got,
+        subject.run(steps.matrices, steps.segments),
+        f"tasks reordered as {order.tolist()}",
+    )
 
 
 def _homogeneity(subject: Subject, example: tuple[Steps, float]) -> None:
@@ -195,7 +220,9 @@ def _homogeneity(subject: Subject, example: tuple[Steps, float]) -> None:
     if all(torch.equal(g, w) for g, w in zip(got, want)):
         return
     for k, (g, w, dev) in enumerate(zip(got, want, subject.deviations(steps, _EPS64))):
-        assert_close(g, w, c * tolerance(dev, w / c, steps.shape[0]), f"step {k}: d({c:.3g} G) against {c:.3g} d(G)")
+        assert_close(
+            g, w, c * tolerance(dev, w / c, steps.shape[0]), f"step {k}: d({c:.3g} G) against {c:.3g} d(G)"
+        )
 
 
 def _nonconflicting(subject: Subject, steps: Steps) -> None:
@@ -228,13 +255,23 @@ def _sum_without_conflict(subject: Subject, steps: Steps) -> None:
     deviations = subject.deviations(steps, _EPS64)
     for k, (u, G, d, dev) in enumerate(zip(unit, steps.matrices, results, deviations)):
         c = float(u.double().mean())
-        assert_close(u, torch.full_like(u, c), SAFETY * _EPS64 * T * abs(c),
-                     f"step {k}: orthonormal rows (no conflict) give the same multiple of the sum everywhere")
+        assert_close(
+            u,
+            torch.full_like(u, c),
+            SAFETY * _EPS64 * T * abs(c),
+            f"step {k}: orthonormal rows (no conflict) give the same multiple of the sum everywhere",
+        )
         if not c > 0:
-            raise AssertionError(f"step {k}: orthonormal rows give {c:.3g} times their sum, not a positive multiple")
+            raise AssertionError(
+                f"step {k}: orthonormal rows give {c:.3g} times their sum, not a positive multiple"
+            )
         want = c * G.sum(0)
-        assert_close(d, want, tolerance(dev, want, T) + SAFETY * T * _EPS64 * float(want.norm()),
-                     f"step {k}: non-conflicting rows against {c:.3g} × their sum")
+        assert_close(
+            d,
+            want,
+            tolerance(dev, want, T) + SAFETY * T * _EPS64 * float(want.norm()),
+            f"step {k}: non-conflicting rows against {c:.3g} × their sum",
+        )
 
 
 def _task_scale(subject: Subject, example: tuple[Steps, list[float]]) -> None:
@@ -250,16 +287,25 @@ def _task_scale(subject: Subject, example: tuple[Steps, list[float]]) -> None:
             ta, tb = tolerance(da, a, steps.shape[0]), tolerance(db, b, steps.shape[0])
             if na == 0 or nb == 0:  # no direction to compare: the other must vanish to its tolerance
                 if na > ta or nb > tb:
-                    raise AssertionError(f"step {k}: one update vanishes ({na:.3g} vs {nb:.3g}), the other does not")
+                    raise AssertionError(
+                        f"step {k}: one update vanishes ({na:.3g} vs {nb:.3g}), the other does not"
+                    )
                 continue
-            assert_close(b / nb, a / na, ta / na + tb / nb,
-                         f"step {k}, columns {piece.start}:{piece.stop}: direction after scaling the tasks by {scales.tolist()}")
+            assert_close(
+                b / nb,
+                a / na,
+                ta / na + tb / nb,
+                f"step {k}, columns {piece.start}:{piece.stop}: direction after scaling the tasks by {scales.tolist()}",
+            )
 
 
 def _build_checks() -> tuple[Check, ...]:
     exponents = st.floats(-6.0, 6.0)
-    nonfinite = st.tuples(st.sampled_from([float("nan"), float("inf"), -float("inf")]), st.integers(0, 63),
-                          st.integers(0, 10**6))  # value, row, column (modulo the shape)
+    nonfinite = st.tuples(
+        st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+        st.integers(0, 63),
+        st.integers(0, 10**6),
+    )  # value, row, column (modulo the shape)
 
     def low(s: Subject) -> list[torch.dtype]:
         return [d for d in s.kit.dtypes if d != torch.float64] or [torch.float32]
@@ -279,15 +325,31 @@ def _build_checks() -> tuple[Check, ...]:
         Check("segments", _segmented_steps, _segments),
         Check("reproducible", lambda s: _steps(s), _reproducible),
         Check("state", lambda s: _steps(s, min_steps=2).flatmap(with_cut), _state),
-        Check("nonfinite", lambda s: st.tuples(_steps(s, dtypes=s.kit.dtypes, kinds=_EASY), nonfinite), _nonfinite),
-        Check(P.PERMUTATION_EQUIVARIANT.value, lambda s: st.tuples(_steps(s), st.integers(0, 2**31 - 1)),
-              _permutation, P.PERMUTATION_EQUIVARIANT),
-        Check(P.POSITIVELY_HOMOGENEOUS.value, lambda s: st.tuples(_steps(s), exponents),
-              _homogeneity, P.POSITIVELY_HOMOGENEOUS),
+        Check(
+            "nonfinite",
+            lambda s: st.tuples(_steps(s, dtypes=s.kit.dtypes, kinds=_EASY), nonfinite),
+            _nonfinite,
+        ),
+        Check(
+            P.PERMUTATION_EQUIVARIANT.value,
+            lambda s: st.tuples(_steps(s), st.integers(0, 2**31 - 1)),
+            _permutation,
+            P.PERMUTATION_EQUIVARIANT,
+        ),
+        Check(
+            P.POSITIVELY_HOMOGENEOUS.value,
+            lambda s: st.tuples(_steps(s), exponents),
+            _homogeneity,
+            P.POSITIVELY_HOMOGENEOUS,
+        ),
         Check(P.NON_CONFLICTING.value, _steps, _nonconflicting, P.NON_CONFLICTING),
         Check(P.SUM_WITHOUT_CONFLICT.value, _steps, _sum_without_conflict, P.SUM_WITHOUT_CONFLICT),
-        Check(P.TASK_SCALE_INVARIANT.value, lambda s: st.tuples(_steps(s), scales(s)),
-              _task_scale, P.TASK_SCALE_INVARIANT),
+        Check(
+            P.TASK_SCALE_INVARIANT.value,
+            lambda s: st.tuples(_steps(s), scales(s)),
+            _task_scale,
+            P.TASK_SCALE_INVARIANT,
+        ),
     )
 
 
@@ -302,7 +364,9 @@ def applicable_checks(cls: type) -> list[str]:
     return [c.name for c in CHECKS if c.declared is None or c.declared in declared]
 
 
-def check_combiner(cls: type, *, checks: Iterable[str] | None = None, kit: Kit | None = None, **options: Any) -> None:
+def check_combiner(
+    cls: type, *, checks: Iterable[str] | None = None, kit: Kit | None = None, **options: Any
+) -> None:
     """Run the conformance checks on combiner class ``cls`` built with ``options``.
 
     ``checks`` selects by name (default: every check that applies, see
@@ -315,7 +379,9 @@ def check_combiner(cls: type, *, checks: Iterable[str] | None = None, kit: Kit |
         subject = Subject(cls, options, kit)
         subject.make()
     except Exception as error:
-        raise AssertionError(f"{getattr(cls, '__name__', cls)}(**{options}) cannot be built: {error}") from error
+        raise AssertionError(
+            f"{getattr(cls, '__name__', cls)}(**{options}) cannot be built: {error}"
+        ) from error
     names = applicable_checks(cls) if checks is None else list(checks)
     unknown = [n for n in names if n not in _BY_NAME]
     if unknown:
@@ -339,4 +405,6 @@ def _run_check(subject: Subject, check: Check) -> None:
     try:
         run()
     except AssertionError as error:
-        raise AssertionError(f"{subject.cls.__name__} fails conformance check {check.name!r}: {error}") from error
+        raise AssertionError(
+            f"{subject.cls.__name__} fails conformance check {check.name!r}: {error}"
+        ) from error

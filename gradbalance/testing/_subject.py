@@ -68,7 +68,9 @@ class Subject:
     def declared(self) -> frozenset:
         return frozenset(getattr(self.cls, "properties", frozenset()))
 
-    def run(self, matrices: Sequence[Tensor], segments: Sequence[int] | None, combiner: Any = None) -> list[Tensor]:
+    def run(
+        self, matrices: Sequence[Tensor], segments: Sequence[int] | None, combiner: Any = None
+    ) -> list[Tensor]:
         """The results of one (fresh unless given) instance over the steps, in order."""
         combiner = self.make() if combiner is None else combiner
         return [combiner.combine(G, segments) for G in matrices]
@@ -122,8 +124,14 @@ class Subject:
         return sizes
 
 
-def tolerance(deviation: Tensor, result: Tensor, tasks: int, eps: float = _EPS64, out_eps: float = 0.0,
-              floor: float = 0.0) -> float:
+def tolerance(
+    deviation: Tensor,
+    result: Tensor,
+    tasks: int,
+    eps: float = _EPS64,
+    out_eps: float = 0.0,
+    floor: float = 0.0,
+) -> float:
     """How far ``result`` (one slice of ``n`` columns) may be off: :data:`SAFETY` times the
     probe's response ``deviation`` plus ``T √n ε ‖result‖`` (the rounding of ``T`` rows
     combined, and of the Gramian's length-``n`` dot products, which a solver that stops at its
@@ -142,7 +150,9 @@ def _gramian_probe(cls: type[GramianCombiner], eta: float) -> Callable[[Mapping[
         generator = torch.Generator().manual_seed(seed)
 
         def weights(self: Any, gramian: Tensor) -> Tensor:
-            signs = torch.randint(0, 2, tuple(gramian.shape), generator=generator, dtype=gramian.dtype) * 2 - 1
+            signs = (
+                torch.randint(0, 2, tuple(gramian.shape), generator=generator, dtype=gramian.dtype) * 2 - 1
+            )
             signs = signs.triu() + signs.triu(1).mT
             roots = gramian.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt()
             return cls.weights(self, gramian + eta * signs * roots[..., :, None] * roots[..., None, :])

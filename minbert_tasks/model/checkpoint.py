@@ -73,7 +73,9 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         return load_file(str(path), device="cpu")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path}: expected a state dict (mapping of name -> tensor), got {type(state).__name__}.")
+        raise CheckpointError(
+            f"{path}: expected a state dict (mapping of name -> tensor), got {type(state).__name__}."
+        )
     return dict(state)
 
 
@@ -81,9 +83,7 @@ def _find_weights(folder: Path) -> Path:
     for name in (SAFETENSORS_NAME, TORCH_BIN_NAME):
         if (folder / name).is_file():
             return folder / name
-    raise FileNotFoundError(
-        f"No weights in {folder}: expected {SAFETENSORS_NAME} or {TORCH_BIN_NAME}."
-    )
+    raise FileNotFoundError(f"No weights in {folder}: expected {SAFETENSORS_NAME} or {TORCH_BIN_NAME}.")
 
 
 def load_state_into(
@@ -108,7 +108,9 @@ def load_state_into(
         if _is_harmless(key):
             continue
         if key in normalised:
-            raise CheckpointError(f"{source}: key {raw_key!r} duplicates {key!r} after removing the 'bert.' prefix.")
+            raise CheckpointError(
+                f"{source}: key {raw_key!r} duplicates {key!r} after removing the 'bert.' prefix."
+            )
         normalised[key] = tensor
 
     expected = model.state_dict()
@@ -134,7 +136,8 @@ def load_state_into(
         if unexpected:
             parts.append(_fmt_keys("unexpected", unexpected))
         raise CheckpointError(
-            f"{source} does not match MinBert: " + "; ".join(parts)
+            f"{source} does not match MinBert: "
+            + "; ".join(parts)
             + ". Is this a BERT checkpoint? Pass strict=False to load the overlap anyway."
         )
     if not strict and (missing_other or unexpected):

@@ -17,16 +17,12 @@ SUPPORTED_ACTIVATIONS: frozenset[str] = frozenset({"gelu"})
 
 def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"BertConfig.{attribute.name} must be a positive integer, got {value!r}."
-        )
+        raise ValueError(f"BertConfig.{attribute.name} must be a positive integer, got {value!r}.")
 
 
 def _probability(instance: object, attribute: attrs.Attribute, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"BertConfig.{attribute.name} must be a probability in [0, 1), got {value!r}."
-        )
+        raise ValueError(f"BertConfig.{attribute.name} must be a probability in [0, 1), got {value!r}.")
 
 
 def _activation(instance: object, attribute: attrs.Attribute, value: str) -> None:

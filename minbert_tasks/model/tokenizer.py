@@ -203,7 +203,5 @@ class Tokenizer:
             raise ValueError(f"Tokenizer.encode: {name} is empty; pass at least one string.")
         bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
         if bad is not None:
-            raise TypeError(
-                f"Tokenizer.encode: {name}[{bad}] is {type(texts[bad]).__name__}, expected str."
-            )
+            raise TypeError(f"Tokenizer.encode: {name}[{bad}] is {type(texts[bad]).__name__}, expected str.")
         return texts

@@ -43,7 +43,9 @@ def test_rows_match_per_task_autograd(setup):
             model.loss(t, xs[t]).backward()
     for t in range(3):
         grads = torch.autograd.grad(model.loss(t, xs[t]), params, allow_unused=True)
-        want = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+        want = torch.cat(
+            [(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)]
+        )
         torch.testing.assert_close(buffer.rows[t], want)
     # task 2 never reaches `deep`: its slice reads zeros, not garbage
     names = buffer.names
@@ -131,7 +133,9 @@ def test_a_step_whose_combine_failed_can_be_skipped(setup):
     params = buffer.parameters
     for t in range(3):
         grads = torch.autograd.grad(model.loss(t, xs[t]), params, allow_unused=True)
-        want = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+        want = torch.cat(
+            [(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)]
+        )
         torch.testing.assert_close(buffer.rows[t], want)
     buffer.combine(gradbalance.create("sum"))
     torch.testing.assert_close(buffer.result, buffer.rows.sum(0))
@@ -210,7 +214,10 @@ def test_a_step_without_combine_is_refused_before_anything_moves(setup):
     heads_only = torch.optim.SGD(model.heads.parameters(), lr=0.1)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     run_tasks(buffer, model, xs)
-    with pytest.raises(RuntimeError, match=r"SGD.step\(\) was called while TaskGradients\(num_tasks=3.*never combined.*call buffer.combine\(combiner\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"SGD.step\(\) was called while TaskGradients\(num_tasks=3.*never combined.*call buffer.combine\(combiner\)",
+    ):
         optimizer.step()
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     heads_only.step()  # an optimizer without shared parameters is none of the buffer's business
@@ -229,7 +236,10 @@ def test_a_gradient_from_outside_the_tasks_is_an_error(setup):
     buffer = TaskGradients(shared(model), num_tasks=3)
     extra = lambda: (model.embed(xs[0]) ** 2).mean()  # noqa: E731 - a loss outside any task
     extra().backward()
-    with pytest.raises(RuntimeError, match=r"shared parameter 'embed.weight' already holds a gradient at task\(0\): a backward\(\) ran outside"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"shared parameter 'embed.weight' already holds a gradient at task\(0\): a backward\(\) ran outside",
+    ):
         with buffer.task(0):
             pass
     model.zero_grad(set_to_none=False)  # zeros left in .grad carry nothing: no error
@@ -253,7 +263,9 @@ def test_a_gradient_from_outside_the_tasks_is_an_error(setup):
     extra().backward()  # after combine: adds to the combined gradient, as documented
     params = buffer.parameters
     grads = torch.autograd.grad(extra(), params, allow_unused=True)
-    added = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+    added = torch.cat(
+        [(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)]
+    )
     torch.testing.assert_close(buffer.result, combined + added)
     with buffer.task(0):  # the next step starts cleanly from the combined .grad
         pass

@@ -39,8 +39,9 @@ def test_demo_writes_a_png_and_a_table(tmp_path, capsys):
 
 @pytest.mark.parametrize("name, options", [("pcgrad", {"seed": 0}), ("nash-mtl", {})])
 def test_toy_objectives_conflict_and_the_combiner_reaches_the_pareto_set(name, options):
-    import gradbalance
     import torch
+
+    import gradbalance
 
     x = torch.tensor([[0.0, -8.0]], dtype=torch.float64, requires_grad=True)
     f = toy.objectives(x)
@@ -100,7 +101,10 @@ def test_list_shows_both_claimants_of_a_clashed_name_and_everything_else(tmp_pat
     )
     result = subprocess.run(
         [sys.executable, "-m", "gradbalance", "list"],
-        env=dict(os.environ, PYTHONPATH=str(tmp_path)), capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1  # a broken installation, but the listing is whole
     rows = [line.split()[:4] for line in result.stdout.splitlines() if line.strip()]
@@ -198,7 +202,10 @@ def test_the_default_demo_runs_in_seconds_and_ends_where_it_did(tmp_path):
     began = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "gradbalance", "demo", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     wall = time.perf_counter() - began
     assert done.returncode == 0, done.stderr

@@ -75,12 +75,17 @@ def test_a_combine_only_class_drives_task_gradients():
 
 
 def test_a_class_with_neither_method_fails_at_definition():
-    with pytest.raises(TypeError, match=r"Neither must implement combine\(self, G, segments=None, \*, out=None\)"):
+    with pytest.raises(
+        TypeError, match=r"Neither must implement combine\(self, G, segments=None, \*, out=None\)"
+    ):
 
         class Neither(GradientCombiner):
             name = "neither"
 
-    with pytest.raises(TypeError, match=r"NoWeights must implement weights\(self, gramian\) \(abstract in gradbalance.GramianCombiner\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"NoWeights must implement weights\(self, gramian\) \(abstract in gradbalance.GramianCombiner\)",
+    ):
 
         class NoWeights(GramianCombiner):
             name = "no-weights"
@@ -145,7 +150,9 @@ def test_a_combine_result_is_checked():
 
     with pytest.raises(ValueError, match=r"WrongShape.combine returned shape \(2, 3\); expected \(3,\)"):
         WrongShape().combine_with_info(torch.ones(2, 3))
-    with pytest.raises(TypeError, match=r"NotATensor.combine must return a torch.Tensor of shape \(3,\), got a list"):
+    with pytest.raises(
+        TypeError, match=r"NotATensor.combine must return a torch.Tensor of shape \(3,\), got a list"
+    ):
         NotATensor().combine_with_info(torch.ones(2, 3))
     G = torch.ones(3, 4)
     G[2, 1] = float("inf")
@@ -162,7 +169,10 @@ def test_weights_that_are_not_a_tensor_say_what_was_expected(kind):
             return kind([[1.0] * gramian.shape[-1]])
 
     expected = "list" if kind is list else "numpy.ndarray"
-    with pytest.raises(TypeError, match=rf"Listed.weights must return a torch.Tensor of shape \(1, 3\) \(segments, tasks\).*got a {expected}"):
+    with pytest.raises(
+        TypeError,
+        match=rf"Listed.weights must return a torch.Tensor of shape \(1, 3\) \(segments, tasks\).*got a {expected}",
+    ):
         Listed().combine(torch.randn(3, 8))
 
 
@@ -190,7 +200,10 @@ def test_the_base_class_applies_the_reduction(unreduced):
     cls = _reducing(unreduced, "mean")
     assert cls().reduction == "mean" and cls(reduction="sum").reduction == "sum"
     ones = torch.ones(2, 4, dtype=torch.float64)
-    on_scale = {"sum": ones * (4 if unreduced == "mean" else 1), "mean": ones / (4 if unreduced == "sum" else 1)}
+    on_scale = {
+        "sum": ones * (4 if unreduced == "mean" else 1),
+        "mean": ones / (4 if unreduced == "sum" else 1),
+    }
     for reduction, want in on_scale.items():
         assert torch.equal(cls(reduction=reduction).weights(K), want)
         assert torch.equal(_reducing(unreduced, reduction, divisor=8.0)().weights(K), want / 8)

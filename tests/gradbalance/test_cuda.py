@@ -17,7 +17,19 @@ import gradbalance
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad", "nash-mtl", "fairgrad"]
+BUILTINS = [
+    "sum",
+    "mean",
+    "pcgrad",
+    "gradvac",
+    "imtl-g",
+    "mgda",
+    "aligned-mtl",
+    "upgrad",
+    "cagrad",
+    "nash-mtl",
+    "fairgrad",
+]
 
 
 def make(name: str) -> gradbalance.GradientCombiner:

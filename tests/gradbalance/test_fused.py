@@ -21,7 +21,9 @@ from gradbalance.errors import NonFiniteGradientError
 
 BLOCK = _fused.FUSED_BLOCK
 
-pytestmark = pytest.mark.skipif(not _fused.fused_available(), reason="torch.compile cannot build kernels here")
+pytestmark = pytest.mark.skipif(
+    not _fused.fused_available(), reason="torch.compile cannot build kernels here"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +41,9 @@ def reference_apply(G: torch.Tensor, W: torch.Tensor, sizes: list[int]) -> torch
 
 
 def assert_relative(got: torch.Tensor, want: torch.Tensor, tol: float) -> None:
-    scale = want.abs().amax(dim=tuple(range(1, want.dim())), keepdim=True) if want.dim() > 1 else want.abs().max()
+    scale = (
+        want.abs().amax(dim=tuple(range(1, want.dim())), keepdim=True) if want.dim() > 1 else want.abs().max()
+    )
     assert float(((got.double() - want) / scale.clamp_min(1e-300)).abs().max()) <= tol
 
 

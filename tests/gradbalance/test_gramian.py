@@ -36,7 +36,9 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tf32_is_off_inside_and_restored_after(case):
-    code = "import torch\nfrom gradbalance._gramian import full_float32_matmul\nm = torch.backends.cuda.matmul\n"
+    code = (
+        "import torch\nfrom gradbalance._gramian import full_float32_matmul\nm = torch.backends.cuda.matmul\n"
+    )
     code += textwrap.dedent(CASES[case])
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -26,12 +26,18 @@ def write_task_files(folder: Path, seed: int, sizes: dict[str, int], *, malforme
         return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
 
     for split, n in sizes.items():
-        write(folder / f"ids-sst-{split}.csv", ["id", "sentence", "sentiment"],
-              [[f"s{split}{k}", sentence(), str(rng.randint(0, 4))] for k in range(n)])
+        write(
+            folder / f"ids-sst-{split}.csv",
+            ["id", "sentence", "sentiment"],
+            [[f"s{split}{k}", sentence(), str(rng.randint(0, 4))] for k in range(n)],
+        )
         para = [[f"q{split}{k}", sentence(), sentence(), str(rng.randint(0, 1))] for k in range(n)]
         if malformed_para:
             para.append([f"q{split}bad", sentence(), sentence(), ""])
         write(folder / f"quora-{split}.csv", ["id", "sentence1", "sentence2", "is_duplicate"], para)
-        write(folder / f"sts-{split}.csv", ["id", "sentence1", "sentence2", "similarity"],
-              [[f"t{split}{k}", sentence(), sentence(), f"{rng.uniform(0, 5):.3f}"] for k in range(n)])
+        write(
+            folder / f"sts-{split}.csv",
+            ["id", "sentence1", "sentence2", "similarity"],
+            [[f"t{split}{k}", sentence(), sentence(), f"{rng.uniform(0, 5):.3f}"] for k in range(n)],
+        )
     return folder

@@ -59,11 +59,15 @@ def _records(n_steps: int = 60, cosines: bool = True, norms: bool = False) -> li
             rec["cosines"] = None  # null and absent both mean "no cosines"
         recs.append(rec)
         if step % 20 == 19:
-            recs.append({
-                "kind": "eval", "step": step, "epoch": step // 20,
-                "scores": {"sst": 0.3 + step / 200, "para": 0.7, "sts": 0.5 + step / 300},
-                "overall": 0.6 + step / 400,
-            })
+            recs.append(
+                {
+                    "kind": "eval",
+                    "step": step,
+                    "epoch": step // 20,
+                    "scores": {"sst": 0.3 + step / 200, "para": 0.7, "sts": 0.5 + step / 300},
+                    "overall": 0.6 + step / 400,
+                }
+            )
     return recs
 
 
@@ -138,16 +142,15 @@ def test_read_metrics_missing_file_names_path(tmp_path: Path) -> None:
         ('{"step": 3}', "no 'kind'"),
         ('{"kind": "train", "step": "3", "losses": {}}', "'step'"),
         ('{"kind": "eval", "step": 3, "scores": {"sst": "high"}}', "'scores'"),
-        ('{"kind": "train", "step": 3, "tasks": ["a", "b"], "losses": {}, "cosines": [[1]]}',
-         "2×2"),
-        ('{"kind": "train", "step": 3, "tasks": ["a", "b"], "losses": {}, "grad_norms": [1]}',
-         "list of 2 numbers"),
+        ('{"kind": "train", "step": 3, "tasks": ["a", "b"], "losses": {}, "cosines": [[1]]}', "2×2"),
+        (
+            '{"kind": "train", "step": 3, "tasks": ["a", "b"], "losses": {}, "grad_norms": [1]}',
+            "list of 2 numbers",
+        ),
         ('{"kind": "train", "step": 3, "losses": {}, "grad_norms": [1, 2]}', "'tasks'"),
     ],
 )
-def test_malformed_line_error_names_file_and_line(
-    tmp_path: Path, bad_line: str, message: str
-) -> None:
+def test_malformed_line_error_names_file_and_line(tmp_path: Path, bad_line: str, message: str) -> None:
     path = tmp_path / "metrics.jsonl"
     good = [json.dumps(r) for r in _records(4)]
     path.write_text("\n".join(good[:2] + [bad_line] + good[2:]) + "\n", encoding="utf-8")
@@ -170,11 +173,14 @@ def test_moving_average_is_trailing_and_skips_nan() -> None:
 
 
 def test_cosine_series_uses_task_order() -> None:
-    rec = {"kind": "train", "step": 5, "tasks": ["para", "sst"], "losses": {},
-           "cosines": [[1.0, -0.4], [-0.4, 1.0]]}
-    assert cosine_series([rec, {**rec, "step": 6, "cosines": None}]) == {
-        "para–sst": ([5], [-0.4])
+    rec = {
+        "kind": "train",
+        "step": 5,
+        "tasks": ["para", "sst"],
+        "losses": {},
+        "cosines": [[1.0, -0.4], [-0.4, 1.0]],
     }
+    assert cosine_series([rec, {**rec, "step": 6, "cosines": None}]) == {"para–sst": ([5], [-0.4])}
 
 
 def test_gradient_norm_series_follows_the_task_names() -> None:
@@ -210,8 +216,7 @@ def test_confusion_annotations_match_metrics() -> None:
         for j in range(5):
             count, percent = texts[i][j].split("\n")
             assert int(count) == expected[i, j]
-            assert float(percent.rstrip("%")) == pytest.approx(100 * expected[i, j] / rows[i, 0],
-                                                               abs=0.05)
+            assert float(percent.rstrip("%")) == pytest.approx(100 * expected[i, j] / rows[i, 0], abs=0.05)
 
 
 def test_confusion_annotations_hand_values_and_empty_row() -> None:
@@ -292,9 +297,7 @@ def test_failed_save_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.Mon
 # --------------------------------------------------------------------------- whole run
 
 
-def test_analyze_run_writes_every_picture(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_analyze_run_writes_every_picture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = _write_run(tmp_path / "run", _records(60))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing is skipped

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from _task_files import WORDS, write
 from minbert_tasks.checkpointing import CheckpointError, load
 from minbert_tasks.cli import main
 from minbert_tasks.config import ConfigError, load_config
+
+from _task_files import WORDS, write
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +24,36 @@ def data_dir(tmp_path_factory) -> Path:
         return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6)))
 
     for split, n in (("train", 8), ("dev", 6)):
-        write(folder / f"ids-sst-{split}.csv", ["id", "sentence", "sentiment"],
-              [[f"s{split}{k}", sentence(), str(k % 5)] for k in range(n)])
-        write(folder / f"quora-{split}.csv", ["id", "sentence1", "sentence2", "is_duplicate"],
-              [[f"q{split}{k}", sentence(), sentence(), str(k % 2)] for k in range(n)])
-        write(folder / f"sts-{split}.csv", ["id", "sentence1", "sentence2", "similarity"],
-              [[f"t{split}{k}", sentence(), sentence(), f"{k % 5}.5"] for k in range(n)])
+        write(
+            folder / f"ids-sst-{split}.csv",
+            ["id", "sentence", "sentiment"],
+            [[f"s{split}{k}", sentence(), str(k % 5)] for k in range(n)],
+        )
+        write(
+            folder / f"quora-{split}.csv",
+            ["id", "sentence1", "sentence2", "is_duplicate"],
+            [[f"q{split}{k}", sentence(), sentence(), str(k % 2)] for k in range(n)],
+        )
+        write(
+            folder / f"sts-{split}.csv",
+            ["id", "sentence1", "sentence2", "similarity"],
+            [[f"t{split}{k}", sentence(), sentence(), f"{k % 5}.5"] for k in range(n)],
+        )
     return folder
 
 
 def tiny_args(data_dir: Path) -> list[str]:
-    args = ["--set", 'model="tiny-random"', "--set", 'amp="off"', "--set", "time_budget_minutes=5",
-            "--data-dir", str(data_dir), "--no-progress"]
+    args = [
+        "--set",
+        'model="tiny-random"',
+        "--set",
+        'amp="off"',
+        "--set",
+        "time_budget_minutes=5",
+        "--data-dir",
+        str(data_dir),
+        "--no-progress",
+    ]
     for task in ("sst", "para", "sts"):
         args += ["--set", f"tasks.{task}.batch_size=4", "--set", f"tasks.{task}.max_length=16"]
     return args
@@ -61,16 +80,19 @@ def one_error(capsys, *needles: str) -> str:
 # --------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("max_steps=2.5", "max_steps must be an integer, got 2.5"),
-    ("freeze_word_embeddings=3", "freeze_word_embeddings must be true or false"),
-    ('seed="x"', "seed must be an integer"),
-    ("tasks.sst.batch_size=2.5", "tasks.sst.batch_size must be an integer"),
-    ('tasks.sts.head.dropout="x"', "tasks.sts.head.dropout must be a number"),
-    ("device=3", "device must be a string"),
-    ("phases.0.tasks=3", "phases.0.tasks must be a list"),
-    ("combiner_options=3", "combiner_options must be a table"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("max_steps=2.5", "max_steps must be an integer, got 2.5"),
+        ("freeze_word_embeddings=3", "freeze_word_embeddings must be true or false"),
+        ('seed="x"', "seed must be an integer"),
+        ("tasks.sst.batch_size=2.5", "tasks.sst.batch_size must be an integer"),
+        ('tasks.sts.head.dropout="x"', "tasks.sts.head.dropout must be a number"),
+        ("device=3", "device must be a string"),
+        ("phases.0.tasks=3", "phases.0.tasks must be a list"),
+        ("combiner_options=3", "combiner_options must be a table"),
+    ],
+)
 def test_values_of_the_wrong_type_are_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("default", [override])
@@ -82,31 +104,52 @@ def test_an_integral_float_is_an_int_and_numbers_stay_numbers():
     assert config.time_budget_minutes == 5 and config.lr == 1
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("phases.5.epochs=3", r"'5' is not an index of a list of 1"),
-    ("phases.x.epochs=3", r"'x' is not an index"),
-    ("lr.x=1", r"lr is 4e-05, not a table"),
-    ("tasks.sst.name.x=1", r"tasks.sst.name is 'sst', not a table"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("phases.5.epochs=3", r"'5' is not an index of a list of 1"),
+        ("phases.x.epochs=3", r"'x' is not an index"),
+        ("lr.x=1", r"lr is 4e-05, not a table"),
+        ("tasks.sst.name.x=1", r"tasks.sst.name is 'sst', not a table"),
+    ],
+)
 def test_an_override_into_a_missing_item_or_a_value_names_the_override(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("default", [override])
 
 
-@pytest.mark.parametrize(("override", "needle"), [
-    ("phases.0.sampler_options.bogus=1", "phases.0.sampler_options"),
-    ("combiner_options.bogus=1", "combiner_options"),
-    ('device="nope"', "not a torch device"),
-])
-def test_bad_runtime_options_fail_before_the_run_directory_is_made(data_dir, tmp_path, capsys, override, needle):
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("phases.0.sampler_options.bogus=1", "phases.0.sampler_options"),
+        ("combiner_options.bogus=1", "combiner_options"),
+        ('device="nope"', "not a torch device"),
+    ],
+)
+def test_bad_runtime_options_fail_before_the_run_directory_is_made(
+    data_dir, tmp_path, capsys, override, needle
+):
     assert main(["train", *tiny_args(data_dir), "--set", override, "--run-dir", str(tmp_path / "r")]) == 2
     one_error(capsys, needle, "bogus" if "bogus" in override else "nope")
     assert not (tmp_path / "r").exists()
 
 
 def test_a_missing_data_folder_says_how_to_point_at_one(tmp_path, capsys):
-    assert main(["train", "--set", 'model="tiny-random"', "--data-dir", str(tmp_path / "nowhere"),
-                 "--run-dir", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--set",
+                'model="tiny-random"',
+                "--data-dir",
+                str(tmp_path / "nowhere"),
+                "--run-dir",
+                str(tmp_path / "r"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     one_error(capsys, f"data folder {tmp_path / 'nowhere'} does not exist", "--data-dir")
 
 
@@ -167,7 +210,9 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys, content):
 
 
 def test_evaluate_out_is_checked_first_and_written_whole(run, data_dir, tmp_path, capsys):
-    assert main(["evaluate", "--checkpoint", str(run), "--data-dir", str(data_dir), "--out", str(tmp_path)]) == 2
+    assert (
+        main(["evaluate", "--checkpoint", str(run), "--data-dir", str(data_dir), "--out", str(tmp_path)]) == 2
+    )
     one_error(capsys, "is a directory")
     out = tmp_path / "new" / "scores.json"
     assert main(["evaluate", "--checkpoint", str(run), "--data-dir", str(data_dir), "--out", str(out)]) == 0
@@ -198,24 +243,50 @@ def test_evaluate_batch_size_must_be_positive(run, capsys):
 @pytest.mark.parametrize(("task", "source"), [("para", "ids-sst-dev.csv"), ("sst", "quora-dev.csv")])
 def test_predict_on_another_tasks_file_is_refused(run, data_dir, tmp_path, capsys, task, source):
     out = tmp_path / "p.csv"
-    args = ["predict", "--checkpoint", str(run), "--task", task, "--input", str(data_dir / source), "--out", str(out)]
+    args = [
+        "predict",
+        "--checkpoint",
+        str(run),
+        "--task",
+        task,
+        "--input",
+        str(data_dir / source),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 2
     one_error(capsys, source, "wrong --task")
     assert not out.exists()
 
 
 def test_predict_out_that_is_a_directory(run, data_dir, tmp_path, capsys):
-    args = ["predict", "--checkpoint", str(run), "--task", "sst", "--input", str(data_dir / "ids-sst-dev.csv"),
-            "--out", str(tmp_path)]
+    args = [
+        "predict",
+        "--checkpoint",
+        str(run),
+        "--task",
+        "sst",
+        "--input",
+        str(data_dir / "ids-sst-dev.csv"),
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 2
     one_error(capsys, "is a directory")
 
 
 def test_predict_keeps_every_readable_row_in_order_with_its_id(run, tmp_path, capsys):
     source = tmp_path / "sst-test.csv"
-    source.write_text("\tid\tsentence\n0\ta1\tgood film\n1\ta2\n2\t\tno id\n3\ta4\tdull plot\n4\ta5\tsad story\n")
+    source.write_text(
+        "\tid\tsentence\n0\ta1\tgood film\n1\ta2\n2\t\tno id\n3\ta4\tdull plot\n4\ta5\tsad story\n"
+    )
     out = tmp_path / "deep" / "sst.csv"
-    assert main(["predict", "--checkpoint", str(run), "--task", "sst", "--input", str(source), "--out", str(out)]) == 0
+    assert (
+        main(
+            ["predict", "--checkpoint", str(run), "--task", "sst", "--input", str(source), "--out", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "skipped 2 malformed rows (line 3: missing columns" in printed and "line 4: empty id" in printed
     lines = out.read_text().splitlines()
@@ -239,7 +310,10 @@ def test_analyze_a_run_in_progress_draws_its_curves(run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "no best.pt yet" in out
     assert {p.name for p in (tmp_path / "pics").iterdir()} == {
-        "gradient_cosines.png", "train_losses.png", "dev_scores.png"}
+        "gradient_cosines.png",
+        "train_losses.png",
+        "dev_scores.png",
+    }
 
 
 def test_presets_are_listed_with_what_each_reproduces(capsys):
@@ -264,8 +338,10 @@ def test_evaluate_says_what_it_scored_and_records_it(run, data_dir, tmp_path, ca
     assert main(["evaluate", "--checkpoint", str(run), "--data-dir", str(data_dir), "--out", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["split"] == "dev" and Path(record["checkpoint"]).name == "best.pt"
-    expected = {name: len(list((data_dir / file).open())) - 1 for name, file in
-                (("sst", "ids-sst-dev.csv"), ("para", "quora-dev.csv"), ("sts", "sts-dev.csv"))}
+    expected = {
+        name: len(list((data_dir / file).open())) - 1
+        for name, file in (("sst", "ids-sst-dev.csv"), ("para", "quora-dev.csv"), ("sts", "sts-dev.csv"))
+    }
     assert record["rows"] == {k: v for k, v in expected.items() if k in record["rows"]}
     assert record["rows"] and set(record["rows"]) == set(record["scores"])
     printed = capsys.readouterr().out

@@ -9,11 +9,11 @@ import pytest
 
 from minbert_tasks.data import (
     BUNDLED_DATA_DIR,
+    TASK_FILES,
     DataError,
     PairExample,
     SentenceExample,
     SkippedRow,
-    TASK_FILES,
     default_data_dir,
     read_pairs,
     read_sentences,
@@ -121,7 +121,9 @@ def test_default_data_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert task_file("sts", "dev") == tmp_path / "sts-dev.csv"
 
 
-def test_default_data_dir_is_the_bundled_copy_wherever_we_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_default_data_dir_is_the_bundled_copy_wherever_we_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("MINBERT_DATA", raising=False)
     (tmp_path / "shared" / "data").mkdir(parents=True)  # a folder beside the checkout is not read
     monkeypatch.chdir(tmp_path / "shared")
@@ -285,7 +287,9 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 def test_missing_data_folder_is_named_with_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"data folder .*nope does not exist .*--data-dir, set \$MINBERT_DATA"):
+    with pytest.raises(
+        DataError, match=r"data folder .*nope does not exist .*--data-dir, set \$MINBERT_DATA"
+    ):
         read_task_split("sts", "dev", tmp_path / "nope")
     with pytest.raises(DataError, match="is not a folder"):
         read_task_split("sts", "dev", write(tmp_path, SST_HEADER))

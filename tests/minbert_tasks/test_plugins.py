@@ -21,7 +21,7 @@ from minbert_tasks.tasks import BUILTIN_TASKS, TaskSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
-TOY_MODULE = '''
+TOY_MODULE = """
 import attrs
 from minbert_tasks.heads import HeadConfig
 from minbert_tasks.samplers import SequentialSampler
@@ -44,10 +44,12 @@ class ReversedSampler(SequentialSampler):
 
 
 WIDE = HeadConfig(stack="mlp", mlp_layers=3)
-'''
+"""
 
 
-def make_dist(root: Path, dist: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]) -> None:
+def make_dist(
+    root: Path, dist: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]
+) -> None:
     """A real (unpacked) distribution: ``<dist>-0.1.dist-info`` plus top-level modules."""
     info = root / f"{dist}-0.1.dist-info"
     info.mkdir(parents=True)
@@ -62,7 +64,7 @@ def make_dist(root: Path, dist: str, entry_points: dict[str, dict[str, str]], mo
         (root / f"{name}.py").write_text(textwrap.dedent(source))
 
 
-PROBE = '''
+PROBE = """
 import json, sys, warnings
 from gradbalance import UnknownCombinerError
 from minbert_tasks import plugins
@@ -102,7 +104,7 @@ for name, (paths, lookups) in json.loads(sys.argv[1]).items():
         [w.category.__name__, str(w.message)] for w in caught if "minbert_tasks" in str(w.message)
     ]
 print(json.dumps(results))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +143,9 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
         {"wrongplug": "NUMBER = 42\n"},
     )
     clash = TOY_MODULE.replace('name="toy"', 'name="sst"')
-    make_dist(root / "clash", "clashplug", {"minbert_tasks.tasks": {"sst": "clashplug:TOY"}}, {"clashplug": clash})
+    make_dist(
+        root / "clash", "clashplug", {"minbert_tasks.tasks": {"sst": "clashplug:TOY"}}, {"clashplug": clash}
+    )
     for dist in ("alphaplug", "betaplug"):
         make_dist(
             root / dist,
@@ -181,7 +185,9 @@ def test_unknown_names_list_what_is_available() -> None:
         plugins.get_task("nli")
     with pytest.raises(plugins.UnknownPluginError, match=r"available: .*round_robin"):
         plugins.get_sampler("zigzag")
-    with pytest.raises(plugins.UnknownPluginError, match=r"no sampler named 'round-robin' \(did you mean 'round_robin'\?\)"):
+    with pytest.raises(
+        plugins.UnknownPluginError, match=r"no sampler named 'round-robin' \(did you mean 'round_robin'\?\)"
+    ):
         plugins.get_sampler("round-robin")
     assert plugins.UnknownPluginError is UnknownCombinerError  # one error for every unknown name
     with pytest.raises(KeyError):

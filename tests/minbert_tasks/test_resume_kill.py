@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 import torch
 
-from _task_files import write_task_files
 from minbert_tasks.checkpointing import MODEL_KEYS, RESUME_KEYS, load
 from minbert_tasks.config import TrainConfig, load_config
 from minbert_tasks.training import train
+
+from _task_files import write_task_files
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "_killable_train.py"
@@ -39,8 +40,15 @@ def data_dir(tmp_path_factory) -> Path:
 def config(data_dir: Path, *overrides: str) -> TrainConfig:
     """The default preset, deterministic, on the small files; its schedule still fits itself to
     the time budget, which the option must keep from reading the clock."""
-    base = [f'data_dir="{data_dir}"', 'amp="off"', 'device="cpu"', "deterministic=true", "log_every=1",
-            "checkpoint_every=2", "warmup=0.2"]
+    base = [
+        f'data_dir="{data_dir}"',
+        'amp="off"',
+        'device="cpu"',
+        "deterministic=true",
+        "log_every=1",
+        "checkpoint_every=2",
+        "warmup=0.2",
+    ]
     for task in ("sst", "para", "sts"):
         base += [f"tasks.{task}.batch_size=4", f"tasks.{task}.max_length=24"]
     return load_config("default", [*base, *overrides])
@@ -77,14 +85,24 @@ class KilledRun:
         self.source.write_text(config.to_json())
         self.saves = run.parent / "saves.jsonl"
         self.kills: list[str] = []
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(HERE.parents[1]), str(HERE), os.environ.get("PYTHONPATH")]))}
+        self.env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(HERE.parents[1]), str(HERE), os.environ.get("PYTHONPATH")])
+            ),
+        }
 
     def start(self, kill: str | None) -> subprocess.Popen:
         started = (self.run / "checkpoint.pt").exists()
         args = [sys.executable, str(HARNESS), str(self.run), "--resume" if started else str(self.source)]
-        return subprocess.Popen([*args, *([kill] if kill else [])], env=self.env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [*args, *([kill] if kill else [])],
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def last_checkpoint(self) -> dict | None:
         """Position of the last ``checkpoint.pt`` a child finished writing, if any."""
@@ -100,7 +118,9 @@ class KilledRun:
         and a kill must leave a checkpoint that loads: for a hook's kill, exactly the last one
         a child finished writing (a kill from outside may land between a checkpoint's rename
         and its line in the log)."""
-        on_disk = load(self.run / "checkpoint.pt", MODEL_KEYS + RESUME_KEYS)["position"] if self.kills else None
+        on_disk = (
+            load(self.run / "checkpoint.pt", MODEL_KEYS + RESUME_KEYS)["position"] if self.kills else None
+        )
         child = self.start(kill)
         if after is not None:
             try:
@@ -116,8 +136,14 @@ class KilledRun:
             position = load(self.run / "checkpoint.pt", MODEL_KEYS + RESUME_KEYS)["position"]
             last = self.last_checkpoint()
             assert position == last if after is None else position["global_step"] >= last["global_step"], (
-                kill, after, position, last)
-            self.kills.append(f"{kill or f'after {after:.1f} s'} -> checkpoint of step {position['global_step']}")
+                kill,
+                after,
+                position,
+                last,
+            )
+            self.kills.append(
+                f"{kill or f'after {after:.1f} s'} -> checkpoint of step {position['global_step']}"
+            )
         else:
             assert child.returncode == 0 and kill is None, (kill, out, err)
         return subprocess.CompletedProcess(child.args, child.returncode, out, err)
@@ -126,8 +152,13 @@ class KilledRun:
 def assert_ends_like(whole: Path, killed: Path) -> None:
     a = torch.load(whole / "checkpoint.pt", weights_only=False)
     b = torch.load(killed / "checkpoint.pt", weights_only=False)
-    assert_same({k: v for k, v in a.items() if k not in CLOCK_KEYS}, {k: v for k, v in b.items() if k not in CLOCK_KEYS})
-    assert_same(torch.load(whole / "best.pt", weights_only=False), torch.load(killed / "best.pt", weights_only=False))
+    assert_same(
+        {k: v for k, v in a.items() if k not in CLOCK_KEYS},
+        {k: v for k, v in b.items() if k not in CLOCK_KEYS},
+    )
+    assert_same(
+        torch.load(whole / "best.pt", weights_only=False), torch.load(killed / "best.pt", weights_only=False)
+    )
     assert records(killed) == records(whole)
 
 
@@ -142,8 +173,14 @@ def kill_point(rng: random.Random, kind: str, step: int) -> str:
 def test_a_run_killed_many_times_ends_bit_identical(data_dir, tmp_path):
     # GradVac (an EMA of cosines, a seeded order), SMART's RNG, a Bregman teacher and the EMA
     # weights: every kind of state a checkpoint holds.
-    overrides = ['model="tiny-random"', 'combiner="gradvac"', 'segments="tensor"', "phases.0.epochs=4",
-                 "tasks.para.bregman_weight=1.0", "ema_decay=0.9"]
+    overrides = [
+        'model="tiny-random"',
+        'combiner="gradvac"',
+        'segments="tensor"',
+        "phases.0.epochs=4",
+        "tasks.para.bregman_weight=1.0",
+        "ema_decay=0.9",
+    ]
     whole = tmp_path / "whole"
     train(config(data_dir, *overrides), whole, progress=False)
     total = torch.load(whole / "checkpoint.pt", weights_only=False)["position"]["global_step"]

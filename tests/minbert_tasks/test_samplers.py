@@ -39,9 +39,7 @@ NAMES = ("sst", "para", "sts", "extra")
 def task_lists(draw: st.DrawFn, min_tasks: int = 1, max_size: int = 60) -> list[TaskData]:
     n = draw(st.integers(min_tasks, len(NAMES)))
     names = draw(st.permutations(NAMES))[:n]
-    return [
-        TaskData(name, draw(st.integers(1, max_size)), draw(st.integers(1, 8))) for name in names
-    ]
+    return [TaskData(name, draw(st.integers(1, max_size)), draw(st.integers(1, 8))) for name in names]
 
 
 seeds = st.integers(0, 2**32 - 1)
@@ -190,7 +188,9 @@ def test_deterministic(tasks: list[TaskData], seed: int, epoch: int) -> None:
             assert step and set(step) <= {t.name for t in tasks}
 
 
-def stop_and_resume(sampler: Sampler, tasks: list[TaskData], seed: int, epochs: int, stop: tuple[int, int]) -> Plan:
+def stop_and_resume(
+    sampler: Sampler, tasks: list[TaskData], seed: int, epochs: int, stop: tuple[int, int]
+) -> Plan:
     """What a run that is killed after step ``stop[1]`` of epoch ``stop[0]`` trains on: the
     steps so far from ``sampler``, then, after the process's global RNGs have moved on, the
     rest from a new sampler built from the saved name and options, as a resumed run builds it."""
@@ -246,19 +246,35 @@ def test_a_resumed_process_plans_the_rest_of_the_epoch_like_the_first_one(hash_s
     rng = random.Random(hash_seed)
     cases, expected = [], []
     for _ in range(6):
-        tasks = [TaskData(name, rng.randint(1, 40), rng.randint(1, 6)) for name in rng.sample(NAMES, rng.randint(1, 4))]
+        tasks = [
+            TaskData(name, rng.randint(1, 40), rng.randint(1, 6))
+            for name in rng.sample(NAMES, rng.randint(1, 4))
+        ]
         seed, epoch = rng.randrange(2**32), rng.randrange(50)
         for sampler in all_samplers(tasks):
             plan = sampler.plan(tasks, epoch, seed)
             start = rng.randint(0, len(plan))
-            cases.append({"tasks": [[t.name, t.size, t.batch_size] for t in tasks], "name": sampler.name,
-                          "options": attrs.asdict(sampler), "seed": seed, "stop": [epoch, start]})
+            cases.append(
+                {
+                    "tasks": [[t.name, t.size, t.batch_size] for t in tasks],
+                    "name": sampler.name,
+                    "options": attrs.asdict(sampler),
+                    "seed": seed,
+                    "stop": [epoch, start],
+                }
+            )
             expected.append([{k: v.tolist() for k, v in step.items()} for step in plan[start:]])
     root = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": path}
-    child = subprocess.run([sys.executable, "-c", _RESUME_IN_CHILD], input=json.dumps(cases), env=env,
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", _RESUME_IN_CHILD],
+        input=json.dumps(cases),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(child.stdout) == expected
 
 
@@ -465,7 +481,9 @@ def padding_ratio(batches: Sequence[np.ndarray], lengths: np.ndarray) -> float:
 
 @FAST
 @given(task_lists(min_tasks=2), seeds, epochs)
-def test_length_grouping_covers_every_example_once_per_pass(tasks: list[TaskData], seed: int, epoch: int) -> None:
+def test_length_grouping_covers_every_example_once_per_pass(
+    tasks: list[TaskData], seed: int, epoch: int
+) -> None:
     rng = np.random.default_rng(seed)
     grouped = [with_lengths(t, rng) for t in tasks]
     for sampler in (SequentialSampler(), RoundRobinSampler(align_to="max"), ProportionalSampler()):

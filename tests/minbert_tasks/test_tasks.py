@@ -55,7 +55,11 @@ def test_builtins_describe_the_three_tasks() -> None:
 
 
 def test_divergences_match_the_head_and_exist_in_gradbalance() -> None:
-    assert (SST.divergence, PARA.divergence, STS.divergence) == ("softmax_kl", "bernoulli_kl", "squared_error")
+    assert (SST.divergence, PARA.divergence, STS.divergence) == (
+        "softmax_kl",
+        "bernoulli_kl",
+        "squared_error",
+    )
     assert STS.divergence_for(HeadConfig(output="classes")) == "softmax_kl"
     assert STS.divergence_for(HeadConfig(pair_encoding="siamese", output="cosine")) == "squared_error"
     for name in ("softmax_kl", "bernoulli_kl", "squared_error"):
@@ -168,7 +172,9 @@ def test_predictions_are_formatted() -> None:
 def test_metrics_and_unit_scores() -> None:
     assert SST.metric([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
     assert PARA.metric(torch.tensor([1, 0]), torch.tensor([1.0, 1.0])) == 0.5
-    assert STS.metric([1.0, 2.0, 3.0], [2.0, 4.0, 7.0]) == pytest.approx(metrics.pearson([1, 2, 3], [2, 4, 7]))
+    assert STS.metric([1.0, 2.0, 3.0], [2.0, 4.0, 7.0]) == pytest.approx(
+        metrics.pearson([1, 2, 3], [2, 4, 7])
+    )
     assert math.isnan(STS.metric([1.0, 1.0], [0.0, 5.0]))
     # The mean of the three tasks' 0-1 scores is the CS224N overall score.
     units = [SST.unit_score(0.521), PARA.unit_score(0.871), STS.unit_score(0.891)]
@@ -187,10 +193,20 @@ def test_metrics_and_unit_scores() -> None:
         (STS, STSS, HeadConfig(pooling="pooler", output="classes")),
         (STS, STSS, HeadConfig(pooling="mean", pair_encoding="siamese", output="cosine")),
     ],
-    ids=["sst-cnn-mlp", "para-cross", "para-siamese", "para-cosine-logit", "para-hybrid", "sts-regression",
-         "sts-classes", "sts-cosine"],
+    ids=[
+        "sst-cnn-mlp",
+        "para-cross",
+        "para-siamese",
+        "para-cosine-logit",
+        "para-hybrid",
+        "sts-regression",
+        "sts-classes",
+        "sts-cosine",
+    ],
 )
-def test_loss_decreases_with_training(tokenizer: Tokenizer, task: TaskSpec, examples: list, config: HeadConfig) -> None:
+def test_loss_decreases_with_training(
+    tokenizer: Tokenizer, task: TaskSpec, examples: list, config: HeadConfig
+) -> None:
     torch.manual_seed(0)
     encoder = MinBert(BertConfig.tiny(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
     head = task.build_head(encoder.config.hidden_size, config)

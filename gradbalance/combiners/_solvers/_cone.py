@@ -14,9 +14,7 @@ from ._common import solve_small
 _MAX_STEPS = 1000
 
 
-def cone_multipliers(
-    K: np.ndarray, x: np.ndarray, slack: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
+def cone_multipliers(K: np.ndarray, x: np.ndarray, slack: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """``v ≥ 0`` minimizing ``½ vᵀKv + vᵀK x`` on Gramians ``K [N, m, m]`` for ``x [N, m]``, the
     ``N`` programs side by side: ``Gᵀ(x + v)`` is then the projection of ``Gᵀx`` onto the dual
     cone ``{y : G y ≥ 0}``. Lawson & Hanson's active-set method. The gradient ``K(x + v)`` is

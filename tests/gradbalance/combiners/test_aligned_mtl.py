@@ -3,9 +3,9 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from _matrices import scale_of, task_matrices
-
 from gradbalance import AlignedMTL
+
+from _matrices import scale_of, task_matrices
 
 EPS32 = torch.finfo(torch.float32).eps
 
@@ -66,4 +66,3 @@ def test_parallel_opposed_and_absent_tasks():
     assert AlignedMTL().combine(torch.stack([g, -g])).abs().max() < 1e-12
     info = AlignedMTL().combine_with_info(torch.stack([g, torch.zeros(2, dtype=torch.float64)]))
     torch.testing.assert_close(info.weights[0], torch.tensor([1.0, 0.0], dtype=torch.float64))
-

@@ -6,11 +6,11 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from _matrices import cosine_condition, scale_of, task_matrices
-
 import gradbalance
 import gradbalance.combiners._cagrad as cagrad_module
 from gradbalance import MGDA, CAGrad
+
+from _matrices import cosine_condition, scale_of, task_matrices
 
 C_VALUES = st.sampled_from([0.1, 0.5, 0.9, 1.0, 2.0, 5.0])
 # c = 1 with two exactly opposed rows and g0 along them puts the ball tangent to the plane the
@@ -35,8 +35,12 @@ def reference_cagrad(G: torch.Tensor, c: float) -> tuple[torch.Tensor, np.ndarra
         return float(gw @ mean) + sqrt_phi * math.sqrt(float(gw @ gw))
 
     result = optimize.minimize(
-        dual, np.full(T, 1 / T), method="SLSQP", bounds=[(0, 1)] * T,
-        constraints={"type": "eq", "fun": lambda w: 1 - w.sum()}, options={"ftol": 1e-15, "maxiter": 1000},
+        dual,
+        np.full(T, 1 / T),
+        method="SLSQP",
+        bounds=[(0, 1)] * T,
+        constraints={"type": "eq", "fun": lambda w: 1 - w.sum()},
+        options={"ftol": 1e-15, "maxiter": 1000},
     )
     # Status 8 ("positive directional derivative in line search") is SLSQP stopping at the
     # limit of its precision, short of ftol; the comparison's tolerance covers it.
@@ -116,7 +120,9 @@ def assert_optimal(G: torch.Tensor, c: float) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(G=task_matrices(max_tasks=5, max_columns=40, kinds=("normal",)), c=st.sampled_from([0.1, 0.5, 0.9, 2.0]))
+@given(
+    G=task_matrices(max_tasks=5, max_columns=40, kinds=("normal",)), c=st.sampled_from([0.1, 0.5, 0.9, 2.0])
+)
 def test_matches_the_papers_slsqp_solution(G, c):
     # Well-conditioned rows in general position (zero is not in their hull): SLSQP converges
     # to ~1e-8, the library solves exactly, so its dual value is never worse.
@@ -303,8 +309,11 @@ def test_zero_rows_sit_out():
 
 
 @settings(max_examples=60, deadline=None)
-@given(G=task_matrices(max_columns=300), c=WELL_POSED_C,
-       alpha=st.sampled_from([1e-12, 1e-3, 0.7, 3.0, -2.0, 1e9]))
+@given(
+    G=task_matrices(max_columns=300),
+    c=WELL_POSED_C,
+    alpha=st.sampled_from([1e-12, 1e-3, 0.7, 3.0, -2.0, 1e9]),
+)
 def test_scale_equivariant(G, c, alpha):
     # The weights depend only on the Gramian up to scale, so scaling G scales d (even α < 0).
     want = alpha * CAGrad(c=c).combine(G)

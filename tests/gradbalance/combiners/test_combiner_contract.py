@@ -5,11 +5,22 @@ import pytest
 import torch
 
 import gradbalance
-from gradbalance import IMTLG, MGDA, AlignedMTL, GramianCombiner, NonFiniteGradientError, UPGrad
-from gradbalance import _builtins
+from gradbalance import IMTLG, MGDA, AlignedMTL, GramianCombiner, NonFiniteGradientError, UPGrad, _builtins
 from gradbalance.testing import applicable_checks, check_combiner
 
-BUILTINS = ["sum", "mean", "pcgrad", "gradvac", "imtl-g", "mgda", "aligned-mtl", "upgrad", "cagrad", "nash-mtl", "fairgrad"]
+BUILTINS = [
+    "sum",
+    "mean",
+    "pcgrad",
+    "gradvac",
+    "imtl-g",
+    "mgda",
+    "aligned-mtl",
+    "upgrad",
+    "cagrad",
+    "nash-mtl",
+    "fairgrad",
+]
 CLASSES = {cls.name: cls for cls in _builtins.gradbalance_combiners()}
 
 # Declared properties hold for every option value: the defaults, plus the options that change
@@ -22,7 +33,12 @@ OPTION_SETS = {
     "upgrad": [{}, {"reduction": "sum"}],
 }
 CASES = [
-    pytest.param(name, options, check, id=f"{name}{'-' + '-'.join(f'{k}={v}' for k, v in options.items()) if options else ''}-{check}")
+    pytest.param(
+        name,
+        options,
+        check,
+        id=f"{name}{'-' + '-'.join(f'{k}={v}' for k, v in options.items()) if options else ''}-{check}",
+    )
     for name in BUILTINS
     for options in OPTION_SETS.get(name, [{}])
     for check in applicable_checks(CLASSES[name])

@@ -7,10 +7,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-from _matrices import task_matrices
-
 import gradbalance
 from gradbalance import MGDA, FairGrad, NashMTL
+
+from _matrices import task_matrices
 
 ALPHAS = st.sampled_from([0.25, 0.5, 1.0, 2.0, 5.0, 8.0])
 

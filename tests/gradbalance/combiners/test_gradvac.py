@@ -5,9 +5,9 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from _matrices import ReferenceGradVac, reference_pcgrad, scale_of, task_matrices
-
 from gradbalance import GradVac
+
+from _matrices import ReferenceGradVac, reference_pcgrad, scale_of, task_matrices
 
 
 @settings(max_examples=100, deadline=None)
@@ -32,8 +32,11 @@ def test_matches_vector_space_reference_over_steps(G, seed, beta, steps):
 
 
 @settings(max_examples=40, deadline=None)
-@given(G=task_matrices(max_columns=400, kinds=("normal",)), seed=st.integers(0, 100),
-       beta=st.sampled_from([0.9, 1.0]))
+@given(
+    G=task_matrices(max_columns=400, kinds=("normal",)),
+    seed=st.integers(0, 100),
+    beta=st.sampled_from([0.9, 1.0]),
+)
 def test_high_beta_matches_the_reference_on_rows_in_general_position(G, seed, beta):
     assume(G.shape[1] >= 4 * G.shape[0])  # random rows in many more dimensions: well conditioned
     ours, ref = GradVac(beta=beta, seed=seed), ReferenceGradVac(beta, seed)

@@ -3,9 +3,9 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from _matrices import cosine_condition, task_matrices
-
 from gradbalance import IMTLG
+
+from _matrices import cosine_condition, task_matrices
 
 
 def reference_imtl_g(G: torch.Tensor) -> torch.Tensor:

@@ -4,9 +4,9 @@ G Gᵀ is ~2e-3 off float64; the blockwise Gramian keeps the combined vector wit
 import pytest
 import torch
 
-from _matrices import ReferenceGradVac, reference_pcgrad
-
 import gradbalance
+
+from _matrices import ReferenceGradVac, reference_pcgrad
 
 P = 22_713_216
 

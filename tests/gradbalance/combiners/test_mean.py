@@ -4,9 +4,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _matrices import task_matrices
 from gradbalance import Mean, Sum
 from gradbalance.testing import segmentations
+
+from _matrices import task_matrices
 
 
 @settings(max_examples=40, deadline=None)

@@ -5,9 +5,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _matrices import scale_of, segment_pieces, task_matrices
-
 from gradbalance import MGDA
+
+from _matrices import scale_of, segment_pieces, task_matrices
 
 
 def reference_two_tasks(g1: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-from _matrices import task_matrices
-
 import gradbalance
 from gradbalance import MGDA, NashMTL
+
+from _matrices import task_matrices
 
 
 def pareto_stationary(G: torch.Tensor) -> bool:

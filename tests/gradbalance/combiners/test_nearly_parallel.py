@@ -31,8 +31,9 @@ from test_aligned_mtl import reference_aligned
 from test_cagrad import assert_optimal
 from test_mgda import reference_min_norm
 
-from _matrices import ReferenceGradVac, cosine_condition, reference_pcgrad, scale_of, task_matrices
 from gradbalance import IMTLG, MGDA, AlignedMTL, GradVac, NashMTL, PCGrad, UPGrad
+
+from _matrices import ReferenceGradVac, cosine_condition, reference_pcgrad, scale_of, task_matrices
 
 EPS = float(torch.finfo(torch.float64).eps)
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])

@@ -3,10 +3,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _matrices import reference_pcgrad, scale_of, task_matrices
-
 import gradbalance
 from gradbalance import PCGrad
+
+from _matrices import reference_pcgrad, scale_of, task_matrices
 
 
 @settings(max_examples=150, deadline=None)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradbalance.combiners import CAGrad, FairGrad, MGDA, NashMTL, UPGrad
+from gradbalance.combiners import MGDA, CAGrad, FairGrad, NashMTL, UPGrad
 from gradbalance.combiners._cagrad import conflict_averse_weights, two_task_weights
 from gradbalance.combiners._solvers import (
     batched_min_norm_weights,
@@ -19,8 +19,17 @@ from gradbalance.combiners._solvers import (
 from gradbalance.combiners._upgrad import projection_weights
 
 KINDS = (
-    "normal", "zero-first", "zero-second", "zero-both", "parallel", "antiparallel",
-    "nearly-parallel", "nearly-antiparallel", "tiny", "huge", "far-apart",
+    "normal",
+    "zero-first",
+    "zero-second",
+    "zero-both",
+    "parallel",
+    "antiparallel",
+    "nearly-parallel",
+    "nearly-antiparallel",
+    "tiny",
+    "huge",
+    "far-apart",
 )
 
 

@@ -4,9 +4,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _matrices import reference_pcgrad, scale_of, segment_pieces, task_matrices
-
 from gradbalance import UPGrad
+
+from _matrices import reference_pcgrad, scale_of, segment_pieces, task_matrices
 
 
 def reference_projection(G: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -23,9 +23,7 @@ def reference_projection(G: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
                 A = G[list(subset)].T  # [P, k]
                 coefficients = torch.linalg.lstsq(A, x.unsqueeze(1), driver="gelsd").solution[:, 0]
                 y = x - A @ coefficients
-            if float((G @ y).min()) >= -1e-9 * scale and (
-                best is None or (y - x).norm() < (best - x).norm()
-            ):
+            if float((G @ y).min()) >= -1e-9 * scale and (best is None or (y - x).norm() < (best - x).norm()):
                 best = y
     assert best is not None  # y = 0 always qualifies
     return best
@@ -77,7 +75,9 @@ def test_never_conflicts_and_keeps_every_task(G, reduction):
 def test_examples():
     e1, e2 = torch.eye(2, dtype=torch.float64)
     # Orthogonal: no conflict, the mean.
-    torch.testing.assert_close(UPGrad().combine(torch.stack([e1, 3 * e2])), torch.tensor([0.5, 1.5], dtype=torch.float64))
+    torch.testing.assert_close(
+        UPGrad().combine(torch.stack([e1, 3 * e2])), torch.tensor([0.5, 1.5], dtype=torch.float64)
+    )
     # Opposed: the dual cone of g and -g is g's orthogonal complement, both project to 0.
     g = torch.tensor([3.0, 4.0], dtype=torch.float64)
     assert UPGrad().combine(torch.stack([g, -2 * g])).abs().max() <= 1e-15
@@ -106,4 +106,3 @@ def test_segments_solved_side_by_side_match_one_at_a_time(G, cuts):
     got = UPGrad().combine(G, [b - a for a, b in pieces])
     for a, b in pieces:
         assert (got[a:b] - UPGrad().combine(G[:, a:b])).norm() <= 1e-9 * scale_of(G[:, a:b])
-

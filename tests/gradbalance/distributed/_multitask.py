@@ -68,10 +68,19 @@ def sgd(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
 
 
-def train(model: nn.Module, forward: Callable, buffer: TaskGradients, combiner, name: str,
-          steps: range, optimizer: torch.optim.Optimizer, rank: int = 0, world: int = 1,
-          after_step: Callable[[], None] | None = None,
-          no_sync: Callable = contextlib.nullcontext) -> list[gradbalance.Combination]:
+def train(
+    model: nn.Module,
+    forward: Callable,
+    buffer: TaskGradients,
+    combiner,
+    name: str,
+    steps: range,
+    optimizer: torch.optim.Optimizer,
+    rank: int = 0,
+    world: int = 1,
+    after_step: Callable[[], None] | None = None,
+    no_sync: Callable = contextlib.nullcontext,
+) -> list[gradbalance.Combination]:
     """SGD ``steps``; each rank trains on its slice of every task's global batch. Returns what
     every combine returned."""
     segments = buffer.segments(SEGMENTS[name]) if name in SEGMENTS else None

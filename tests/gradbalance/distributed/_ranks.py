@@ -32,8 +32,9 @@ def _entry(rank: int, fn: Callable[..., None], world: int, port: int, args: tupl
     torch.set_num_threads(1)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+    dist.init_process_group(
+        "gloo", rank=rank, world_size=world, timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S)
+    )
     try:
         fn(rank, world, *args)
         dist.barrier()  # no rank tears the group down while a peer still talks to it
@@ -51,8 +52,9 @@ def _entry(rank: int, fn: Callable[..., None], world: int, port: int, args: tupl
 def run_ranks(fn: Callable[..., None], world: int, *args: object, timeout: float = JOB_TIMEOUT_S) -> None:
     """Run ``fn(rank, world, *args)`` on ``world`` gloo ranks; re-raise the first rank's error;
     kill the ranks and raise :class:`TimeoutError` after ``timeout`` seconds."""
-    context = mp.start_processes(_entry, args=(fn, world, free_port(), args), nprocs=world,
-                                 join=False, start_method="spawn")
+    context = mp.start_processes(
+        _entry, args=(fn, world, free_port(), args), nprocs=world, join=False, start_method="spawn"
+    )
     deadline = time.monotonic() + timeout
     while not context.join(timeout=1.0):
         if time.monotonic() > deadline:

@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 import gradbalance
-from _multitask import TASKS, batches, make_model, sgd, shard, train
-from _ranks import assert_identical_across_ranks, rank_job
 from gradbalance import TaskGradients
 from gradbalance.distributed import ReplicatedTaskGradients
+
+from _multitask import TASKS, batches, make_model, sgd, shard, train
+from _ranks import assert_identical_across_ranks, rank_job
 
 FIRST, LAST = 2, 4  # checkpoint after step FIRST, end after step LAST
 
@@ -19,7 +20,11 @@ def _gradvac() -> gradbalance.GradientCombiner:
 
 
 def _checkpoint(model, optimizer, combiner) -> dict:
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "combiner": combiner.state_dict()}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "combiner": combiner.state_dict(),
+    }
 
 
 def _resume(rank: int, world: int, checkpoint: dict | None):
@@ -33,16 +38,21 @@ def _resume(rank: int, world: int, checkpoint: dict | None):
         optimizer.load_state_dict(checkpoint["optimizer"])
         if rank == 0:
             combiner.load_state_dict(checkpoint["combiner"])
-    buffer = (ReplicatedTaskGradients(model.trunk, TASKS, replicated=model) if world > 1
-              else TaskGradients(model.trunk, TASKS))
+    buffer = (
+        ReplicatedTaskGradients(model.trunk, TASKS, replicated=model)
+        if world > 1
+        else TaskGradients(model.trunk, TASKS)
+    )
     return model, optimizer, buffer, combiner
 
 
 def _run(model, optimizer, buffer, combiner, steps, rank, world) -> None:
     check = None
     if world > 1:
+
         def check() -> None:
             assert_identical_across_ranks(model.parameters(), "gradvac resume")
+
     train(model, model, buffer, combiner, "gradvac", steps, optimizer, rank, world, after_step=check)
 
 
@@ -80,8 +90,9 @@ def test_state_saved_on_rank_0_resumes_on_one_or_two_ranks(rank_results, _job_fo
             runs[f"{key}, rank {rank}"] = state
     for run, state in runs.items():
         for key in want:
-            torch.testing.assert_close(state[key], want[key], rtol=1e-5, atol=1e-6,
-                                       msg=lambda m: f"{run} {key}: {m}")
+            torch.testing.assert_close(
+                state[key], want[key], rtol=1e-5, atol=1e-6, msg=lambda m: f"{run} {key}: {m}"
+            )
 
 
 class UnitSum(gradbalance.GradientCombiner):
@@ -125,8 +136,12 @@ def _edge_cases(rank: int, world: int, out: str) -> None:
             with buffer.task(t):
                 layer(x).pow(t + 1).mean().backward()
         info = buffer.combine(gradbalance.create("upgrad"), [4, 11])
-        result["padded", scatter] = (buffer.result.clone(), info.gramian, layer.weight.grad.clone(),
-                                     layer.bias.grad.clone())
+        result["padded", scatter] = (
+            buffer.result.clone(),
+            info.gramian,
+            layer.weight.grad.clone(),
+            layer.bias.grad.clone(),
+        )
     # A combiner that needs whole rows is refused by scatter mode, on every rank alike.
     model = make_model()
     buffer = ReplicatedTaskGradients(model.trunk, TASKS, replicated=model, scatter=True)

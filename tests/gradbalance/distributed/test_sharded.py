@@ -8,20 +8,35 @@ import torch
 from torch.distributed.fsdp import fully_shard
 
 import gradbalance
-from _multitask import STEPS, TASKS, batches, combiners, make_model, reference, sgd, shard, train
-from _ranks import assert_identical_across_ranks, rank_job
 from gradbalance import GradientCombiner, NonFiniteGradientError
 from gradbalance.distributed import ShardedTaskGradients, sharded_combine
+
+from _multitask import STEPS, TASKS, batches, combiners, make_model, reference, sgd, shard, train
+from _ranks import assert_identical_across_ranks, rank_job
 
 #: (columns, global segments, first column of rank 1, dtype): a segment straddles the split;
 #: with 384 columns the segments share a block length (the batched Gramian path); each rank
 #: holds zero columns of some segment. Float32 block products round differently on a shard
 #: than on whole rows (3e-7 relative), float64 ones agree to float64 rounding.
-LAYOUTS = [(50, [10, 7, 13, 20], 20, torch.float32), (384, [128, 64, 192], 192, torch.float32),
-           (51, [10, 7, 13, 21], 20, torch.float64)]
+LAYOUTS = [
+    (50, [10, 7, 13, 20], 20, torch.float32),
+    (384, [128, 64, 192], 192, torch.float32),
+    (51, [10, 7, 13, 21], 20, torch.float64),
+]
 GRAMIAN_RTOL = {torch.float32: 2e-6, torch.float64: 1e-12}
-NAMES = ["sum", "mean", "pcgrad", "gradvac", "upgrad", "mgda", "imtl-g", "cagrad", "nash-mtl",
-         "aligned-mtl", "fairgrad"]
+NAMES = [
+    "sum",
+    "mean",
+    "pcgrad",
+    "gradvac",
+    "upgrad",
+    "mgda",
+    "imtl-g",
+    "cagrad",
+    "nash-mtl",
+    "aligned-mtl",
+    "fairgrad",
+]
 CALLS = 2  # twice, so stateful combiners use their state
 
 
@@ -94,8 +109,13 @@ def test_column_shards_combine_to_the_whole_rows_result(matrix_cases, columns, s
             want = combiner.combine_with_info(G, segments)
             parts = [matrix_cases[r][columns, name, call] for r in range(2)]
             where = f"{name}, {columns} columns, call {call}"
-            torch.testing.assert_close(torch.cat([p[0] for p in parts]), want.direction,
-                                       rtol=1e-5, atol=1e-6, msg=lambda m: f"{where}: {m}")
+            torch.testing.assert_close(
+                torch.cat([p[0] for p in parts]),
+                want.direction,
+                rtol=1e-5,
+                atol=1e-6,
+                msg=lambda m: f"{where}: {m}",
+            )
             if want.gramian is None:  # columnwise: no Gramian, no collective
                 assert parts[0][1] is None and parts[1][1] is None, where
                 continue
@@ -128,8 +148,10 @@ def _fsdp_training(rank: int, world: int, out: str) -> None:
         fully_shard(model)
         buffer = ShardedTaskGradients(model.trunk, TASKS)
         infos = train(model, model, buffer, combiner, name, range(STEPS), sgd(model), rank, world)
-        assert_identical_across_ranks([t for i in infos for t in (i.gramian, i.weights) if t is not None],
-                                      f"{name} Gramians and weights")
+        assert_identical_across_ranks(
+            [t for i in infos for t in (i.gramian, i.weights) if t is not None],
+            f"{name} Gramians and weights",
+        )
         result[name] = {k: v.full_tensor() for k, v in model.state_dict().items()}
         result[name, "gramians"] = [i.gramian for i in infos]
         result[name, "local sizes"] = buffer.segments("tensor")
@@ -183,8 +205,9 @@ def test_fsdp2_training_matches_one_process_on_the_global_batch(rank_results):
         model, infos = reference(name)
         want = model.state_dict()
         for key in want:
-            torch.testing.assert_close(ranks[0][name][key], want[key], rtol=1e-5, atol=1e-6,
-                                       msg=lambda m: f"{name} {key}: {m}")
+            torch.testing.assert_close(
+                ranks[0][name][key], want[key], rtol=1e-5, atol=1e-6, msg=lambda m: f"{name} {key}: {m}"
+            )
         for got, ref in zip(ranks[0][name, "gramians"], infos):
             if ref.gramian is not None:
                 torch.testing.assert_close(got, ref.gramian, rtol=1e-5, atol=1e-9)

@@ -11,14 +11,15 @@ from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 import gradbalance
-from _multitask import TASKS, batches, make_model, shard
-from _ranks import rank_job
 from gradbalance.distributed import (
     ReplicatedTaskGradients,
     ShardedTaskGradients,
     count_collectives,
     step_traffic,
 )
+
+from _multitask import TASKS, batches, make_model, shard
+from _ranks import rank_job
 
 
 def _numel(module: nn.Module) -> int:
@@ -91,16 +92,23 @@ def test_counted_bytes_per_step_match_the_formulas(rank_results):
         calls, payload, buffer_bytes = result["replicated"]
         assert calls == {"all_reduce": 1}
         want = step_traffic("replicated", shared=trunk, heads=heads, tasks=TASKS).total
-        assert payload["all_reduce"] == buffer_bytes == want + 4 * len(list(model.heads.parameters()))  # flags
+        assert (
+            payload["all_reduce"] == buffer_bytes == want + 4 * len(list(model.heads.parameters()))
+        )  # flags
 
         calls, payload, buffer_bytes = result["scatter"]  # the trunk splits evenly: no padding
         want = step_traffic("scatter", shared=trunk, heads=heads, tasks=TASKS)
-        scatter, gather = (("reduce_scatter_single", "all_gather_single") if hasattr(dist, "all_gather_single")
-                           else ("reduce_scatter_tensor", "all_gather_into_tensor"))
+        scatter, gather = (
+            ("reduce_scatter_single", "all_gather_single")
+            if hasattr(dist, "all_gather_single")
+            else ("reduce_scatter_tensor", "all_gather_into_tensor")
+        )
         assert calls == {scatter: TASKS, "all_reduce": 2, gather: 1}
         assert payload[scatter] == want.reduce_scatter
         assert payload[gather] == want.all_gather
-        assert payload["all_reduce"] == want.all_reduce + want.small_all_reduce + 4 * len(list(model.heads.parameters()))
+        assert payload["all_reduce"] == want.all_reduce + want.small_all_reduce + 4 * len(
+            list(model.heads.parameters())
+        )
         assert buffer_bytes == want.total - want.small_all_reduce + 4 * len(list(model.heads.parameters()))
 
         calls, payload = result["ddp"]
@@ -110,8 +118,12 @@ def test_counted_bytes_per_step_match_the_formulas(rank_results):
         # One small all-reduce of the S·T·T float64 Gramians; FSDP2 reduce-scatters the trunk
         # and the one head each task reaches, once per task.
         assert calls["all_reduce"] == 1
-        assert payload["all_reduce"] == step_traffic(
-            "sharded", shared=trunk, heads=heads, tasks=TASKS, segments=segments).small_all_reduce
+        assert (
+            payload["all_reduce"]
+            == step_traffic(
+                "sharded", shared=trunk, heads=heads, tasks=TASKS, segments=segments
+            ).small_all_reduce
+        )
         assert payload["reduce_scatter_single"] == TASKS * (trunk + head) * 4
         assert payload["all_gather_single"] > 0
 
@@ -149,8 +161,12 @@ def test_projected_bert_sizes_are_the_real_models():
     transformers = pytest.importorskip("transformers")
     script, _ = _traffic_script()
     for layers, hidden, intermediate in script.MODELS.values():
-        config = transformers.BertConfig(num_hidden_layers=layers, hidden_size=hidden,
-                                         intermediate_size=intermediate, num_attention_heads=hidden // 64)
+        config = transformers.BertConfig(
+            num_hidden_layers=layers,
+            hidden_size=hidden,
+            intermediate_size=intermediate,
+            num_attention_heads=hidden // 64,
+        )
         with torch.device("meta"):
             model = transformers.BertModel(config)
         params = list(model.parameters())

@@ -10,9 +10,10 @@ import torch
 import torch.distributed as dist
 from torch.distributed.fsdp import fully_shard
 
-from _multitask import STEPS, TASKS, combiners, make_model, reference, sgd, train
 import gradbalance
 from gradbalance.distributed import ReplicatedTaskGradients, ShardedTaskGradients, sharded_combine
+
+from _multitask import STEPS, TASKS, combiners, make_model, reference, sgd, train
 
 
 def test_without_a_process_group_the_error_says_what_to_do():
@@ -26,8 +27,13 @@ def test_without_a_process_group_the_error_says_what_to_do():
 
 @pytest.fixture
 def world_of_one(tmp_path):
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1,
-                            timeout=timedelta(seconds=30))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{tmp_path / 'store'}",
+        rank=0,
+        world_size=1,
+        timeout=timedelta(seconds=30),
+    )
     yield
     dist.destroy_process_group()
 
@@ -41,19 +47,27 @@ def test_a_world_of_one_trains_exactly_as_one_process(world_of_one, name):
             fully_shard(model)
             buffer = ShardedTaskGradients(model.trunk, TASKS)
         else:
-            buffer = ReplicatedTaskGradients(model.trunk, TASKS, replicated=model,
-                                             overlap=mode == "overlap", scatter=mode == "scatter")
+            buffer = ReplicatedTaskGradients(
+                model.trunk, TASKS, replicated=model, overlap=mode == "overlap", scatter=mode == "scatter"
+            )
         train(model, model, buffer, combiners()[name], name, range(STEPS), sgd(model))
         for key, value in model.state_dict().items():
             value = value.full_tensor() if mode == "fsdp2" else value
             assert torch.equal(value, want[key]), f"{mode} {name} {key}"
 
 
-@pytest.mark.parametrize("name, options", [
-    ("pcgrad", {"seed": 0, "reduction": "mean"}), ("aligned-mtl", {"reduction": "mean"}),
-    ("upgrad", {"reduction": "sum"}), ("mgda", {"reduction": "sum"}), ("imtl-g", {"reduction": "sum"}),
-    ("cagrad", {"reduction": "sum"}), ("cagrad", {"reduction": "sum", "rescale": False}),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("pcgrad", {"seed": 0, "reduction": "mean"}),
+        ("aligned-mtl", {"reduction": "mean"}),
+        ("upgrad", {"reduction": "sum"}),
+        ("mgda", {"reduction": "sum"}),
+        ("imtl-g", {"reduction": "sum"}),
+        ("cagrad", {"reduction": "sum"}),
+        ("cagrad", {"reduction": "sum", "rescale": False}),
+    ],
+)
 def test_a_sharded_combine_applies_the_reduction(world_of_one, name, options):
     # The sharded path calls checked_weights on the all-reduced Gramians: the reduction that is
     # not the combiner's default must reach it as it reaches combine.

@@ -7,7 +7,13 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from gradbalance import UnknownCombinerError
-from gradbalance.plugins import PluginConflictError, PluginKind, PluginLoadWarning, Registry, UnknownPluginError
+from gradbalance.plugins import (
+    PluginConflictError,
+    PluginKind,
+    PluginLoadWarning,
+    Registry,
+    UnknownPluginError,
+)
 
 GROUP = "gradbalance-test.constants"
 
@@ -45,15 +51,19 @@ def test_a_kind_read_from_its_own_entry_point_group(monkeypatch):
         "but one of these distributions or rename them; the other names still work"
     )
     assert messages[1].startswith("mathkit: skipped constant plugin 'gone' (no_such_module_xyz:thing)")
-    assert messages[2].endswith("'root' (math:sqrt) of distribution '<unknown distribution>': TypeError: "
-                                "expected a float, got <built-in function sqrt>")
+    assert messages[2].endswith(
+        "'root' (math:sqrt) of distribution '<unknown distribution>': TypeError: "
+        "expected a float, got <built-in function sqrt>"
+    )
     assert len(messages) == 3
     assert registry.get("pi", "constant") == math.pi
     assert registry.entries("constant")["half"].source == "mathkit (built-in)"
     assert registry.entries("constant")["pi"].source == "<unknown distribution> (math:pi)"
     with pytest.raises(PluginConflictError, match=r"'circle'.*math:pi.*math:tau"):
         registry.get("circle", "constant")
-    with pytest.raises(UnknownPluginError, match=r"no constant named 'pie' \(did you mean 'pi'\?\); available: half, pi$"):
+    with pytest.raises(
+        UnknownPluginError, match=r"no constant named 'pie' \(did you mean 'pi'\?\); available: half, pi$"
+    ):
         registry.get("pie", "constant")
     with pytest.raises(ValueError, match=r"unknown plugin kind 'combiner'; expected one of \['constant'\]"):
         registry.available()

@@ -259,7 +259,9 @@ def test_rerunning_a_notebook_cell_replaces_the_earlier_registration():
 
 
 def test_unknown_names_and_options_suggest_a_close_match():
-    with pytest.raises(UnknownCombinerError, match=r"no combiner named 'pc-grad' \(did you mean 'pcgrad'\?\)"):
+    with pytest.raises(
+        UnknownCombinerError, match=r"no combiner named 'pc-grad' \(did you mean 'pcgrad'\?\)"
+    ):
         gradbalance.create("pc-grad")
     with pytest.raises(TypeError, match=r"'sed'.*\(did you mean 'seed'\?\); it accepts: seed, reduction"):
         gradbalance.create("pcgrad", sed=1)
@@ -381,7 +383,11 @@ def test_a_combine_only_distribution_is_listed_created_and_run_in_task_gradients
     assert check == "True True"
     assert listing.returncode == 0, listing.stderr
     rows = [line.split()[:3] for line in listing.stdout.splitlines()]
-    assert ["unit-sum", "combiner", "unit-balancers"] in rows and ["pcgrad", "combiner", "gradbalance"] in rows
+    assert ["unit-sum", "combiner", "unit-balancers"] in rows and [
+        "pcgrad",
+        "combiner",
+        "gradbalance",
+    ] in rows
     assert "Sum of the task gradients, each scaled to unit norm." in listing.stdout
 
 
@@ -409,7 +415,8 @@ def test_a_plugin_that_contributes_nothing_is_named_with_what_was_found(contract
         )
         assert warned["typo-balancers"] == (
             "gradbalance: plugin 'typo-balancers' (typo_balancers) contributes nothing: @gradbalance.hookimpl "
-            "marks gradbalance_combiner(), which is no gradbalance hook (did you mean 'gradbalance_combiners'?)" + tail
+            "marks gradbalance_combiner(), which is no gradbalance hook (did you mean 'gradbalance_combiners'?)"
+            + tail
         )
 
 

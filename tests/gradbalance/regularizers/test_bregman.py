@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from gradbalance.regularizers import BregmanProximalPoint
-from gradbalance.regularizers import _bregman
+from gradbalance.regularizers import BregmanProximalPoint, _bregman
 
 
 def _net(seed: int = 0) -> nn.Module:

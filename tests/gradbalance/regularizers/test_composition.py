@@ -79,7 +79,11 @@ def _smart(t: int) -> SmoothnessRegularizer:
     task, head = TASKS[t]
     # Radius and step larger than the paper's 1e-5 so that the term is far above rounding noise.
     return SmoothnessRegularizer(
-        sigma=1e-2, epsilon=1e-1, step_size=1e-1, steps=1, weight=3.0,
+        sigma=1e-2,
+        epsilon=1e-1,
+        step_size=1e-1,
+        steps=1,
+        weight=3.0,
         divergence=task.divergence_for(head),
     )
 
@@ -101,9 +105,7 @@ def _shared(model: MultiTaskModel) -> list[Tensor]:
 
 def _grad(term: Tensor, params: list[Tensor]) -> Tensor:
     grads = torch.autograd.grad(term, params, allow_unused=True)
-    return torch.cat(
-        [(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)]
-    )
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params)])
 
 
 def _close(actual: Tensor, expected: Tensor) -> None:
@@ -148,9 +150,7 @@ def test_smart_rows_are_task_gradient_plus_regulariser_gradient_then_pcgrad_step
         forward, embeddings, mask = model.heads[t].smart_view(model.encoder, inputs)  # type: ignore[operator]
         outputs = forward(embeddings)
         regularizer = _smart(t)
-        delta = regularizer.perturbation(
-            forward, embeddings, outputs, mask, generator=_generator(t)
-        )
+        delta = regularizer.perturbation(forward, embeddings, outputs, mask, generator=_generator(t))
         assert 0 < delta.abs().max() <= torch.tensor(regularizer.epsilon, dtype=delta.dtype)
         by_hand = regularizer.weight * divergence(regularizer.divergence)(
             forward(embeddings + delta), outputs

@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradbalance.regularizers import (
+    _divergence,
     divergence,
     squared_error,
     symmetric_kl_bernoulli,
     symmetric_kl_softmax,
 )
-from gradbalance.regularizers import _divergence
 
 ALL = {
     "softmax_kl": symmetric_kl_softmax,

@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from gradbalance.regularizers import SmoothnessRegularizer
-from gradbalance.regularizers import _smoothness
+from gradbalance.regularizers import SmoothnessRegularizer, _smoothness
 
 B, L, D, C = 3, 5, 4, 3
 

@@ -41,7 +41,9 @@ def plain(fn, **attributes):
         self._prepare(G, segments, out)
         return Combination(fn(self, G, segments, out))
 
-    return type("Plain", (GradientCombiner,), {"name": "plain", "combine_with_info": combine_with_info, **attributes})
+    return type(
+        "Plain", (GradientCombiner,), {"name": "plain", "combine_with_info": combine_with_info, **attributes}
+    )
 
 
 def ones(K):
@@ -73,11 +75,14 @@ class Counting(Sum):
 BROKEN = {
     # weights favour task 0
     "permutation-equivariant": declaring(
-        weighted(lambda K: ones(K) + torch.eye(K.shape[1], dtype=K.dtype)[0]), Property.PERMUTATION_EQUIVARIANT
+        weighted(lambda K: ones(K) + torch.eye(K.shape[1], dtype=K.dtype)[0]),
+        Property.PERMUTATION_EQUIVARIANT,
     ),
     # the sum normalized to the mean row norm: degree 0
     "positively-homogeneous": declaring(
-        weighted(lambda K: ones(K) / K.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).sqrt().clamp_min(1e-300)),
+        weighted(
+            lambda K: ones(K) / K.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).sqrt().clamp_min(1e-300)
+        ),
         Property.POSITIVELY_HOMOGENEOUS,
     ),
     "non-conflicting": declaring(Sum, Property.NON_CONFLICTING),
@@ -88,9 +93,13 @@ BROKEN = {
     # squares in the input dtype: huge rows overflow to inf / inf
     "finite": plain(lambda self, G, s, out: G.sum(0) * (G.norm() ** 2 / (G.norm() ** 2).clamp_min(1e-30))),
     # float16 arithmetic for every input but float64
-    "precision": plain(lambda self, G, s, out: G.sum(0) if G.dtype == torch.float64 else G.half().sum(0).to(G.dtype)),
+    "precision": plain(
+        lambda self, G, s, out: G.sum(0) if G.dtype == torch.float64 else G.half().sum(0).to(G.dtype)
+    ),
     "out": plain(lambda self, G, s, out: G.sum(0)),  # ignores out
-    "segments": weighted(lambda K: ones(K) / K.diagonal(dim1=-2, dim2=-1).sum(0, keepdim=True).sqrt().clamp_min(1e-300)),
+    "segments": weighted(
+        lambda K: ones(K) / K.diagonal(dim1=-2, dim2=-1).sum(0, keepdim=True).sqrt().clamp_min(1e-300)
+    ),
     "reproducible": weighted(lambda K: torch.rand(K.shape[:2], dtype=K.dtype)),  # the global RNG
     "state": Counting,
     # no NaN/Inf check: the result is NaN

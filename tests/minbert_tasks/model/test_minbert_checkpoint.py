@@ -40,7 +40,10 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
 def test_save_load_round_trip(tmp_path: Path) -> None:
     model = _model()
     folder = save_pretrained(model, tmp_path / "ckpt")
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temp leftovers
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]  # no temp leftovers
     loaded = load_pretrained(folder)
     assert loaded.config == CFG
     assert not loaded.training
@@ -99,7 +102,9 @@ def test_non_strict_loads_overlap_and_warns() -> None:
     kept = target.encoder.layer[1].output.dense.weight.detach().clone()
     with pytest.warns(UserWarning, match="loading non-strictly"):
         load_state_into(target, state, strict=False)
-    torch.testing.assert_close(target.embeddings.word_embeddings.weight, source.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(
+        target.embeddings.word_embeddings.weight, source.embeddings.word_embeddings.weight
+    )
     torch.testing.assert_close(target.encoder.layer[1].output.dense.weight, kept)
 
 
@@ -113,7 +118,10 @@ def test_missing_pooler_only_warns(tmp_path: Path) -> None:
 def test_shape_mismatch_names_key_and_shapes(tmp_path: Path) -> None:
     state = _model().state_dict()
     state["embeddings.word_embeddings.weight"] = torch.zeros(50, CFG.hidden_size)
-    with pytest.raises(CheckpointError, match=r"embeddings.word_embeddings.weight: checkpoint \(50, 32\) vs model \(100, 32\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"embeddings.word_embeddings.weight: checkpoint \(50, 32\) vs model \(100, 32\)",
+    ):
         load_pretrained(_write_folder(tmp_path, state))
 
 

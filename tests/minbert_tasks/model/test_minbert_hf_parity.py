@@ -60,7 +60,12 @@ def tok(path: Path) -> Tokenizer:
 
 def _hf_batch(hf_tok, texts, pairs, max_length):
     return hf_tok(
-        texts, pairs, padding="longest", truncation="longest_first", max_length=max_length, return_tensors="pt"
+        texts,
+        pairs,
+        padding="longest",
+        truncation="longest_first",
+        max_length=max_length,
+        return_tensors="pt",
     )
 
 
@@ -71,7 +76,9 @@ def test_hidden_states_match_transformers(ours: MinBert, hf_model, tok: Tokenize
     with torch.no_grad():
         mine = ours(batch.input_ids, batch.attention_mask, batch.token_type_ids)
         ref = hf_model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, token_type_ids=batch.token_type_ids
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            token_type_ids=batch.token_type_ids,
         )
     real = batch.attention_mask.bool()
     err = (mine[real] - ref.last_hidden_state[real]).abs().max().item()

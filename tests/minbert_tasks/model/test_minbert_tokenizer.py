@@ -10,7 +10,23 @@ import torch
 
 from minbert_tasks.model import Batch, Tokenizer
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog", "ran", "##s", "a", "."]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "mat",
+    "dog",
+    "ran",
+    "##s",
+    "a",
+    ".",
+]
 ID = {tok: i for i, tok in enumerate(VOCAB)}
 
 

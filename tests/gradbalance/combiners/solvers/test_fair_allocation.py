@@ -85,8 +85,8 @@ def test_other_exponents_are_solved_cold_where_the_norms_allow(monkeypatch):
     continued = _calls(monkeypatch, "_continued_log_weights")
     w = _fair.fair_weights(K, 2.0)
     assert not continued
-    progress, terms = K @ w, np.abs(K) @ w + w ** -0.5
-    assert (np.abs(progress - w ** -0.5) <= 1e-13 * terms).all()
+    progress, terms = K @ w, np.abs(K) @ w + w**-0.5
+    assert (np.abs(progress - w**-0.5) <= 1e-13 * terms).all()
     monkeypatch.setattr(_fair, "_DIRECT_SPREAD", -1.0)  # always continue
     np.testing.assert_allclose(_fair.fair_weights(K, 2.0), w, rtol=1e-11)
     assert continued

@@ -58,4 +58,6 @@ def test_a_singular_system_is_solved_by_least_squares():
         np.linalg.solve(system, np.array([2.0, 2.0]))
     np.testing.assert_allclose(solve_small(system, np.array([2.0, 2.0])), [1.0, 1.0])  # least norm
     regular = np.array([[2.0, 1.0], [1.0, 3.0]])
-    np.testing.assert_array_equal(solve_small(regular, np.array([3.0, 4.0])), np.linalg.solve(regular, [3.0, 4.0]))
+    np.testing.assert_array_equal(
+        solve_small(regular, np.array([3.0, 4.0])), np.linalg.solve(regular, [3.0, 4.0])
+    )
