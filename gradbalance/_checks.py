@@ -70,7 +70,7 @@ def check_out(out: Tensor | None, G: Tensor) -> None:
 def all_finite(t: Tensor) -> bool:
     """Whether every entry of ``t`` is finite; numpy's test for small CPU float64 arrays such as
     weights and Gramians (torch's reduction costs 5-20 µs there, numpy's 1-2 µs)."""
-    if t.dtype == torch.float64 and t.device.type == "cpu" and t.numel() <= 4096:
+    if t.dtype == torch.float64 and t.is_cpu and t.numel() <= 4096:
         return bool(np.isfinite(t.detach().numpy()).all())
     return bool(torch.isfinite(t).all())
 

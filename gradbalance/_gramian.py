@@ -69,14 +69,18 @@ def _dot_gramian(G: Tensor, sizes: Sequence[int]) -> Tensor:
     block, as the batched product; float64 across blocks), for a CPU float32/float64 ``G``."""
     rows = G.detach().numpy()
     T = rows.shape[0]
+    pairs = [(i, j) for i in range(T) for j in range(i, T)]
     K = np.empty((len(sizes), T, T))
     start = 0
     with np.errstate(over="ignore", invalid="ignore"):  # overflowing rows are redone in float64
         for s, size in enumerate(sizes):
-            blocks = [rows[:, lo : min(lo + BLOCK, start + size)] for lo in range(start, start + size, BLOCK)]
-            for i in range(T):
-                for j in range(i, T):
-                    K[s, i, j] = K[s, j, i] = sum(float(np.dot(b[i], b[j])) for b in blocks)
+            totals = [0.0] * len(pairs)  # Python floats: the float64 sum across blocks
+            for lo in range(start, start + size, BLOCK):
+                block = list(rows[:, lo : min(lo + BLOCK, start + size)])  # row views
+                for p, (i, j) in enumerate(pairs):
+                    totals[p] += float(np.dot(block[i], block[j]))
+            for (i, j), total in zip(pairs, totals):
+                K[s, i, j] = K[s, j, i] = total
             start += size
     return torch.from_numpy(K)
 
@@ -137,7 +141,7 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     products run without TF32 (:func:`full_float32_matmul`).
     """
     small = G.shape[0] <= MAX_DOT_TASKS and G.numel() * G.element_size() <= MAX_DOT_BYTES
-    symmetric = small and G.device.type == "cpu" and G.dtype in _DOT_DTYPES
+    symmetric = small and G.is_cpu and G.dtype in _DOT_DTYPES
     if use_fused(G):  # a large float32 G on the CPU: one fused pass, symmetric by construction
         K, symmetric = fused_segment_gramians(G, sizes), True
     elif symmetric:  # each pair's product computed once and written to both halves
@@ -199,7 +203,7 @@ def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor 
         out = torch.empty(G.shape[1], dtype=G.dtype, device=G.device)
     if use_fused(G):
         return fused_apply(G, weights, sizes, out)
-    if G.device.type == "cpu" and G.dtype in _DOT_DTYPES:
+    if G.is_cpu and G.dtype in _DOT_DTYPES:
         # numpy's gemv straight into out: no torch dispatch or weight conversion per segment.
         rows, dest = G.detach().numpy(), out.detach().numpy()
         w = weights.detach().cpu().numpy().astype(rows.dtype)

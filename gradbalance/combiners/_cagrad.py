@@ -178,7 +178,7 @@ def two_task_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
     weights = np.full((S, 2), 0.5)
     both = (a > 0) & (e > 0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rho = np.clip(b / np.sqrt(a) / np.sqrt(e), -1.0, 1.0)
+        rho = (b / np.sqrt(a) / np.sqrt(e)).clip(-1.0, 1.0)
         largest = np.maximum(a, e)
         n1, n2 = np.sqrt(a / largest), np.sqrt(e / largest)
         g01, g02 = 0.5 * (n1 + rho * n2), 0.5 * (n2 + rho * n1)  # ĝ_t · g0
@@ -236,10 +236,10 @@ class _Dual:
         m = len(K)
         self.m = m
         self.b = np.full(m, 1.0 / T)
-        diagonal = np.diagonal(K)
+        diagonal = K.diagonal()
         self.norms = np.sqrt(diagonal / diagonal.max())
         root = np.sqrt(diagonal)
-        self.cos = np.clip(K / root[:, None] / root[None, :], -1.0, 1.0)
+        self.cos = (K / root[:, None] / root[None, :]).clip(-1.0, 1.0)
         np.fill_diagonal(self.cos, 1.0)
         g0 = self.b * self.norms  # g0 = Σ_t g0_t ĝ_t
         self.unit_progress = self.cos @ g0  # ĝ_t · g0
@@ -269,7 +269,7 @@ class _Dual:
         try:
             inverse = np.linalg.inv(system)
         except np.linalg.LinAlgError:
-            inverse = np.zeros_like(system)
+            inverse = np.zeros(system.shape)
             for i in range(N):
                 try:
                     inverse[i] = np.linalg.inv(system[i])

@@ -97,30 +97,36 @@ class GradVac(GramianCombiner):
         # Row i's corrections involve only g_i', the original rows and the targets φ̂_i·, so the
         # T sequences run side by side: step k visits orders[i, k] in every row i of every
         # segment at once, in numpy ([S, T] arrays: torch's per-op dispatch would dominate).
-        targets = self._targets.numpy()
+        # Each step reads and writes its own pairs' targets, so they are read once before the
+        # walk and written once after it.
+        all_targets = self._targets.numpy()
         beta = self.beta
         K = gramian.numpy()
-        norms = np.sqrt(np.maximum(np.diagonal(K, axis1=1, axis2=2), 0.0))  # ‖g_j‖, [S, T]
-        orders = order_array(visiting_orders(T, self._generator), T)
-        rows = np.broadcast_to(np.eye(T), (S, T, T)).copy()  # g_i' = rows[:, i] @ G
-        bound = norms.copy()  # Σ_k |rows_ik| ‖g_k‖
+        norms = np.sqrt(np.maximum(K.diagonal(0, 1, 2), 0.0))  # ‖g_j‖, [S, T]
+        visits = order_array(visiting_orders(T, self._generator), T).T  # [T-1, T]
         tasks = np.arange(T)
+        rows = np.zeros((S, T, T))  # g_i' = rows[:, i] @ G, from the identity
+        rows[:, tasks, tasks] = 1.0
+        bound = norms.copy()  # Σ_k |rows_ik| ‖g_k‖
+        norms_j = norms[:, visits]  # [S, T-1, T]: step k's ‖g_j‖ per row
+        targets = all_targets[:, tasks, visits]  # step k's φ̂_ij per row
+        sin_targets = np.sqrt(np.maximum(1 - targets * targets, _MIN_SIN_SQ))
+        phis = np.zeros(targets.shape)
+        valids = np.zeros(targets.shape, dtype=bool)
         with np.errstate(divide="ignore", invalid="ignore"):  # masked out by `valid` below
-            for visit in orders.T:  # visit[i]: the task row i is compared with now
+            for k, visit in enumerate(visits):  # visit[i]: the task row i is compared with now
                 dots = rows @ K  # g_i' · g_k for all k
-                dot = dots[:, tasks, visit]
                 norm_i = np.sqrt(np.maximum(np.einsum("sik,sik->si", rows, dots), 0.0))  # ‖g_i'‖
-                norm_j = norms[:, visit]
+                norm_j, target, sin_target = norms_j[:, k], targets[:, k], sin_targets[:, k]
                 valid = (norm_i > _ZERO_NORM * bound) & (norm_j > 0)
-                phi = np.where(valid, np.clip(dot / (norm_i * norm_j), -1.0, 1.0), 0.0)
-                target = targets[:, tasks, visit]
-                sin_target = np.sqrt(np.maximum(1 - target * target, _MIN_SIN_SQ))
+                phi = np.where(valid, (dots[:, tasks, visit] / (norm_i * norm_j)).clip(-1.0, 1.0), 0.0)
                 sin_phi = np.sqrt(np.maximum(1 - phi * phi, 0.0))
                 coef = norm_i * (target * sin_phi - phi * sin_target) / (norm_j * sin_target)
                 coef = np.where(valid & (phi < target - _COS_TOL), coef, 0.0)
                 rows[:, tasks, visit] += coef
                 bound += np.abs(coef) * norm_j
-                targets[:, tasks, visit] = np.where(valid, (1 - beta) * target + beta * phi, target)
+                phis[:, k], valids[:, k] = phi, valid
+        all_targets[:, tasks, visits] = np.where(valids, (1 - beta) * targets + beta * phis, targets)
         return torch.from_numpy(rows.sum(1))
 
     def state_dict(self) -> dict[str, Any]:

@@ -71,14 +71,14 @@ def equal_projection_weights(K: np.ndarray) -> np.ndarray:
     """The weights ``α [S, T]`` for Gramians ``K [S, T, T]``, batched over segments in numpy. A
     zero row gets a zero row and column in ``C``, which ``C⁺`` keeps zero: the same as leaving
     it out."""
-    norms = np.sqrt(np.maximum(np.diagonal(K, axis1=1, axis2=2), 0.0))
-    inverse_norms = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    cosines = np.clip(K * inverse_norms[:, :, None] * inverse_norms[:, None, :], -1.0, 1.0)
+    norms = np.sqrt(np.maximum(K.diagonal(0, 1, 2), 0.0))
+    inverse_norms = np.divide(1.0, norms, out=np.zeros(norms.shape), where=norms > 0)
+    cosines = (K * inverse_norms[:, :, None] * inverse_norms[:, None, :]).clip(-1.0, 1.0)
     # C⁺ 1 from the eigendecomposition, eigenvalues below 1e-10 of the largest counting as zero
     # (torch.linalg.pinv's hermitian rule).
     values, vectors = np.linalg.eigh(cosines)
     keep = np.abs(values) > _PINV_RTOL * np.abs(values).max(1, keepdims=True)
-    inverse_values = np.divide(1.0, values, out=np.zeros_like(values), where=keep)
+    inverse_values = np.divide(1.0, values, out=np.zeros(values.shape), where=keep)
     pinv = (vectors * inverse_values[:, None, :]) @ vectors.transpose(0, 2, 1)
     beta = pinv.sum(2)
     # 1 orthogonal to C's range (opposed tasks that balance out, e.g. four rows in one
@@ -89,4 +89,4 @@ def equal_projection_weights(K: np.ndarray) -> np.ndarray:
     active = np.maximum((norms > 0).sum(1), 1)
     scale = np.maximum(alpha.sum(1), np.abs(alpha).sum(1) / active)
     # zero only when every task cancels out (C⁺ 1 = 0)
-    return np.divide(alpha, scale[:, None], out=np.zeros_like(alpha), where=scale[:, None] > 0)
+    return np.divide(alpha, scale[:, None], out=np.zeros(alpha.shape), where=scale[:, None] > 0)

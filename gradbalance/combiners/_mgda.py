@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import attrs
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -64,4 +63,4 @@ class MGDA(GramianCombinerWithReduction):
         if gramian.shape[0] == 1:  # one problem: the sequential solver has fewer calls per step
             return nonzero_row_weights(gramian, min_norm_weights)
         K = gramian.numpy()
-        return torch.from_numpy(batched_min_norm_weights(K, np.diagonal(K, axis1=1, axis2=2) > 0))
+        return torch.from_numpy(batched_min_norm_weights(K, K.diagonal(0, 1, 2) > 0))

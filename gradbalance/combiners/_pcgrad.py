@@ -62,11 +62,13 @@ class PCGrad(GramianCombinerWithReduction):
         # numpy ([S, T] arrays; torch's per-op dispatch would cost more than the arithmetic).
         K = gramian.numpy()
         S, T, _ = K.shape
-        sq_norms = np.diagonal(K, axis1=1, axis2=2)
-        inverse = 1.0 / np.where(sq_norms > 0, sq_norms, 1.0)  # a zero g_j is never projected on
+        sq_norms = K.diagonal(0, 1, 2)
+        # a zero g_j is never projected on
+        inverse = np.divide(1.0, sq_norms, out=np.ones((S, T)), where=sq_norms > 0)
         orders = order_array(visiting_orders(T, self._generator), T)
-        rows = np.broadcast_to(np.eye(T), (S, T, T)).copy()  # g_i' = rows[:, i] @ G
         tasks = np.arange(T)
+        rows = np.zeros((S, T, T))  # g_i' = rows[:, i] @ G, from the identity
+        rows[:, tasks, tasks] = 1.0
         for visit in orders.T:  # visit[i]: the task row i projects against now
             dots = np.einsum("sik,sik->si", rows, K[:, visit])  # g_i' · g_j (K is symmetric)
             # Only a conflict (g_i' · g_j < 0) subtracts; a zero g_j has dots exactly 0.

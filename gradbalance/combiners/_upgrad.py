@@ -86,15 +86,16 @@ def projection_weights(K: np.ndarray) -> np.ndarray:
     projection onto the dual cone of the segment's rows, all ``S·T`` programs solved side by
     side. A zero row ``i`` gets a zero row (and, its constraint being ``0 ≥ 0``, never binds)."""
     S, T, _ = K.shape
-    largest = np.diagonal(K, axis1=1, axis2=2).max(1)
+    largest = K.diagonal(0, 1, 2).max(1)
     Kn = K / np.where(largest > 0, largest, 1.0)[:, None, None]
-    norms = np.sqrt(np.maximum(np.diagonal(Kn, axis1=1, axis2=2), 0.0))  # [S, T]
+    norms = np.sqrt(np.maximum(Kn.diagonal(0, 1, 2), 0.0))  # [S, T]
     own = norms.reshape(S * T)  # ‖g_i‖ of program (s, i)
-    constraint_norms = np.repeat(norms, T, axis=0)  # [S·T, T]
+    constraint_norms = norms.repeat(T, axis=0)  # [S·T, T]
+    scaled_norms = _TOLERANCE * constraint_norms
     eye = np.eye(T)
     v = cone_multipliers(
-        np.repeat(Kn, T, axis=0),
+        Kn.repeat(T, axis=0),
         np.tile(eye, (S, 1)),
-        lambda v: _TOLERANCE * constraint_norms * (own + (constraint_norms * v).sum(1))[:, None],
+        lambda v: scaled_norms * (own + (constraint_norms * v).sum(1))[:, None],
     )
     return (eye + v.reshape(S, T, T)) * (norms > 0)[:, :, None]

@@ -22,7 +22,7 @@ def nonzero_row_weights(gramian: Tensor, solve: Callable[[np.ndarray], np.ndarra
     K = gramian.numpy()
     S, T, _ = K.shape
     weights = np.zeros((S, T))
-    positive = np.diagonal(K, axis1=1, axis2=2) > 0
+    positive = K.diagonal(0, 1, 2) > 0
     for s in range(S):
         if positive[s].all():
             weights[s] = solve(K[s])

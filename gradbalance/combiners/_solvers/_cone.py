@@ -63,9 +63,9 @@ def _equality_solutions(K: np.ndarray, Kx: np.ndarray, passive: np.ndarray) -> n
     constraint on it (the projection of ``Gᵀx`` onto the subspace orthogonal to the passive
     rows; ``Kx = K x``). One batched solve of ``K`` restricted to the passive set, bordered by
     the identity elsewhere (whose unknowns come out exactly 0)."""
+    N, m = passive.shape
     system = K * (passive[:, :, None] & passive[:, None, :])
-    diagonal = np.arange(K.shape[1])
-    system[:, diagonal, diagonal] += ~passive
+    system.reshape(N, m * m)[:, :: m + 1] += ~passive  # the diagonals, as a strided view
     rhs = -(Kx * passive)
     try:
         return np.linalg.solve(system, rhs[:, :, None])[:, :, 0]

@@ -69,7 +69,7 @@ def two_task_bargaining_weights(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     positive = norms > 0
     both = positive.all(1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.clip(b / (norms[:, 0] * norms[:, 1]), -1.0, 1.0)
+        rho = (b / (norms[:, 0] * norms[:, 1])).clip(-1.0, 1.0)
         beta = np.where(both, 1 / np.sqrt(np.where(both, 1 + rho, 1.0)), 1.0)
         weights = np.where(positive, beta[:, None] / np.where(positive, norms, 1.0), 0.0)
     stationary = both & (1 + rho < _OPPOSED_ZERO)
@@ -80,8 +80,8 @@ def two_task_bargaining_weights(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def fair_weights(K: np.ndarray, alpha: float) -> np.ndarray:
     """The ``w > 0`` with ``K w = w^(−1/α)`` for a Gramian ``K`` with positive diagonal, or zeros
     where the rows are Pareto-stationary."""
-    norms = np.sqrt(np.diagonal(K))
-    C = K / np.outer(norms, norms)
+    norms = np.sqrt(K.diagonal())
+    C = K / (norms[:, None] * norms)
     if not _clearly_not_stationary(C):
         hull = min_norm_weights(C)
         if float(hull @ C @ hull) <= _STATIONARY:
@@ -148,6 +148,8 @@ def _group_split(log_norms: np.ndarray, group: np.ndarray, alpha: float) -> tupl
     sides' coefficients in β); per member, ``log (c_t^α / Σ c^α)``, its share of the group's β.
     A group's members share ``(Cβ)_t = P``, so ``β_t = (c_t/P)^α``: the group is one task."""
     member = alpha * ((1 / alpha - 1) * log_norms)  # α log c_t
+    if int(group.max()) + 1 == len(group):  # every task its own group (the common case)
+        return member / alpha, np.zeros(member.shape)
     total = _group_logsumexp(member, group)
     return total / alpha, member - total[group]
 
@@ -215,8 +217,8 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
     for _ in range(_MAX_NEWTON_STEPS):
         gradient = C @ beta - c * beta ** (-1 / alpha)
         hessian = C + np.diag(c / alpha * beta ** (-1 / alpha - 1))
-        scale = 1 / np.sqrt(np.diagonal(hessian))
-        step = -scale * solve_small(hessian * np.outer(scale, scale), scale * gradient)
+        scale = 1 / np.sqrt(hessian.diagonal())
+        step = -scale * solve_small(hessian * (scale[:, None] * scale), scale * gradient)
         decrement2 = float(-gradient @ step)
         # Converged to f's rounding, or stalled there: once full steps are taken the decrement
         # squares at every step, so one that does not fall is rounding. Also stops on NaN.

@@ -43,8 +43,8 @@ def min_norm_weights(K: np.ndarray) -> np.ndarray:
     optimality; minor steps solve for the nearest point of the support's affine hull and, while
     that point leaves the simplex, walk towards it until a weight reaches zero and drop it.
     A few ``T×T`` solves in numpy (tiny arrays: torch's per-call overhead would dominate)."""
-    Kn = K / float(np.diagonal(K).max())
-    diagonal = np.diagonal(Kn)
+    Kn = K / float(K.diagonal().max())
+    diagonal = Kn.diagonal()
     roots = np.sqrt(diagonal)
     support = np.array([diagonal.argmin()])
     lam = np.ones(1)
@@ -101,9 +101,9 @@ def batched_min_norm_weights(K: np.ndarray, rows: np.ndarray) -> np.ndarray:
     :func:`min_norm_weights` for ``N`` problems side by side, each one batched bordered solve,
     so the cost is that of the longest problem, not the sum."""
     N, m = rows.shape
-    largest = np.where(rows, np.diagonal(K, axis1=1, axis2=2), 0.0).max(1)
+    largest = np.where(rows, K.diagonal(0, 1, 2), 0.0).max(1)
     Kn = K / np.where(largest > 0, largest, 1.0)[:, None, None]
-    diagonal = np.diagonal(Kn, axis1=1, axis2=2)
+    diagonal = Kn.diagonal(0, 1, 2)
     roots = np.sqrt(np.maximum(diagonal, 0.0))
     problems = np.arange(N)
     start = np.where(rows, diagonal, np.inf).argmin(1)
