@@ -35,11 +35,11 @@ def cone_multipliers(K: np.ndarray, x: np.ndarray, slack: Callable[[np.ndarray],
         if not running.any():
             break
         entering = np.where(violated, constraint, np.inf).argmin(1)
-        passive[running, entering[running]] = True
+        passive[rows, entering] |= running
         z = _equality_solutions(K, Kx, passive)
         # Only rounding can make the entering multiplier non-positive: no progress to make.
         stuck = running & (z[rows, entering] <= 0)
-        passive[stuck, entering[stuck]] = False
+        passive[rows, entering] &= ~stuck
         running &= ~stuck
         walking = running & ((z <= 0) & passive).any(1)
         while walking.any():

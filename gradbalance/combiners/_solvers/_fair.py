@@ -41,8 +41,9 @@ _MAX_SWEEPS = 20
 _LOG_RANGE = 700.0
 # Tasks whose cosine is within this of 1 point the same way (solved as one).
 _PARALLEL = 1e-12
-# The smallest weight β kept (float64's smallest normal number).
+# The smallest weight β kept (float64's smallest normal number), and float64's epsilon.
 _TINY = float(np.finfo(np.float64).tiny)
+_EPSILON = float(np.finfo(np.float64).eps)
 # Two tasks are Pareto-stationary where 1 + ρ ≤ 2e-12 (ρ their cosine: the hull's min-norm
 # point, (1 + ρ)/2, at _STATIONARY): the closed form answers 5x from there either way, and leaves
 # the band between these two to the general solver.
@@ -96,7 +97,8 @@ def fair_weights(K: np.ndarray, alpha: float) -> np.ndarray:
     else:
         _, first, group = np.unique(leaders, return_index=True, return_inverse=True)
         reduced = C[first[:, None], first]
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing trial step is rejected
+    # An overflowing trial step is rejected; divisions by zero are masked out.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         log_c, log_share = _group_split(log_norms, group, alpha)
         log_b = _direct_log_weights(reduced, log_c, alpha)
         if log_b is None:
@@ -210,7 +212,7 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
     # Start on the ray of equal β at its best length (the least of f(t·1)). 1ᵀC1 = ‖Σ u_t‖² is
     # rounding-sized, even slightly negative, for rows that nearly cancel: floored at its
     # rounding so the start stays a positive real.
-    ray = max(float(C.sum()), np.finfo(float).eps * float(np.abs(C).sum()))
+    ray = max(float(C.sum()), _EPSILON * float(magnitudes.sum()))
     beta = np.full(len(c), (float(c.sum()) / ray) ** (alpha / (1 + alpha)))
     value = objective(beta)
     previous, full_steps = math.inf, False
@@ -232,12 +234,8 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
         if decrement2 <= rounding(beta):
             break
         previous = decrement2
-        shrinking = step < 0
-        t = (
-            min(1.0, _TO_BOUNDARY * float((beta[shrinking] / -step[shrinking]).min()))
-            if shrinking.any()
-            else 1.0
-        )
+        # The longest step that keeps β > 0 (the division's other entries are masked out).
+        t = min(1.0, _TO_BOUNDARY * float(np.where(step < 0, beta / -step, np.inf).min()))
         while t >= _SMALLEST_STEP:
             candidate = beta + t * step
             candidate_value = objective(candidate)
