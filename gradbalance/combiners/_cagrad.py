@@ -240,7 +240,7 @@ class _Dual:
         self.norms = np.sqrt(diagonal / diagonal.max())
         root = np.sqrt(diagonal)
         self.cos = (K / root[:, None] / root[None, :]).clip(-1.0, 1.0)
-        np.fill_diagonal(self.cos, 1.0)
+        self.cos.flat[:: m + 1] = 1.0  # the diagonal
         g0 = self.b * self.norms  # g0 = Σ_t g0_t ĝ_t
         self.unit_progress = self.cos @ g0  # ĝ_t · g0
         beta = max(float(g0 @ self.unit_progress), 0.0)  # ‖g0‖²
@@ -295,7 +295,7 @@ class _Dual:
     def progress(self, supports: np.ndarray, omega: np.ndarray) -> np.ndarray:
         """``g_t · d`` for every task ``[N, m]``, for ``d − g0 = Σ_{s ∈ support} ω_s ĝ_s``."""
         dense = np.zeros((len(supports), self.m))
-        np.put_along_axis(dense, supports, omega, axis=1)
+        dense[np.arange(len(supports))[:, None], supports] = omega
         return self.norms * (self.unit_progress + dense @ self.cos)
 
     def candidates(self, supports: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -398,7 +398,7 @@ class _Dual:
         their rounding; all ``≤ 0`` is the dual's KKT conditions. Pairwise, each pair to its
         own rounding: with norms far apart, the rounding of a long gradient's progress can
         exceed the whole progress of a short one."""
-        excess = np.take_along_axis(progress, supports, 1)[:, :, None] - progress[:, None, :]
+        excess = progress[np.arange(len(supports))[:, None], supports][:, :, None] - progress[:, None, :]
         slack = (self.norms[supports][:, :, None] + self.norms) * self._rounding(omega)[:, None, None]
         return (excess / slack).max(1) - 1.0
 
@@ -515,7 +515,7 @@ class _ActiveSet:
         if key in self.seen:  # F decreases in exact arithmetic: rounding makes it cycle
             return self._unverified()
         self.seen.add(key)
-        w = np.append(omega / n, 0.0)
+        w = np.concatenate((omega / n, [0.0]))
         self.w = w / w.sum()
         return None
 

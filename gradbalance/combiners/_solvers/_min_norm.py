@@ -56,10 +56,10 @@ def min_norm_weights(K: np.ndarray) -> np.ndarray:
         # ‖g‖², or a min-norm point far shorter than the rows (a tiny row among normal ones) stops
         # early, still conflicting with a long row.
         slack = _TOLERANCE * roots[j] * float(lam @ roots[support])
-        if j in support or inner[j] >= norm2 - slack:
+        if j in support.tolist() or inner[j] >= norm2 - slack:
             break
-        support = np.append(support, j)
-        lam = np.append(lam, 0.0)
+        support = np.concatenate((support, [j]))
+        lam = np.concatenate((lam, [0.0]))
         while True:
             mu = _affine_nearest_point(Kn[support[:, None], support])
             if (mu > 0).all():
