@@ -65,6 +65,8 @@ def _weighted_block_sum(G: Tensor, weights: Tensor, out: Tensor) -> None:
 
 
 class _Kernels(NamedTuple):
+    """The compiled :func:`_pair_sums`, :func:`_weighted_sum` and :func:`_weighted_block_sum`."""
+
     pair_sums: Callable[[Tensor], Tensor]
     weighted_sum: Callable[[Tensor, Tensor, Tensor], None]
     weighted_block_sum: Callable[[Tensor, Tensor, Tensor], None]
@@ -75,12 +77,10 @@ def _kernels() -> _Kernels:
     """The compiled kernels, made on first use: ``torch.compile`` imports dynamo (~2 s), which a
     process that never combines a large ``G`` should not pay for. Three functions, three code
     objects: each keeps its own compiled variants (one per ``T``)."""
-    return _Kernels(
-        *(
-            torch.compile(fn, dynamic=False, options=_OPTIONS)
-            for fn in (_pair_sums, _weighted_sum, _weighted_block_sum)
-        )
-    )
+    pair_sums = torch.compile(_pair_sums, dynamic=False, options=_OPTIONS)
+    weighted_sum = torch.compile(_weighted_sum, dynamic=False, options=_OPTIONS)
+    weighted_block_sum = torch.compile(_weighted_block_sum, dynamic=False, options=_OPTIONS)
+    return _Kernels(pair_sums, weighted_sum, weighted_block_sum)
 
 
 @functools.cache
