@@ -11,12 +11,17 @@ With torchjd installed (the ``compare`` extra) its PCGrad and GradVac are timed 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
 
 import gradbalance
+from gradbalance._fused import use_fused
+from gradbalance._gramian import apply_weights, segment_gramians
 
 from timing import FULL, interleaved_medians, interleaved_samples, paired_ratio, report
 
@@ -166,3 +171,59 @@ def test_buffer_path_against_sum_out(benchmark, T):
         for name in BOUND_COMBINERS:
             gap = ratios[name + " (out=)"] / bound
             assert gap <= BOUND_GOAL, f"{name} (out=): {gap:.2f}x the traffic bound > {BOUND_GOAL}"
+
+
+@contextlib.contextmanager
+def library_kernels() -> Iterator[None]:
+    """The passes on torch's and numpy's own kernels (``GRADBALANCE_COMPILE=0``) within."""
+    before = os.environ.get("GRADBALANCE_COMPILE")
+    os.environ["GRADBALANCE_COMPILE"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["GRADBALANCE_COMPILE"]
+        else:
+            os.environ["GRADBALANCE_COMPILE"] = before
+
+
+@pytest.mark.parametrize("T", [3, 8])
+def test_passes_fused_against_library_kernels(benchmark, T):
+    """Where the buffer path's time goes: each memory pass alone, fused (the default on the CPU)
+    and on the library kernels, and two combines both ways, against ``torch.sum(G, 0, out=out)``
+    in the same rounds. At full size the fused combines must beat the library kernels'."""
+    G = conflicting(T)
+    out = torch.empty(P)
+    W = torch.full((len(SEGMENTS), T), 1.0 / T, dtype=torch.float64)
+
+    def both_ways(fn: Callable[[], object]) -> tuple[Callable[[], object], Callable[[], object]]:
+        def library() -> object:
+            with library_kernels():
+                return fn()
+
+        return fn, library
+
+    work = {
+        "pass 1, Gramian": lambda: segment_gramians(G, [P]),
+        "pass 1, per-tensor Gramians": lambda: segment_gramians(G, SEGMENTS),
+        "pass 2, weighted sum": lambda: apply_weights(G, W[:1], [P], out),
+        "pass 2, per-tensor weighted sum": lambda: apply_weights(G, W, SEGMENTS, out),
+        "pcgrad (out=)": lambda c=gradbalance.create("pcgrad", seed=0): c.combine(G, out=out),
+        "gradvac per-tensor (out=)": lambda c=gradbalance.create("gradvac", seed=0): c.combine(
+            G, SEGMENTS, out=out
+        ),
+    }
+    candidates: dict[str, Callable[[], object]] = {
+        "torch.sum(G, 0, out=out)": lambda: torch.sum(G, 0, out=out)
+    }
+    for name, fn in work.items():
+        candidates[name], candidates[name + ", library kernels"] = both_ways(fn)
+    samples = interleaved_samples(candidates, REPEATS)
+    medians = {name: statistics.median(times) for name, times in samples.items()}
+    ratios = report(f"passes, T={T}, P={P:,}", medians, "torch.sum(G, 0, out=out)")
+    benchmark.extra_info.update({f"ratio {k}": v for k, v in ratios.items()})
+    benchmark(work["pass 1, Gramian"])
+    if FULL and use_fused(G):
+        for name in ("pcgrad (out=)", "gradvac per-tensor (out=)"):
+            speedup = paired_ratio(samples, name + ", library kernels", name)
+            assert speedup > 1, f"{name}: fused {speedup:.2f}x faster than the library kernels"

@@ -26,7 +26,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -64,10 +64,23 @@ def _weighted_block_sum(G: Tensor, weights: Tensor, out: Tensor) -> None:
     _weighted_sum(G, weights, out)
 
 
-# Three functions, three code objects: each keeps its own compiled variants (one per T).
-_compiled_pair_sums = torch.compile(_pair_sums, dynamic=False, options=_OPTIONS)
-_compiled_weighted_sum = torch.compile(_weighted_sum, dynamic=False, options=_OPTIONS)
-_compiled_weighted_block_sum = torch.compile(_weighted_block_sum, dynamic=False, options=_OPTIONS)
+class _Kernels(NamedTuple):
+    """The compiled :func:`_pair_sums`, :func:`_weighted_sum` and :func:`_weighted_block_sum`."""
+
+    pair_sums: Callable[[Tensor], Tensor]
+    weighted_sum: Callable[[Tensor, Tensor, Tensor], None]
+    weighted_block_sum: Callable[[Tensor, Tensor, Tensor], None]
+
+
+@functools.cache
+def _kernels() -> _Kernels:
+    """The compiled kernels, made on first use: ``torch.compile`` imports dynamo (~2 s), which a
+    process that never combines a large ``G`` should not pay for. Three functions, three code
+    objects: each keeps its own compiled variants (one per ``T``)."""
+    pair_sums = torch.compile(_pair_sums, dynamic=False, options=_OPTIONS)
+    weighted_sum = torch.compile(_weighted_sum, dynamic=False, options=_OPTIONS)
+    weighted_block_sum = torch.compile(_weighted_block_sum, dynamic=False, options=_OPTIONS)
+    return _Kernels(pair_sums, weighted_sum, weighted_block_sum)
 
 
 @functools.cache
@@ -127,7 +140,7 @@ def _gramian(G: Tensor) -> Tensor:
     K = torch.zeros(T, T, dtype=torch.float64)
     if full >= 2:
         blocks = _dynamic(G[:, : full * FUSED_BLOCK].view(T, full, FUSED_BLOCK), 1)
-        K += _unpack(_compiled_pair_sums(blocks).to(torch.float64).sum(-1), T)
+        K += _unpack(_kernels().pair_sums(blocks).to(torch.float64).sum(-1), T)
     else:
         full = 0
     rest = G[:, full * FUSED_BLOCK :]
@@ -163,7 +176,7 @@ def fused_segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     block = shared_block(sizes) if len(sizes) > 1 else 0
     if block >= MIN_FUSED_SHARED_BLOCK:
         blocks = _dynamic(G.view(T, P // block, block), 1, 2)
-        sums = _compiled_pair_sums(blocks).to(torch.float64).T
+        sums = _kernels().pair_sums(blocks).to(torch.float64).T
         per_segment = sums.new_zeros(len(sizes), sums.shape[1]).index_add_(0, _owners(sizes, block), sums)
         return _unpack(per_segment, T)
     K = torch.empty(len(sizes), T, T, dtype=torch.float64)
@@ -183,7 +196,7 @@ def fused_apply(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor) -
     if block >= MIN_FUSED_SHARED_BLOCK:
         per_block = w[_owners(sizes, block)].T.unsqueeze(-1).contiguous()  # [T, blocks, 1]
         blocks = _dynamic(G.view(T, P // block, block), 1, 2)
-        _compiled_weighted_block_sum(
+        _kernels().weighted_block_sum(
             blocks, _dynamic(per_block, 1), _dynamic(out.view(P // block, block), 0, 1)
         )
         return out
@@ -191,7 +204,7 @@ def fused_apply(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor) -
     for s, size in enumerate(sizes):
         rows, dest = G[:, start : start + size], out[start : start + size]
         if size >= FUSED_BLOCK:
-            _compiled_weighted_sum(_dynamic(rows, 1), w[s].unsqueeze(-1), _dynamic(dest, 0))
+            _kernels().weighted_sum(_dynamic(rows, 1), w[s].unsqueeze(-1), _dynamic(dest, 0))
         else:
             torch.mv(rows.T, w[s], out=dest)
         start += size

@@ -1,14 +1,7 @@
 """The run directory: its config, metrics log and checkpoints, written atomically, and what a
 resume reads back from it.
 
-Layout::
-
-    RUN/config.json        the full configuration
-    RUN/metrics.jsonl      one JSON object per log step ("train") and evaluation ("eval")
-    RUN/checkpoint.pt      the latest full state (model, optimizer, schedule, combiner,
-                           sampler position, RNG): ``--resume RUN`` continues from it
-    RUN/best.pt            the model with the best dev score so far
-    RUN/tokenizer/         the vocabulary, so the run directory is self-contained
+Its layout is in the :mod:`minbert_tasks.training` docstring.
 """
 
 from __future__ import annotations

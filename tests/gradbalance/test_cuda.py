@@ -14,22 +14,11 @@ import pytest
 import torch
 
 import gradbalance
+from gradbalance import _builtins
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-BUILTINS = [
-    "sum",
-    "mean",
-    "pcgrad",
-    "gradvac",
-    "imtl-g",
-    "mgda",
-    "aligned-mtl",
-    "upgrad",
-    "cagrad",
-    "nash-mtl",
-    "fairgrad",
-]
+BUILTINS = [cls.name for cls in _builtins.gradbalance_combiners()]
 
 
 def make(name: str) -> gradbalance.GradientCombiner:

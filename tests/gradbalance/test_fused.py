@@ -7,6 +7,8 @@ a handful of kernels, and lower ``FUSED_MIN_ELEMENTS`` so the inputs stay small.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -144,3 +146,10 @@ def test_a_failing_compiler_warns_once_and_falls_back(monkeypatch):
         assert _fused.fused_available.__wrapped__() is False
     assert len(caught) == 1 and "no C++ compiler" in str(caught[0].message)
     assert "GRADBALANCE_COMPILE=0" in str(caught[0].message)
+
+
+def test_importing_gradbalance_does_not_import_the_compiler():
+    # torch.compile imports dynamo (~2 s): only a combine over a large G may pay for it.
+    code = "import sys, gradbalance; assert 'torch._dynamo' not in sys.modules, 'dynamo imported'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -8,19 +8,7 @@ import gradbalance
 from gradbalance import IMTLG, MGDA, AlignedMTL, GramianCombiner, NonFiniteGradientError, UPGrad, _builtins
 from gradbalance.testing import applicable_checks, check_combiner
 
-BUILTINS = [
-    "sum",
-    "mean",
-    "pcgrad",
-    "gradvac",
-    "imtl-g",
-    "mgda",
-    "aligned-mtl",
-    "upgrad",
-    "cagrad",
-    "nash-mtl",
-    "fairgrad",
-]
+BUILTINS = [cls.name for cls in _builtins.gradbalance_combiners()]
 CLASSES = {cls.name: cls for cls in _builtins.gradbalance_combiners()}
 
 # Declared properties hold for every option value: the defaults, plus the options that change

@@ -512,23 +512,7 @@ def test_predict_writes_one_row_per_input_row_in_order(data_dir, tmp_path):
 def test_cli_errors_are_one_line_and_name_the_problem(data_dir, tmp_path, capsys):
     assert main(["train", "--config", "nope", "--run-dir", str(tmp_path / "r")]) == 2
     assert "no preset of that name" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "train",
-                "--set",
-                'model="tiny-random"',
-                "--data-dir",
-                str(tmp_path / "missing"),
-                "--run-dir",
-                str(tmp_path / "r2"),
-                "--no-progress",
-            ]
-        )
-        == 2
-    )
-    err = capsys.readouterr().err
-    assert "missing" in err and err.count("\n") == 1
+    # a missing data folder: test_command_line.test_a_missing_data_folder_says_how_to_point_at_one
     assert (
         main(
             ["predict", "--checkpoint", str(tmp_path / "none"), "--task", "sst", "--input", "x", "--out", "y"]
