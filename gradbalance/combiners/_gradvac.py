@@ -111,6 +111,9 @@ class GradVac(GramianCombiner):
         norms_j = norms[:, visits]  # [S, T-1, T]: step k's ‖g_j‖ per row
         targets = all_targets[:, tasks, visits]  # step k's φ̂_ij per row
         sin_targets = np.sqrt(np.maximum(1 - targets * targets, _MIN_SIN_SQ))
+        # What each step needs of them: a defined cosine, the correction's denominator, and
+        # the level below which a cosine misses its target.
+        has_norms_j, denominators, thresholds = norms_j > 0, norms_j * sin_targets, targets - _COS_TOL
         phis = np.zeros(targets.shape)
         valids = np.zeros(targets.shape, dtype=bool)
         with np.errstate(divide="ignore", invalid="ignore"):  # masked out by `valid` below
@@ -118,11 +121,11 @@ class GradVac(GramianCombiner):
                 dots = rows @ K  # g_i' · g_k for all k
                 norm_i = np.sqrt(np.maximum(np.einsum("sik,sik->si", rows, dots), 0.0))  # ‖g_i'‖
                 norm_j, target, sin_target = norms_j[:, k], targets[:, k], sin_targets[:, k]
-                valid = (norm_i > _ZERO_NORM * bound) & (norm_j > 0)
+                valid = (norm_i > _ZERO_NORM * bound) & has_norms_j[:, k]
                 phi = np.where(valid, (dots[:, tasks, visit] / (norm_i * norm_j)).clip(-1.0, 1.0), 0.0)
                 sin_phi = np.sqrt(np.maximum(1 - phi * phi, 0.0))
-                coef = norm_i * (target * sin_phi - phi * sin_target) / (norm_j * sin_target)
-                coef = np.where(valid & (phi < target - _COS_TOL), coef, 0.0)
+                coef = norm_i * (target * sin_phi - phi * sin_target) / denominators[:, k]
+                coef = np.where(valid & (phi < thresholds[:, k]), coef, 0.0)
                 rows[:, tasks, visit] += coef
                 bound += np.abs(coef) * norm_j
                 phis[:, k], valids[:, k] = phi, valid

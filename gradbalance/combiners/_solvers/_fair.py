@@ -199,22 +199,19 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
 
     magnitudes = np.abs(C)
 
-    def objective(beta: np.ndarray) -> float:
+    def objective(beta: np.ndarray) -> tuple[float, float]:
+        # f(β) and its float64 rounding: epsilon times the magnitudes of the terms summed into
+        # it, which for nearly opposed tasks (C nearly singular) dwarf the cancelled βᵀCβ.
         barrier = np.log(beta) if power == 0 else beta**power / power
-        return float(0.5 * beta @ C @ beta - c @ barrier)
-
-    def rounding(beta: np.ndarray) -> float:
-        # f's float64 rounding: epsilon times the magnitudes of the terms summed into it, which
-        # for nearly opposed tasks (C nearly singular) dwarf the cancelled βᵀCβ.
-        barrier = np.log(beta) if power == 0 else beta**power / power
-        return _F_ROUNDING * float(0.5 * beta @ magnitudes @ beta + np.abs(c * barrier).sum())
+        value = float(0.5 * beta @ C @ beta - c @ barrier)
+        return value, _F_ROUNDING * float(0.5 * beta @ magnitudes @ beta + np.abs(c * barrier).sum())
 
     # Start on the ray of equal β at its best length (the least of f(t·1)). 1ᵀC1 = ‖Σ u_t‖² is
     # rounding-sized, even slightly negative, for rows that nearly cancel: floored at its
     # rounding so the start stays a positive real.
     ray = max(float(C.sum()), _EPSILON * float(magnitudes.sum()))
     beta = np.full(len(c), (float(c.sum()) / ray) ** (alpha / (1 + alpha)))
-    value = objective(beta)
+    value, rounding = objective(beta)
     previous, full_steps = math.inf, False
     for _ in range(_MAX_NEWTON_STEPS):
         gradient = C @ beta - c * beta ** (-1 / alpha)
@@ -231,14 +228,14 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
         # A decrease f cannot resolve: the Armijo test below would accept rounding noise and
         # crawl for _MAX_NEWTON_STEPS (40 ms for two tasks 1e-11 from opposed); _polish, on the
         # equations, takes over.
-        if decrement2 <= rounding(beta):
+        if decrement2 <= rounding:
             break
         previous = decrement2
         # The longest step that keeps β > 0 (the division's other entries are masked out).
         t = min(1.0, _TO_BOUNDARY * float(np.where(step < 0, beta / -step, np.inf).min()))
         while t >= _SMALLEST_STEP:
             candidate = beta + t * step
-            candidate_value = objective(candidate)
+            candidate_value, candidate_rounding = objective(candidate)
             if candidate_value <= value - _ARMIJO * t * decrement2:
                 break
             t /= 2
@@ -248,7 +245,7 @@ def _descend(C: np.ndarray, log_c: np.ndarray, alpha: float) -> np.ndarray:
         # A step the line search accepts without lowering f is rounding's doing: f can no
         # longer tell the iterates apart (left alone, Newton would crawl on for every step).
         stalled = candidate_value >= value
-        beta, value = candidate, candidate_value
+        beta, value, rounding = candidate, candidate_value, candidate_rounding
         if stalled:
             break
     return beta
