@@ -81,7 +81,7 @@ def combiner(name: str) -> gradbalance.GramianCombiner:
 
 # Over MARGIN × goal when the marks were set (10th percentile of 300 calls, one thread, the
 # 2-core development machine, alone or shared). Alone on 2026-12-05 every built-in measured
-# within 2× both goals (Nash-MTL and FairGrad 185-191 µs at T = 3, the slowest).
+# within 2× both goals (Nash-MTL and FairGrad 182-191 µs at T = 3, the slowest).
 STEP_SHORT: dict[int, dict[str, str]] = {3: {}, 8: {}}
 
 
@@ -121,12 +121,12 @@ def test_step_is_batched_over_segments(name, T):
 
 
 # Over MARGIN × goal when the marks were set, median of 300 paired ratios (alone on the 2-core
-# machine, two runs on 2026-12-05). The two passes over G and the fixed costs take ~2.7×
+# machine, four runs on 2026-12-05). The two passes over G and the fixed costs take ~2.7×
 # G.sum(0) there, so only a T×T step well under G.sum(0)'s 50 µs fits in 3×.
 COMBINE_SHORT = {
     "cagrad": "6.0-6.3× (alone, 2026-12-05)",
-    "nash-mtl": "6.7× (alone, 2026-12-05)",
-    "fairgrad": "6.7× (alone, 2026-12-05)",
+    "nash-mtl": "6.7-6.8× (alone, 2026-12-05)",
+    "fairgrad": "6.7-6.8× (alone, 2026-12-05)",
     "fairgrad α=2": "6.8-6.9× (alone, 2026-12-05)",
 }
 
