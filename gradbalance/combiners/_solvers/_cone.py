@@ -64,7 +64,8 @@ def _equality_solutions(K: np.ndarray, Kx: np.ndarray, passive: np.ndarray) -> n
     rows; ``Kx = K x``). One batched solve of ``K`` restricted to the passive set, bordered by
     the identity elsewhere (whose unknowns come out exactly 0)."""
     N, m = passive.shape
-    system = K * (passive[:, :, None] & passive[:, None, :])
+    # C order, so that the reshape below is a view whatever K's layout.
+    system = np.multiply(K, passive[:, :, None] & passive[:, None, :], order="C")
     system.reshape(N, m * m)[:, :: m + 1] += ~passive  # the diagonals, as a strided view
     rhs = -(Kx * passive)
     try:

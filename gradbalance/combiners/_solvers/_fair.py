@@ -150,8 +150,8 @@ def _group_split(log_norms: np.ndarray, group: np.ndarray, alpha: float) -> tupl
     sides' coefficients in β); per member, ``log (c_t^α / Σ c^α)``, its share of the group's β.
     A group's members share ``(Cβ)_t = P``, so ``β_t = (c_t/P)^α``: the group is one task."""
     member = alpha * ((1 / alpha - 1) * log_norms)  # α log c_t
-    if int(group.max()) + 1 == len(group):  # every task its own group (the common case)
-        return member / alpha, np.zeros(member.shape)
+    if int(group.max()) + 1 == len(group):  # every task its own group: its sum is itself
+        return member / alpha, member - member
     total = _group_logsumexp(member, group)
     return total / alpha, member - total[group]
 
