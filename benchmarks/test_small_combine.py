@@ -40,6 +40,7 @@ SEGMENTS = 20
 BATCHED_LIMIT = SEGMENTS / 2
 BATCHED = ("pcgrad", "gradvac", "imtl-g", "aligned-mtl", "upgrad", "mgda")
 
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """The goals are single-threaded: with torch's second thread ``G.sum(0)`` on ``[3, 100_000]``
