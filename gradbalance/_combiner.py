@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ._checks import all_finite, check_out, check_segments, check_task_matrix, first_nonfinite_row
-from ._gramian import apply_weights, segment_gramians
+from ._gramian import apply_weights, dot_gramians, dot_rows, numpy_apply, segment_gramians
 from ._properties import Property
 from .errors import NonFiniteGradientError
 
@@ -180,6 +180,11 @@ class GramianCombiner(GradientCombiner):
         if G.shape[1] == 0:
             empty = out if out is not None else G.new_empty(0)
             return Combination(empty, torch.zeros(0, G.shape[0], G.shape[0], dtype=torch.float64))
+        rows = dot_rows(G)
+        if rows is not None:  # a small CPU G: both passes on one numpy view, no dispatch between
+            K = dot_gramians(G, rows, sizes)
+            W = self.checked_weights(K)
+            return Combination(numpy_apply(rows, W, sizes, out), K, W)
         K = segment_gramians(G, sizes)
         W = self.checked_weights(K)
         return Combination(apply_weights(G, W, sizes, out), K, W)

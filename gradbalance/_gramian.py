@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ._checks import all_finite, first_nonfinite_row
-from ._fused import fused_apply, fused_segment_gramians, shared_block, use_fused
+from ._fused import FUSED_MIN_ELEMENTS, fused_apply, fused_segment_gramians, shared_block, use_fused
 from .errors import NonFiniteGradientError
 
 #: Columns per block product; float32 error grows with the block length, not with P.
@@ -64,25 +65,54 @@ def _block_gramian(G: Tensor) -> Tensor:
     return K
 
 
-def _dot_gramian(G: Tensor, sizes: Sequence[int]) -> Tensor:
-    """Segment Gramians from row-pair dot products per :data:`BLOCK` columns (float32 within a
-    block, as the batched product; float64 across blocks), for a CPU float32/float64 ``G``."""
-    rows = G.detach().numpy()
+def _dot_gramian(rows: np.ndarray, sizes: Sequence[int]) -> tuple[Tensor, bool]:
+    """Segment Gramians of ``rows`` (a CPU float32/float64 ``G`` as numpy) from row-pair dot
+    products per :data:`BLOCK` columns (float32 within a block, as the batched product; float64
+    across blocks), and whether every entry is finite.
+
+    The fixed cost is the point at small sizes: one ``np.dot`` per pair and block, Python floats
+    for the float64 sums, one array built from them, and the finiteness read off those floats.
+    """
     T = rows.shape[0]
-    pairs = [(i, j) for i in range(T) for j in range(i, T)]
-    K = np.empty((len(sizes), T, T))
+    values: list[float] = []  # K row by row, every segment in turn
     start = 0
     with np.errstate(over="ignore", invalid="ignore"):  # overflowing rows are redone in float64
-        for s, size in enumerate(sizes):
-            totals = [0.0] * len(pairs)  # Python floats: the float64 sum across blocks
-            for lo in range(start, start + size, BLOCK):
-                block = list(rows[:, lo : min(lo + BLOCK, start + size)])  # row views
-                for p, (i, j) in enumerate(pairs):
-                    totals[p] += float(np.dot(block[i], block[j]))
-            for (i, j), total in zip(pairs, totals):
-                K[s, i, j] = K[s, j, i] = total
-            start += size
-    return torch.from_numpy(K)
+        for size in sizes:
+            stop = start + size
+            totals = [0.0] * (T * T)  # Python floats: the float64 sum across blocks
+            for lo in range(start, stop, BLOCK):
+                block = list(rows[:, lo : min(lo + BLOCK, stop)])  # row views
+                for i in range(T):
+                    row = block[i]
+                    for j in range(i, T):
+                        totals[i * T + j] += float(np.dot(row, block[j]))
+            for i in range(1, T):  # each pair's product computed once, written to both halves
+                for j in range(i):
+                    totals[i * T + j] = totals[j * T + i]
+            values += totals
+            start = stop
+    finite = all(map(math.isfinite, values))
+    return torch.from_numpy(np.array(values).reshape(len(sizes), T, T)), finite
+
+
+def dot_rows(G: Tensor) -> np.ndarray | None:
+    """``G`` as a numpy array when its Gramians are row-pair dots (see :data:`MAX_DOT_TASKS`):
+    a small float32/float64 CPU matrix the fused kernels do not take; otherwise ``None``."""
+    if (
+        G.shape[0] <= MAX_DOT_TASKS
+        and G.is_cpu
+        and G.dtype in _DOT_DTYPES
+        and G.numel() * G.element_size() <= MAX_DOT_BYTES
+        and (G.numel() < FUSED_MIN_ELEMENTS or not use_fused(G))
+    ):
+        return G.detach().numpy()
+    return None
+
+
+def dot_gramians(G: Tensor, rows: np.ndarray, sizes: Sequence[int]) -> Tensor:
+    """:func:`segment_gramians` of a ``G`` that :func:`dot_rows` turned into ``rows``."""
+    K, finite = _dot_gramian(rows, sizes)  # symmetric, on the CPU, finiteness known
+    return K if finite else _symmetric(_recover_nonfinite(G, sizes, K))
 
 
 def _common_block(sizes: Sequence[int]) -> int:
@@ -140,12 +170,11 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     Inf. Rows large enough to overflow float32 products are recomputed in float64. On CUDA the
     products run without TF32 (:func:`full_float32_matmul`).
     """
-    small = G.shape[0] <= MAX_DOT_TASKS and G.numel() * G.element_size() <= MAX_DOT_BYTES
-    symmetric = small and G.is_cpu and G.dtype in _DOT_DTYPES
+    rows = dot_rows(G)
+    if rows is not None:
+        return dot_gramians(G, rows, sizes)
     if use_fused(G):  # a large float32 G on the CPU: one fused pass, symmetric by construction
         K, symmetric = fused_segment_gramians(G, sizes), True
-    elif symmetric:  # each pair's product computed once and written to both halves
-        K = _dot_gramian(G, sizes)
     elif (_common_block(sizes) if len(sizes) > 1 and G.dtype == torch.float32 else 0) >= MIN_SHARED_BLOCK:
         # Segments that share a block length (per-tensor segments of a network are multiples of
         # its width): one batched product over the whole of G, then a float64 sum per segment,
@@ -160,23 +189,29 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
         )
         K = torch.zeros(len(sizes), T * T, dtype=torch.float64, device=G.device)
         K = K.index_add_(0, owner, products).view(len(sizes), T, T)
+        symmetric = False
     else:
         parts = []
         start = 0
         for size in sizes:
             parts.append(_block_gramian(G[:, start : start + size]))
             start += size
-        K = torch.stack(parts)
+        K, symmetric = torch.stack(parts), False
     # One device-to-host transfer per step: the T×T algebra then runs on the CPU without
     # stalling the stream once per task pair.
     K = K.cpu()
     if not all_finite(K):
         K, symmetric = _recover_nonfinite(G, sizes, K), False
-    # A float32 GEMM need not round K_ij and K_ji alike; the solvers compare task progress
-    # computed from both halves (CAGrad fell back to the mean on a 5e-8 relative asymmetry).
-    # The row-pair dots are symmetric already, and (K + Kᵀ)/2 would return K bit for bit after
-    # ~10 µs of torch calls (a third of a small combine's Gramian step).
-    return K if symmetric else (K + K.mT) / 2
+    # The row-pair dots and the fused pass are symmetric already, and (K + Kᵀ)/2 would return K
+    # bit for bit after ~10 µs of torch calls (a third of a small combine's Gramian step).
+    return K if symmetric else _symmetric(K)
+
+
+def _symmetric(K: Tensor) -> Tensor:
+    """``(K + Kᵀ)/2``: a float32 GEMM need not round ``K_ij`` and ``K_ji`` alike, and the
+    solvers compare task progress computed from both halves (CAGrad fell back to the mean on a
+    5e-8 relative asymmetry)."""
+    return (K + K.mT) / 2
 
 
 def _recover_nonfinite(G: Tensor, sizes: Sequence[int], K: Tensor) -> Tensor:
@@ -199,19 +234,15 @@ def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor 
     ``weights`` is ``[S, T]`` (any dtype/device); the result has G's dtype and device. Half
     inputs are combined in float32 (bf16 weights alone would cost 0.4% relative error).
     """
+    rows = dot_rows(G)
+    if rows is not None:
+        return numpy_apply(rows, weights, sizes, out)
     if out is None:
         out = torch.empty(G.shape[1], dtype=G.dtype, device=G.device)
     if use_fused(G):
         return fused_apply(G, weights, sizes, out)
     if G.is_cpu and G.dtype in _DOT_DTYPES:
-        # numpy's gemv straight into out: no torch dispatch or weight conversion per segment.
-        rows, dest = G.detach().numpy(), out.detach().numpy()
-        w = weights.detach().cpu().numpy().astype(rows.dtype)
-        start = 0
-        for s, size in enumerate(sizes):
-            np.dot(w[s], rows[:, start : start + size], out=dest[start : start + size])
-            start += size
-        return out
+        return numpy_apply(G.detach().numpy(), weights, sizes, out)
     half = G.dtype in _HALF
     w_device = weights.to(device=G.device, dtype=torch.float32 if half else G.dtype)
     start = 0
@@ -223,5 +254,24 @@ def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor 
         else:
             # mv over the transposed view: one streaming pass, no T×P temporary.
             torch.mv(G[:, start : start + size].T, w_device[s], out=out[start : start + size])
+        start += size
+    return out
+
+
+def numpy_apply(rows: np.ndarray, weights: Tensor, sizes: Sequence[int], out: Tensor | None) -> Tensor:
+    """:func:`apply_weights` for a CPU float32/float64 ``G`` given as ``rows`` (its numpy view): numpy's gemv
+    straight into ``out``, no torch dispatch or weight conversion per segment."""
+    if out is None:
+        out = torch.empty(rows.shape[1], dtype=torch.float32 if rows.dtype == np.float32 else torch.float64)
+        dest = out.numpy()
+    else:
+        dest = out.detach().numpy()
+    w = weights.detach().cpu().numpy().astype(rows.dtype)
+    if len(sizes) == 1:
+        np.dot(w[0], rows, out=dest)
+        return out
+    start = 0
+    for s, size in enumerate(sizes):
+        np.dot(w[s], rows[:, start : start + size], out=dest[start : start + size])
         start += size
     return out
