@@ -196,22 +196,26 @@ class GramianCombiner(GradientCombiner):
         sharded path all-reduces partial Gramians before it).
         """
         W = self.weights(gramian)
-        expected = tuple(gramian.shape[:2])
+        if isinstance(W, Tensor) and W.shape == gramian.shape[:2] and all_finite(W):
+            return W
+        raise self._weights_error(W, tuple(gramian.shape[:2]))
+
+    def _weights_error(self, W: object, expected: tuple[int, ...]) -> Exception:
+        """The error for weights :meth:`checked_weights` rejects (checked in one test first: the
+        passing case is on every step's path)."""
+        owner = type(self).__name__
         if not isinstance(W, Tensor):
-            raise TypeError(
-                f"{type(self).__name__}.weights must return a torch.Tensor of shape "
+            return TypeError(
+                f"{owner}.weights must return a torch.Tensor of shape "
                 f"{expected} (segments, tasks), like the float64 CPU Gramian "
                 f"it is given; got a {_type_name(W)}"
                 " (build it with torch functions, or wrap it in torch.as_tensor)"
             )
         if W.shape != expected:
-            raise RuntimeError(
-                f"{type(self).__name__}.weights returned shape {tuple(W.shape)}, "
-                f"expected {expected} (segments, tasks)"
+            return RuntimeError(
+                f"{owner}.weights returned shape {tuple(W.shape)}, expected {expected} (segments, tasks)"
             )
-        if not all_finite(W):
-            raise RuntimeError(f"{type(self).__name__}.weights returned non-finite weights: {W}")
-        return W
+        return RuntimeError(f"{owner}.weights returned non-finite weights: {W}")
 
 
 class GramianCombinerWithReduction(GramianCombiner):

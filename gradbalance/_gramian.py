@@ -266,7 +266,8 @@ def numpy_apply(rows: np.ndarray, weights: Tensor, sizes: Sequence[int], out: Te
         dest = out.numpy()
     else:
         dest = out.detach().numpy()
-    w = weights.detach().cpu().numpy().astype(rows.dtype)
+    w = (weights if weights.is_cpu and not weights.requires_grad else weights.detach().cpu()).numpy()
+    w = w.astype(rows.dtype)
     if len(sizes) == 1:
         np.dot(w[0], rows, out=dest)
         return out
