@@ -83,9 +83,9 @@ def _dot_gramian(rows: np.ndarray, sizes: Sequence[int]) -> tuple[Tensor, bool]:
             for lo in range(start, stop, BLOCK):
                 block = list(rows[:, lo : min(lo + BLOCK, stop)])  # row views
                 for i in range(T):
-                    row = block[i]
+                    dot = block[i].dot  # ndarray.dot is np.dot without the module lookup
                     for j in range(i, T):
-                        totals[i * T + j] += float(np.dot(row, block[j]))
+                        totals[i * T + j] += float(dot(block[j]))
             for i in range(1, T):  # each pair's product computed once, written to both halves
                 for j in range(i):
                     totals[i * T + j] = totals[j * T + i]
@@ -98,14 +98,10 @@ def _dot_gramian(rows: np.ndarray, sizes: Sequence[int]) -> tuple[Tensor, bool]:
 def dot_rows(G: Tensor) -> np.ndarray | None:
     """``G`` as a numpy array when its Gramians are row-pair dots (see :data:`MAX_DOT_TASKS`):
     a small float32/float64 CPU matrix the fused kernels do not take; otherwise ``None``."""
-    if (
-        G.shape[0] <= MAX_DOT_TASKS
-        and G.is_cpu
-        and G.dtype in _DOT_DTYPES
-        and G.numel() * G.element_size() <= MAX_DOT_BYTES
-        and (G.numel() < FUSED_MIN_ELEMENTS or not use_fused(G))
-    ):
-        return G.detach().numpy()
+    if G.dtype in _DOT_DTYPES and G.is_cpu and G.shape[0] <= MAX_DOT_TASKS:
+        rows: np.ndarray = G.detach().numpy()
+        if rows.nbytes <= MAX_DOT_BYTES and (rows.size < FUSED_MIN_ELEMENTS or not use_fused(G)):
+            return rows
     return None
 
 
@@ -269,10 +265,10 @@ def numpy_apply(rows: np.ndarray, weights: Tensor, sizes: Sequence[int], out: Te
     w = (weights if weights.is_cpu and not weights.requires_grad else weights.detach().cpu()).numpy()
     w = w.astype(rows.dtype)
     if len(sizes) == 1:
-        np.dot(w[0], rows, out=dest)
+        w[0].dot(rows, out=dest)
         return out
     start = 0
     for s, size in enumerate(sizes):
-        np.dot(w[s], rows[:, start : start + size], out=dest[start : start + size])
+        w[s].dot(rows[:, start : start + size], out=dest[start : start + size])
         start += size
     return out
