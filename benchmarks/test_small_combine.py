@@ -132,13 +132,12 @@ def test_step_is_batched_over_segments(name, T):
 
 
 # Over MARGIN × goal when the marks were set, median of 300 paired ratios (alone on the 2-core
-# machine, four runs on 2026-12-05). The two passes over G and the fixed costs take ~2.7×
+# machine, two runs on 2026-12-05, S2). The two passes over G and the fixed costs take ~2.3×
 # G.sum(0) there, so only a T×T step well under G.sum(0)'s 50 µs fits in 3×.
 COMBINE_SHORT = {
-    "cagrad": "6.0-6.3× (alone, 2026-12-05)",
-    "nash-mtl": "6.7-6.8× (alone, 2026-12-05)",
-    "fairgrad": "6.7-6.8× (alone, 2026-12-05)",
-    "fairgrad α=2": "6.8-6.9× (alone, 2026-12-05)",
+    "nash-mtl": "6.3× (alone, 2026-12-05)",
+    "fairgrad": "6.3-6.4× (alone, 2026-12-05)",
+    "fairgrad α=2": "6.4-6.5× (alone, 2026-12-05)",
 }
 
 
