@@ -198,8 +198,8 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     K = K.cpu()
     if not all_finite(K):
         K, symmetric = _recover_nonfinite(G, sizes, K), False
-    # The row-pair dots and the fused pass are symmetric already, and (K + Kᵀ)/2 would return K
-    # bit for bit after ~10 µs of torch calls (a third of a small combine's Gramian step).
+    # The fused pass, like the row-pair dots, is symmetric already: (K + Kᵀ)/2 would return K
+    # bit for bit after ~10 µs of torch calls.
     return K if symmetric else _symmetric(K)
 
 
@@ -255,8 +255,8 @@ def apply_weights(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor 
 
 
 def numpy_apply(rows: np.ndarray, weights: Tensor, sizes: Sequence[int], out: Tensor | None) -> Tensor:
-    """:func:`apply_weights` for a CPU float32/float64 ``G`` given as ``rows`` (its numpy view): numpy's gemv
-    straight into ``out``, no torch dispatch or weight conversion per segment."""
+    """:func:`apply_weights` for a CPU float32/float64 ``G`` given as ``rows``, its numpy view:
+    numpy's gemv straight into ``out``, no torch dispatch or weight conversion per segment."""
     if out is None:
         out = torch.empty(rows.shape[1], dtype=torch.float32 if rows.dtype == np.float32 else torch.float64)
         dest = out.numpy()
