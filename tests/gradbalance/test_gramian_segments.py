@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+import gradbalance
+from gradbalance import _gramian
 from gradbalance._gramian import segment_gramians
 
 
@@ -17,3 +19,28 @@ def test_each_segment_gets_its_own_gramian(dtype, tol, sizes):
     want = torch.stack([g @ g.T for g in G.double().split(sizes, dim=1)])
     torch.testing.assert_close(K, want, rtol=tol, atol=tol * float(want.abs().max()))
     assert K.dtype == torch.float64 and torch.equal(K, K.mT)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("sizes", [None, [300, 7, 1000], [70_000, 3]])
+def test_small_combine_matches_the_library_kernels(monkeypatch, dtype, tol, sizes):
+    # A small CPU G takes both passes on one numpy view (row-pair dots, then numpy's gemv):
+    # its Gramian, weights and direction, written into out, match the torch path's.
+    gen = torch.Generator().manual_seed(2)
+    P = 1307 if sizes is None else sum(sizes)
+    G = torch.randn(3, P, generator=gen, dtype=torch.float64).to(dtype)
+    G[1] = -0.6 * G[0] + 0.4 * G[1]
+    combiner = gradbalance.create("upgrad")
+    out = torch.empty(P, dtype=dtype)
+    small = combiner.combine_with_info(G, sizes, out=out)
+    monkeypatch.setattr(_gramian, "MAX_DOT_TASKS", 0)  # the batched products and torch.mv
+    assert _gramian.dot_rows(G) is None
+    library = combiner.combine_with_info(G, sizes)
+    assert small.direction is out and out.dtype == dtype
+    assert small.gramian is not None and library.gramian is not None
+    assert small.weights is not None and library.weights is not None
+    assert torch.equal(small.gramian, small.gramian.mT)
+    for mine, theirs in [(small.gramian, library.gramian), (small.weights, library.weights)]:
+        torch.testing.assert_close(mine, theirs, rtol=tol, atol=tol * float(theirs.abs().max()))
+    scale = float(library.direction.abs().max())
+    torch.testing.assert_close(out, library.direction, rtol=tol, atol=tol * scale)
