@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from .errors import FusedKernelError
+
 #: Columns per float32 partial sum of the fused Gramian.
 FUSED_BLOCK = 4096
 #: Smallest ``G`` (elements) worth a fused kernel: below it the row-pair dots and numpy's gemv
@@ -70,6 +72,21 @@ class _Kernels(NamedTuple):
     pair_sums: Callable[[Tensor], Tensor]
     weighted_sum: Callable[[Tensor, Tensor, Tensor], None]
     weighted_block_sum: Callable[[Tensor, Tensor, Tensor], None]
+
+
+def _run(kernel: Callable[..., Any], *args: Tensor) -> Any:
+    """``kernel(*args)``, with any failure of Inductor's (a compiler error, an unsupported
+    platform the probe in :func:`fused_available` did not catch) raised as a
+    :class:`FusedKernelError` that says how to use the library kernels instead."""
+    try:
+        return kernel(*args)
+    except Exception as error:
+        shapes = ", ".join(str(tuple(a.shape)) for a in args)
+        raise FusedKernelError(
+            f"the fused CPU kernel {getattr(kernel, '__name__', kernel)!r} failed on inputs of shapes "
+            f"{shapes}: {type(error).__name__}: {error}. Set GRADBALANCE_COMPILE=0 to run the "
+            "library kernels instead (up to ~2x slower on large models)."
+        ) from error
 
 
 @functools.cache
@@ -140,7 +157,7 @@ def _gramian(G: Tensor) -> Tensor:
     K = torch.zeros(T, T, dtype=torch.float64)
     if full >= 2:
         blocks = _dynamic(G[:, : full * FUSED_BLOCK].view(T, full, FUSED_BLOCK), 1)
-        K += _unpack(_kernels().pair_sums(blocks).to(torch.float64).sum(-1), T)
+        K += _unpack(_run(_kernels().pair_sums, blocks).to(torch.float64).sum(-1), T)
     else:
         full = 0
     rest = G[:, full * FUSED_BLOCK :]
@@ -176,7 +193,7 @@ def fused_segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     block = shared_block(sizes) if len(sizes) > 1 else 0
     if block >= MIN_FUSED_SHARED_BLOCK:
         blocks = _dynamic(G.view(T, P // block, block), 1, 2)
-        sums = _kernels().pair_sums(blocks).to(torch.float64).T
+        sums = _run(_kernels().pair_sums, blocks).to(torch.float64).T
         per_segment = sums.new_zeros(len(sizes), sums.shape[1]).index_add_(0, _owners(sizes, block), sums)
         return _unpack(per_segment, T)
     K = torch.empty(len(sizes), T, T, dtype=torch.float64)
@@ -196,15 +213,14 @@ def fused_apply(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor) -
     if block >= MIN_FUSED_SHARED_BLOCK:
         per_block = w[_owners(sizes, block)].T.unsqueeze(-1).contiguous()  # [T, blocks, 1]
         blocks = _dynamic(G.view(T, P // block, block), 1, 2)
-        _kernels().weighted_block_sum(
-            blocks, _dynamic(per_block, 1), _dynamic(out.view(P // block, block), 0, 1)
-        )
+        weights_per_block, dest = _dynamic(per_block, 1), _dynamic(out.view(P // block, block), 0, 1)
+        _run(_kernels().weighted_block_sum, blocks, weights_per_block, dest)
         return out
     start = 0
     for s, size in enumerate(sizes):
         rows, dest = G[:, start : start + size], out[start : start + size]
         if size >= FUSED_BLOCK:
-            _kernels().weighted_sum(_dynamic(rows, 1), w[s].unsqueeze(-1), _dynamic(dest, 0))
+            _run(_kernels().weighted_sum, _dynamic(rows, 1), w[s].unsqueeze(-1), _dynamic(dest, 0))
         else:
             torch.mv(rows.T, w[s], out=dest)
         start += size

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import _fused
 from ._checks import all_finite, first_nonfinite_row
-from ._fused import FUSED_MIN_ELEMENTS, fused_apply, fused_segment_gramians, shared_block, use_fused
+from ._fused import fused_apply, fused_segment_gramians, shared_block, use_fused
 from .errors import NonFiniteGradientError
 
 #: Columns per block product; float32 error grows with the block length, not with P.
@@ -100,7 +101,7 @@ def dot_rows(G: Tensor) -> np.ndarray | None:
     a small float32/float64 CPU matrix the fused kernels do not take; otherwise ``None``."""
     if G.dtype in _DOT_DTYPES and G.is_cpu and G.shape[0] <= MAX_DOT_TASKS:
         rows: np.ndarray = G.detach().numpy()
-        if rows.nbytes <= MAX_DOT_BYTES and (rows.size < FUSED_MIN_ELEMENTS or not use_fused(G)):
+        if rows.nbytes <= MAX_DOT_BYTES and (rows.size < _fused.FUSED_MIN_ELEMENTS or not use_fused(G)):
             return rows
     return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "FusedKernelError",
     "GradbalanceError",
     "NonFiniteGradientError",
     "PluginConflictError",
@@ -31,6 +32,11 @@ class NonFiniteGradientError(GradbalanceError, ValueError):
         )
         self.task = task
         self.segment = segment
+
+
+class FusedKernelError(GradbalanceError, RuntimeError):
+    """A fused CPU kernel (``torch.compile``) failed to build or run for this input; the message
+    carries torch's error and how to use the library kernels instead (``GRADBALANCE_COMPILE=0``)."""
 
 
 class UnknownPluginError(GradbalanceError, KeyError):

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import gradbalance
 from gradbalance import _fused
 from gradbalance._gramian import apply_weights, segment_gramians
-from gradbalance.errors import NonFiniteGradientError
+from gradbalance.errors import FusedKernelError, NonFiniteGradientError
 
 BLOCK = _fused.FUSED_BLOCK
 
@@ -153,3 +153,20 @@ def test_importing_gradbalance_does_not_import_the_compiler():
     code = "import sys, gradbalance; assert 'torch._dynamo' not in sys.modules, 'dynamo imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("kernel", ["pair_sums", "weighted_sum"])
+def test_a_failing_kernel_says_how_to_run_without_it(monkeypatch, kernel):
+    # The probe compiled, yet a real kernel fails (a compiler error on some input): the error
+    # names the kernel and the shapes and says how to use the library kernels.
+    def broken(*args):
+        raise RuntimeError("C++ compile error")
+
+    kernels = _fused._kernels()
+    monkeypatch.setattr(_fused, "_kernels", lambda: kernels._replace(**{kernel: broken}))
+    G = torch.randn(2, 3 * BLOCK)
+    with pytest.raises(FusedKernelError, match="GRADBALANCE_COMPILE=0") as caught:
+        gradbalance.create("upgrad").combine(G)
+    assert "C++ compile error" in str(caught.value) and "(2, " in str(caught.value)
+    monkeypatch.setenv("GRADBALANCE_COMPILE", "0")
+    assert torch.isfinite(gradbalance.create("upgrad").combine(G)).all()
