@@ -167,9 +167,11 @@ def _gramian(G: Tensor) -> Tensor:
     return K
 
 
-def _owners(sizes: Sequence[int], block: int) -> Tensor:
-    """The segment index of each ``block``-column block."""
-    return torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor([s // block for s in sizes]))
+def block_owners(sizes: Sequence[int], block: int, device: torch.device | str = "cpu") -> Tensor:
+    """The segment index of each ``block``-column block, for segments whose sizes ``block``
+    divides (an ``index_add`` target for per-block sums)."""
+    counts = torch.tensor([s // block for s in sizes], device=device)
+    return torch.repeat_interleave(torch.arange(len(sizes), device=device), counts)
 
 
 def shared_block(sizes: Sequence[int], limit: int = FUSED_BLOCK) -> int:
@@ -194,7 +196,9 @@ def fused_segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     if block >= MIN_FUSED_SHARED_BLOCK:
         blocks = _dynamic(G.view(T, P // block, block), 1, 2)
         sums = _run(_kernels().pair_sums, blocks).to(torch.float64).T
-        per_segment = sums.new_zeros(len(sizes), sums.shape[1]).index_add_(0, _owners(sizes, block), sums)
+        per_segment = sums.new_zeros(len(sizes), sums.shape[1]).index_add_(
+            0, block_owners(sizes, block), sums
+        )
         return _unpack(per_segment, T)
     K = torch.empty(len(sizes), T, T, dtype=torch.float64)
     start = 0
@@ -211,7 +215,7 @@ def fused_apply(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor) -
     w = weights.to(torch.float32)
     block = shared_block(sizes) if len(sizes) > 1 else 0
     if block >= MIN_FUSED_SHARED_BLOCK:
-        per_block = w[_owners(sizes, block)].T.unsqueeze(-1).contiguous()  # [T, blocks, 1]
+        per_block = w[block_owners(sizes, block)].T.unsqueeze(-1).contiguous()  # [T, blocks, 1]
         blocks = _dynamic(G.view(T, P // block, block), 1, 2)
         weights_per_block, dest = _dynamic(per_block, 1), _dynamic(out.view(P // block, block), 0, 1)
         _run(_kernels().weighted_block_sum, blocks, weights_per_block, dest)

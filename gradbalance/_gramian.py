@@ -25,7 +25,7 @@ from torch import Tensor
 
 from . import _fused
 from ._checks import all_finite, first_nonfinite_row
-from ._fused import fused_apply, fused_segment_gramians, shared_block, use_fused
+from ._fused import block_owners, fused_apply, fused_segment_gramians, shared_block, use_fused
 from .errors import NonFiniteGradientError
 
 #: Columns per block product; float32 error grows with the block length, not with P.
@@ -170,22 +170,18 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     rows = dot_rows(G)
     if rows is not None:
         return dot_gramians(G, rows, sizes)
+    block = _common_block(sizes) if len(sizes) > 1 and G.dtype == torch.float32 else 0
     if use_fused(G):  # a large float32 G on the CPU: one fused pass, symmetric by construction
         K, symmetric = fused_segment_gramians(G, sizes), True
-    elif (_common_block(sizes) if len(sizes) > 1 and G.dtype == torch.float32 else 0) >= MIN_SHARED_BLOCK:
+    elif block >= MIN_SHARED_BLOCK:
         # Segments that share a block length (per-tensor segments of a network are multiples of
         # its width): one batched product over the whole of G, then a float64 sum per segment,
         # instead of a handful of small kernels per segment.
         T, P = G.shape
-        block = _common_block(sizes)
         blocks = G.view(T, P // block, block).transpose(0, 1)
         products = torch.bmm(blocks, blocks.transpose(1, 2)).to(torch.float64).view(-1, T * T)
-        owner = torch.repeat_interleave(
-            torch.arange(len(sizes), device=G.device),
-            torch.tensor([s // block for s in sizes], device=G.device),
-        )
         K = torch.zeros(len(sizes), T * T, dtype=torch.float64, device=G.device)
-        K = K.index_add_(0, owner, products).view(len(sizes), T, T)
+        K = K.index_add_(0, block_owners(sizes, block, G.device), products).view(len(sizes), T, T)
         symmetric = False
     else:
         parts = []

@@ -21,6 +21,18 @@ def test_each_segment_gets_its_own_gramian(dtype, tol, sizes):
     assert K.dtype == torch.float64 and torch.equal(K, K.mT)
 
 
+def test_segments_sharing_a_block_length_on_the_library_kernels():
+    # Six tasks (past the row-pair dots) and per-tensor-like sizes, multiples of 64: one batched
+    # product of 64-column blocks, summed into each segment by its block owners.
+    sizes = [128, 64, 640, 192]
+    assert _gramian._common_block(sizes) == 64
+    G = torch.randn(6, sum(sizes), generator=torch.Generator().manual_seed(1))
+    K = segment_gramians(G, sizes)
+    want = torch.stack([g @ g.T for g in G.double().split(sizes, dim=1)])
+    torch.testing.assert_close(K, want, rtol=1e-6, atol=1e-6 * float(want.abs().max()))
+    assert torch.equal(K, K.mT)
+
+
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("sizes", [None, [300, 7, 1000], [70_000, 3]])
 def test_small_combine_matches_the_library_kernels(monkeypatch, dtype, tol, sizes):
