@@ -11,10 +11,7 @@ With torchjd installed (the ``compare`` extra) its PCGrad and GradVac are timed 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import statistics
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -173,22 +170,8 @@ def test_buffer_path_against_sum_out(benchmark, T):
             assert gap <= BOUND_GOAL, f"{name} (out=): {gap:.2f}x the traffic bound > {BOUND_GOAL}"
 
 
-@contextlib.contextmanager
-def library_kernels() -> Iterator[None]:
-    """The passes on torch's and numpy's own kernels (``GRADBALANCE_COMPILE=0``) within."""
-    before = os.environ.get("GRADBALANCE_COMPILE")
-    os.environ["GRADBALANCE_COMPILE"] = "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["GRADBALANCE_COMPILE"]
-        else:
-            os.environ["GRADBALANCE_COMPILE"] = before
-
-
 @pytest.mark.parametrize("T", [3, 8])
-def test_passes_fused_against_library_kernels(benchmark, T):
+def test_passes_fused_against_library_kernels(benchmark, monkeypatch, T):
     """Where the buffer path's time goes: each memory pass alone and two combines, fused (the
     default on the CPU) and on the library kernels, each against ``torch.sum(G, 0, out=out)``.
     The two are timed in separate rounds, each with its own floor: numpy's BLAS threads spin
@@ -210,15 +193,18 @@ def test_passes_fused_against_library_kernels(benchmark, T):
     }
     floor = "torch.sum(G, 0, out=out)"
     medians = {}
-    for kernels, context in (("fused", contextlib.nullcontext), ("library kernels", library_kernels)):
-        with context():
-            medians[kernels] = interleaved_medians({floor: lambda: torch.sum(G, 0, out=out), **work}, REPEATS)
+    fused_here = use_fused(G)
+    for kernels in ("fused", "library kernels"):
+        if kernels == "library kernels":
+            monkeypatch.setenv("GRADBALANCE_COMPILE", "0")
+        medians[kernels] = interleaved_medians({floor: lambda: torch.sum(G, 0, out=out), **work}, REPEATS)
         ratios = report(f"passes, {kernels}, T={T}, P={P:,}", medians[kernels], floor)
         benchmark.extra_info.update({f"ratio {k}, {kernels}": v for k, v in ratios.items()})
+    monkeypatch.undo()  # the recorded benchmark below runs the default (fused) passes
     # The library rounds' floor is itself slowed by the spinning BLAS threads: compare times.
     slower = {name: medians["library kernels"][name] / medians["fused"][name] for name in work}
     print("  library kernels' time / fused time: " + ", ".join(f"{k} {v:.2f}" for k, v in slower.items()))
     benchmark(work["pass 1, Gramian"])
-    if FULL and use_fused(G):
+    if FULL and fused_here:
         for name in ("pcgrad (out=)", "gradvac per-tensor (out=)"):
             assert slower[name] > 1, f"{name}: the library kernels took {slower[name]:.2f}x the fused time"
