@@ -150,7 +150,7 @@ def _unpack(pairs: Tensor, T: int) -> Tensor:
     return K
 
 
-def _gramian(G: Tensor) -> Tensor:
+def _range_gramian(G: Tensor) -> Tensor:
     """``G Gᵀ`` as float64 ``[T, T]`` for one float32 column range."""
     T, n = G.shape
     full = n // FUSED_BLOCK
@@ -200,12 +200,7 @@ def fused_segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
             0, block_owners(sizes, block), sums
         )
         return _unpack(per_segment, T)
-    K = torch.empty(len(sizes), T, T, dtype=torch.float64)
-    start = 0
-    for s, size in enumerate(sizes):
-        K[s] = _gramian(G[:, start : start + size])
-        start += size
-    return K
+    return torch.stack([_range_gramian(segment) for segment in G.split(list(sizes), dim=1)])
 
 
 @torch.no_grad()

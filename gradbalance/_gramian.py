@@ -184,12 +184,8 @@ def segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
         K = K.index_add_(0, block_owners(sizes, block, G.device), products).view(len(sizes), T, T)
         symmetric = False
     else:
-        parts = []
-        start = 0
-        for size in sizes:
-            parts.append(_block_gramian(G[:, start : start + size]))
-            start += size
-        K, symmetric = torch.stack(parts), False
+        K = torch.stack([_block_gramian(segment) for segment in G.split(list(sizes), dim=1)])
+        symmetric = False
     # One device-to-host transfer per step: the T×T algebra then runs on the CPU without
     # stalling the stream once per task pair.
     K = K.cpu()
