@@ -215,12 +215,9 @@ def fused_apply(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor) -
         weights_per_block, dest = _dynamic(per_block, 1), _dynamic(out.view(P // block, block), 0, 1)
         _run(_kernels().weighted_block_sum, blocks, weights_per_block, dest)
         return out
-    start = 0
-    for s, size in enumerate(sizes):
-        rows, dest = G[:, start : start + size], out[start : start + size]
-        if size >= FUSED_BLOCK:
-            _run(_kernels().weighted_sum, _dynamic(rows, 1), w[s].unsqueeze(-1), _dynamic(dest, 0))
+    for w_s, rows, dest in zip(w, G.split(list(sizes), dim=1), out.split(list(sizes))):
+        if rows.shape[1] >= FUSED_BLOCK:
+            _run(_kernels().weighted_sum, _dynamic(rows, 1), w_s.unsqueeze(-1), _dynamic(dest, 0))
         else:
-            torch.mv(rows.T, w[s], out=dest)
-        start += size
+            torch.mv(rows.T, w_s, out=dest)
     return out
