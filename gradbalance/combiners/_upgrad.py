@@ -12,11 +12,17 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
-from ._solvers import cone_multipliers
+from ._solvers import cone_multipliers, unit_projection_multipliers
 
 # A constraint g_j · y ≥ 0 counts as met down to -_TOLERANCE · ‖g_j‖ · Σ_k |u_k| ‖g_k‖ for
 # y = Σ_k u_k g_k: the rounding error of computing it from the Gramian, at any row scale.
 _TOLERANCE = 1e-12
+# Up to this many tasks every passive set of the projections is tried at once (2^T − 1 per
+# segment) rather than walked to.
+_ENUMERATED_TASKS = 4
+# A row whose squared norm is at most this times its segment's largest is zero to the walk's
+# scaling, or nearly: the segment takes the walk unless the row is exactly zero.
+_NEGLIGIBLE = 1e-300
 
 
 @attrs.define(eq=False)
@@ -59,11 +65,16 @@ class UPGrad(GramianCombinerWithReduction):
     )
 
     reduction: Literal["sum", "mean"] = reduction_field("mean")
-    unreduced: ClassVar[Literal["sum", "mean"]] = "sum"  # Σ_i π_C(g_i)
+    unreduced: ClassVar[Literal["sum", "mean"]] = "mean"  # (1/T) Σ_i π_C(g_i)
 
     def unreduced_weights(self, gramian: Tensor) -> Tensor:
         K = gramian.numpy()
-        return torch.from_numpy(two_task_weights(K) if K.shape[1] == 2 else projection_weights(K).sum(1))
+        T = K.shape[1]
+        if T == 2:
+            return torch.from_numpy(two_task_weights(K) / 2)
+        if T <= _ENUMERATED_TASKS:
+            return torch.from_numpy(enumerated_weights(K))
+        return torch.from_numpy(projection_weights(K).sum(1) / T)
 
 
 def two_task_weights(K: np.ndarray) -> np.ndarray:
@@ -79,6 +90,35 @@ def two_task_weights(K: np.ndarray) -> np.ndarray:
         conflict = positive.all(1) & (b / largest < -_TOLERANCE * np.sqrt(a / largest) * np.sqrt(e / largest))
         weights = 1 - np.where(conflict[:, None], b[:, None] / np.stack([a, e], 1), 0.0)
     return np.where(positive, weights, 0.0)
+
+
+def enumerated_weights(K: np.ndarray) -> np.ndarray:
+    """``[S, T]``: the mean ``(1/T) Σ_i (e_i + v)`` of :func:`projection_weights`' rows, every
+    passive set of every program tried at once (:func:`unit_projection_multipliers`), in
+    cosine coordinates; segments that leaves open, or with a row negligible next to another,
+    go to :func:`projection_weights`. Program ``i`` there projects ``ĝ_i`` with multipliers
+    ``v''_k = v_k ‖g_k‖ / ‖g_i‖``, so ``Σ_i v_k = Σ_i v''_k ‖g_i‖ / ‖g_k‖``, and the slack
+    of constraint ``j``, ``_TOLERANCE · (1 + Σ_k v''_k)``, is the walk's over ``‖g_j‖ ‖g_i‖``."""
+    T = K.shape[1]
+    diagonal = K.diagonal(0, 1, 2)
+    root = np.sqrt(diagonal)
+    negligible = diagonal <= _NEGLIGIBLE * diagonal.max(1, keepdims=True)
+    some_negligible = bool(negligible.any())
+    if some_negligible:  # a zero row: a row and column of the identity, its weight 0
+        zero = root == 0
+        inverse = np.where(zero, 0.0, 1.0 / np.where(zero, 1.0, root))
+        cos = K * inverse[:, :, None] * inverse[:, None, :] + np.eye(T) * zero[:, :, None]
+    else:
+        inverse = 1.0 / root
+        cos = K * inverse[:, :, None] * inverse[:, None, :]
+    v, settled = unit_projection_multipliers(cos, _TOLERANCE)
+    weights = (1.0 + inverse * (v @ root[:, :, None])[:, :, 0]) / T
+    if some_negligible:
+        weights *= ~zero
+        settled &= ~(negligible & ~zero).any(1)
+    if not settled.all():
+        weights[~settled] = projection_weights(K[~settled]).sum(1) / T
+    return weights
 
 
 def projection_weights(K: np.ndarray) -> np.ndarray:

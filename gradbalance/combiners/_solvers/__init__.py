@@ -9,12 +9,15 @@ solvers from here, never from a sibling combiner. One module per problem:
 - ``_min_norm``: the min-norm point of the convex hull (MGDA; the Pareto-stationarity test of
   FairGrad and Nash-MTL);
 - ``_cone``: projection onto the dual cone (UPGrad's projections, CAGrad's nearest optimal
-  direction);
+  direction), by Lawson & Hanson's active-set walk;
+- ``_cone_supports``: the same projections of each of a few unit rows, every passive set at
+  once (UPGrad's for up to four tasks);
 - ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``).
 """
 
 from ._common import nonzero_row_weights, solve_small, with_two_task_form
 from ._cone import cone_multipliers
+from ._cone_supports import unit_projection_multipliers
 from ._fair import fair_weights, two_task_bargaining_weights
 from ._min_norm import batched_min_norm_weights, min_norm_weights, two_task_min_norm_weights
 
@@ -27,5 +30,6 @@ __all__ = [
     "solve_small",
     "two_task_bargaining_weights",
     "two_task_min_norm_weights",
+    "unit_projection_multipliers",
     "with_two_task_form",
 ]
