@@ -14,7 +14,7 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
-from ._solvers import cone_multipliers, with_two_task_form
+from ._solvers import cone_multipliers, with_closed_form
 
 # Supports tried in closed form before the active-set walk (see _Dual.active_set).
 _GUESSES = 3
@@ -150,8 +150,9 @@ class CAGrad(GramianCombinerWithReduction):
     def unreduced_weights(self, gramian: Tensor) -> Tensor:
         T = gramian.shape[1]
         c = float(self.c)
-        return with_two_task_form(
-            gramian, lambda K: two_task_weights(K, c), lambda K: conflict_averse_weights(K, T, c)
+        closed_form = two_task_weights if T == 2 else guessed_weights
+        return with_closed_form(
+            gramian, lambda K: closed_form(K, c), lambda K: conflict_averse_weights(K, T, c)
         )
 
     def divisor(self) -> float:
@@ -211,6 +212,107 @@ def two_task_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
         weights[:, 1] += np.where(interior, nu2, np.where(vertex2, radius / n2, 0.0))
     settled = both & ((phi == 0) | interior | vertex1 | vertex2)
     return np.where(settled[:, None], weights, 0.0), settled
+
+
+def guessed_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """CAGrad's weights (before rescaling) for Gramians ``K [S, T, T]``, all segments at once,
+    where the guesses of :meth:`_Dual.active_set` end the solve (or ``φ = 0``: the mean):
+    every task, then the tasks the last guess's affine minimum weights positively, up to
+    :data:`_GUESSES` supports, each kept only if it passes the KKT test. Weights ``[S, T]``
+    and which segments it settled; the rest (a zero row, a worst progress that may be
+    ``≤ 0``, where the projection may be the answer, guesses that fail) are left to
+    :func:`conflict_averse_weights`, whose walk starts where these guesses left off."""
+    duals = _Duals(K, c)
+    S, T = duals.norms.shape
+    support = np.ones((S, T), dtype=bool)
+    guessing = duals.positive & (duals.phi > 0)
+    settled = duals.positive & ~(duals.phi > 0)
+    omega = np.zeros((S, T))
+    for _ in range(_GUESSES):
+        candidate, optimal, positive_worst, affine = duals.candidates(support)
+        done = guessing & optimal
+        settled |= done & positive_worst
+        omega = np.where(done[:, None], candidate, omega)
+        kept = support & (affine > 0)
+        count = kept.sum(1)
+        guessing &= ~optimal & (count > 0) & (count < support.sum(1))
+        if not guessing.any():
+            break
+        support = np.where(guessing[:, None], kept, support)
+    weights = 1.0 / T + omega / duals.norms
+    return np.where(settled[:, None], weights, 0.0), settled
+
+
+class _Duals:
+    """:class:`_Dual` for ``S`` problems of ``T`` tasks at once, supports as masks ``[S, T]``:
+    the same arithmetic, with each support's system bordered by the identity off it (its
+    weights come out exactly 0 there). Segments with a zero row are marked not ``positive``
+    and computed on the identity in its place."""
+
+    def __init__(self, K: np.ndarray, c: float) -> None:
+        T = K.shape[1]
+        diagonal = K.diagonal(0, 1, 2)
+        self.positive = np.asarray((diagonal > 0).all(1))
+        if not self.positive.all():
+            diagonal = np.where(self.positive[:, None], diagonal, 1.0)
+            K = np.where(self.positive[:, None, None], K, np.eye(T))
+        self.norms = np.sqrt(diagonal / diagonal.max(1, keepdims=True))
+        root = np.sqrt(diagonal)
+        self.cos = (K / root[:, :, None] / root[:, None, :]).clip(-1.0, 1.0)
+        self.cos[:, np.arange(T), np.arange(T)] = 1.0
+        g0 = self.norms / T
+        self.unit_progress = (self.cos @ g0[:, :, None])[:, :, 0]
+        self.phi = c * c * np.maximum((g0 * self.unit_progress).sum(1), 0.0)
+        self.size = g0.sum(1) + np.sqrt(self.phi)
+
+    def pieces(self, support: np.ndarray) -> tuple[np.ndarray, ...]:
+        """:meth:`_Dual.pieces` on supports ``[S, T]`` (masks): ``ω_u, ω_v [S, T]``, ``A, C [S]``
+        and which supports are regular (all irregular if some system is singular)."""
+        S, T = support.shape
+        border = np.where(support, 1.0 / self.norms, 0.0)
+        border /= border.max(1, keepdims=True)
+        system = np.zeros((S, T + 1, T + 1))
+        system[:, :T, :T] = (
+            self.cos * (support[:, :, None] & support[:, None, :]) + np.eye(T) * ~support[:, :, None]
+        )
+        system[:, :T, T] = -border
+        system[:, T, :T] = border
+        rhs = np.zeros((S, T + 1, 2))
+        rhs[:, T, 0] = 1.0
+        rhs[:, :T, 1] = -self.unit_progress * support
+        try:
+            inverse = np.linalg.inv(system)
+        except np.linalg.LinAlgError:
+            return np.zeros((S, T)), np.zeros((S, T)), np.zeros(S), np.zeros(S), np.zeros(S, dtype=bool)
+        regular = np.abs(system).sum(1).max(1) * np.abs(inverse).sum(1).max(1) <= _ILL_CONDITIONED
+        solution = (inverse @ rhs)[:, :T]  # [S, T, 2]: ω_u, ω_v
+        # Σ border ω exactly 1 and 0, re-solved for the shortest gradient (as _Dual.pieces)
+        base = (np.arange(S), border.argmax(1))
+        solution[base] = 0.0
+        solution[base] = (1.0, 0.0) - (border[:, :, None] * solution).sum(1)
+        A, C = np.maximum(np.einsum("nia,nij,nja->an", solution, self.cos, solution), 0.0)
+        wu, wv = solution[:, :, 0], solution[:, :, 1]
+        return wu, wv, A, C, regular
+
+    def candidates(self, support: np.ndarray) -> tuple[np.ndarray, ...]:
+        """:meth:`_Dual.candidates` on supports ``[S, T]``: ``ω [S, T]``, whether it is optimal
+        (KKT), whether its worst progress is positive beyond rounding (else the projection may
+        be the answer), and the affine minimum before the sign test (NaN off the ball)."""
+        wu, wv, A, C, regular = self.pieces(support)
+        on_ball = regular & (A > (_FLAT * np.abs(wu).sum(1)) ** 2) & (C < self.phi)
+        lam = np.sqrt(np.where(on_ball, self.phi - C, 0.0) / np.where(on_ball, A, 1.0))
+        omega = lam[:, None] * wu + wv
+        affine = np.where(on_ball[:, None], omega, np.nan)
+        on_ball &= (omega >= -_TOLERANCE * np.abs(omega).sum(1, keepdims=True)).all(1)
+        omega = np.where(on_ball[:, None], np.maximum(omega, 0.0), 0.0)
+        progress = self.norms * (self.unit_progress + (omega[:, None, :] @ self.cos)[:, 0])
+        rounding = _TOLERANCE * (self.size + np.abs(omega).sum(1))
+        excess = progress[:, :, None] - progress[:, None, :]
+        slack = (self.norms[:, :, None] + self.norms[:, None, :]) * rounding[:, None, None]
+        violation = np.where(support[:, :, None], excess / slack, -np.inf).max(1) - 1.0
+        optimal = on_ball & (violation <= 0).all(1)
+        positive_worst = ((progress > self.norms * rounding[:, None]) & support).any(1)
+        return omega, optimal, positive_worst, affine
 
 
 def conflict_averse_weights(K: np.ndarray, T: int, c: float) -> np.ndarray:

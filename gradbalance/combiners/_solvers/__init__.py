@@ -15,7 +15,7 @@ solvers from here, never from a sibling combiner. One module per problem:
 - ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``).
 """
 
-from ._common import nonzero_row_weights, solve_small, with_two_task_form
+from ._common import nonzero_row_weights, solve_small, with_closed_form, with_two_task_form
 from ._cone import cone_multipliers
 from ._cone_supports import unit_projection_multipliers
 from ._fair import fair_weights, two_task_bargaining_weights
@@ -31,5 +31,6 @@ __all__ = [
     "two_task_bargaining_weights",
     "two_task_min_norm_weights",
     "unit_projection_multipliers",
+    "with_closed_form",
     "with_two_task_form",
 ]

@@ -1,5 +1,5 @@
 """What the ``T×T`` solvers share: running a solver over each segment's non-zero rows, the
-two-task closed forms' dispatch, and a small linear solve that survives singular systems."""
+batched closed forms' dispatch, and a small linear solve that survives singular systems."""
 
 from __future__ import annotations
 
@@ -37,11 +37,21 @@ def with_two_task_form(
     closed_form: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     solve: Callable[[np.ndarray], np.ndarray],
 ) -> Tensor:
-    """``[S, T]`` weights: for ``T = 2``, ``closed_form`` of the ``[S, 2, 2]`` Gramians (weights and
-    which segments it settled) and :func:`nonzero_row_weights` with ``solve`` for the rest (zero
-    rows, and cases too close to a branch of the general solver to call); otherwise ``solve``."""
+    """``[S, T]`` weights: for ``T = 2``, :func:`with_closed_form`; otherwise ``solve`` on every
+    segment's non-zero rows."""
     if gramian.shape[1] != 2:
         return nonzero_row_weights(gramian, solve)
+    return with_closed_form(gramian, closed_form, solve)
+
+
+def with_closed_form(
+    gramian: Tensor,
+    closed_form: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    solve: Callable[[np.ndarray], np.ndarray],
+) -> Tensor:
+    """``[S, T]`` weights: ``closed_form`` of the ``[S, T, T]`` Gramians (weights and which
+    segments it settled, all at once) and :func:`nonzero_row_weights` with ``solve`` for the
+    rest (zero rows, and cases too close to a branch of the general solver to call)."""
     K = gramian.numpy()
     weights, settled = closed_form(K)
     if not settled.all():

@@ -11,6 +11,7 @@ dependent rows) to the walk.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -60,13 +61,24 @@ def unit_projection_multipliers(cos: np.ndarray, tolerance: float) -> tuple[np.n
     """
     N, m, _ = cos.shape
     pairs, border, rows, minus_rows, least, eye = _supports(m)
-    try:
-        inverse = np.linalg.inv(cos[:, None] * pairs + border)  # [N, 2^m − 1, m, m]
-    except np.linalg.LinAlgError:  # some passive set's rows exactly dependent
-        return np.zeros((N, m, m)), np.zeros(N, dtype=bool)
+    inverse = _inverses(cos[:, None] * pairs + border)  # [N, 2^m − 1, m, m]
     v = inverse @ (cos[:, None] * minus_rows)  # [N, P, k, i]
     # (C + tolerance) (e_i + v) = C (e_i + v) + tolerance · (1 + Σ_k v_k): constraints plus slack.
     slackened = (cos + tolerance)[:, None] @ (v + eye)
     passing = (np.where(rows, v, slackened) >= least).all(2)  # [N, P, i]
     settled = (passing.sum(1) == 1).all(1) & (inverse.diagonal(0, 2, 3) <= _MOST_INFLATED).all((1, 2))
     return np.einsum("npki,npi->nki", v, passing), settled
+
+
+def _inverses(systems: np.ndarray) -> np.ndarray:
+    """The inverses of ``systems [N, ...]``, in one batch unless some problem's are singular
+    (exactly dependent rows: a one-column segment, say); then problem by problem, NaN for a
+    problem with a singular one (it fails every test, and goes to the walk)."""
+    try:
+        return np.linalg.inv(systems)
+    except np.linalg.LinAlgError:
+        out = np.full(systems.shape, np.nan)
+        for n, problem in enumerate(systems):
+            with contextlib.suppress(np.linalg.LinAlgError):
+                out[n] = np.linalg.inv(problem)
+        return out

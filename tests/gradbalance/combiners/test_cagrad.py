@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 import gradbalance
 import gradbalance.combiners._cagrad as cagrad_module
 from gradbalance import MGDA, CAGrad
+from gradbalance.testing import strategies
 
 from _matrices import cosine_condition, scale_of, task_matrices
 
@@ -18,6 +19,11 @@ C_VALUES = st.sampled_from([0.1, 0.5, 0.9, 1.0, 2.0, 5.0])
 # comparing two computations of it (scaled, permuted, segmented) needs other values of c.
 WELL_POSED_C = st.sampled_from([0.1, 0.5, 0.9, 2.0, 5.0])
 TOL = 1e-9
+
+
+def nothing_guessed(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """In place of :func:`guessed_weights`: no segment settled, all to the per-segment solver."""
+    return np.zeros(K.shape[:2]), np.zeros(len(K), dtype=bool)
 
 
 def reference_cagrad(G: torch.Tensor, c: float) -> tuple[torch.Tensor, np.ndarray]:
@@ -151,6 +157,7 @@ def test_the_exhaustive_solver_alone_is_optimal(G, c):
     # it always does, so the fallback is checked on every family too.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cagrad_module._Dual, "active_set", lambda self, projection, fits: (None, False))
+        patch.setattr(cagrad_module, "guessed_weights", nothing_guessed)
         assert_optimal(G, c)
 
 
@@ -225,6 +232,7 @@ def test_both_solvers_agree(G, c):
     fast = CAGrad(c=c).combine(G)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cagrad_module._Dual, "active_set", lambda self, projection, fits: (None, False))
+        patch.setattr(cagrad_module, "guessed_weights", nothing_guessed)
         exhaustive = CAGrad(c=c).combine(G)
     assert float((fast - exhaustive).norm()) <= 1e-9 * scale_of(G)
 
@@ -361,3 +369,40 @@ def test_registered_by_name_with_options():
     assert isinstance(gradbalance.create("cagrad"), CAGrad)
     combiner = gradbalance.create("cagrad", c=0.4, rescale=False, reduction="sum")
     assert (combiner.c, combiner.rescale, combiner.reduction) == (0.4, False, "sum")
+
+
+@st.composite
+def segment_gramians(draw):
+    """Gramians ``[S, T, T]`` (3 to 8 tasks) of segments of every row kind, each scaled by
+    1e-150 to 1e150."""
+    T, S = draw(st.integers(3, 8)), draw(st.integers(1, 4))
+    out = []
+    for _ in range(S):
+        G = strategies.draw_rows(draw, T, draw(st.integers(1, 40)), strategies.ROW_KINDS, torch.float64)
+        out.append((G @ G.T) * 10.0 ** draw(st.integers(-150, 150)))
+    return torch.stack(out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(K=segment_gramians(), c=C_VALUES)
+def test_batched_guesses_match_the_per_segment_solver(K, c):
+    # The batched guesses (all segments at once) against the per-segment solver, forced.
+    fast = CAGrad(c=c, rescale=False).weights(K).numpy()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cagrad_module, "guessed_weights", nothing_guessed)
+        general = CAGrad(c=c, rescale=False).weights(K).numpy()
+    scale = np.abs(general).max(1, keepdims=True)
+    assert (np.abs(fast - general) <= 1e-12 * scale).all()
+
+
+@pytest.mark.parametrize("T", [3, 8])
+def test_batched_guesses_settle_rows_in_general_position(T):
+    # The benchmark's Gramians (a conflicting pair among random rows): the full support at
+    # T = 3, the tasks it weights positively at T = 8, every segment without the loop.
+    G = torch.randn(20, T, 64, generator=torch.Generator().manual_seed(T), dtype=torch.float64)
+    G[:, 1] = -0.5 * G[:, 0] + G[:, 1]
+    K = (G @ G.mT).numpy()
+    weights, settled = cagrad_module.guessed_weights(K, 0.5)
+    assert settled.sum() >= 19
+    for k, w in zip(K[settled], weights[settled]):
+        np.testing.assert_allclose(w, cagrad_module.conflict_averse_weights(k, T, 0.5), rtol=1e-12)

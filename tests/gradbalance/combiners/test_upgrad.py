@@ -1,10 +1,14 @@
 import itertools
 
+import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import gradbalance.combiners._upgrad as upgrad_module
 from gradbalance import UPGrad
+from gradbalance.testing import strategies
 
 from _matrices import reference_pcgrad, scale_of, segment_pieces, task_matrices
 
@@ -106,3 +110,37 @@ def test_segments_solved_side_by_side_match_one_at_a_time(G, cuts):
     got = UPGrad().combine(G, [b - a for a, b in pieces])
     for a, b in pieces:
         assert (got[a:b] - UPGrad().combine(G[:, a:b])).norm() <= 1e-9 * scale_of(G[:, a:b])
+
+
+@st.composite
+def segment_gramians(draw, min_tasks=3, max_tasks=4):
+    """Gramians ``[S, T, T]`` of segments of every row kind, each scaled by 1e-150 to 1e150."""
+    T, S = draw(st.integers(min_tasks, max_tasks)), draw(st.integers(1, 4))
+    out = []
+    for _ in range(S):
+        G = strategies.draw_rows(draw, T, draw(st.integers(1, 40)), strategies.ROW_KINDS, torch.float64)
+        out.append((G @ G.T) * 10.0 ** draw(st.integers(-150, 150)))
+    return torch.stack(out).numpy()
+
+
+@settings(max_examples=300, deadline=None)
+@given(K=segment_gramians())
+def test_enumerated_supports_match_the_walk(K):
+    # The fast path (every passive set at once) against the general one (the active-set
+    # walk), forced, on random and degenerate segments.
+    T = K.shape[1]
+    fast = upgrad_module.enumerated_weights(K)
+    walked = upgrad_module.projection_weights(K).sum(1) / T
+    np.testing.assert_allclose(fast, walked, rtol=1e-12, atol=1e-12 * np.abs(walked).max())
+
+
+@pytest.mark.parametrize("T", [3, 4])
+def test_enumerated_supports_settle_rows_in_general_position(monkeypatch, T):
+    # The benchmark's Gramians (a conflicting pair among random rows) never reach the walk.
+    K = torch.randn(20, T, 64, generator=torch.Generator().manual_seed(T), dtype=torch.float64)
+    K[:, 1] = -0.5 * K[:, 0] + K[:, 1]
+    K = (K @ K.mT).numpy()
+    walked = upgrad_module.projection_weights(K).sum(1) / T
+    monkeypatch.setattr(upgrad_module, "projection_weights", lambda K: pytest.fail("walked"))
+    np.testing.assert_allclose(upgrad_module.enumerated_weights(K), walked, rtol=1e-12)
+    assert (walked > 1 / T + 1e-3).any()  # some row was projected
