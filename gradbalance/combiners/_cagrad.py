@@ -221,10 +221,11 @@ def guessed_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
     :data:`_GUESSES` supports, each kept only if it passes the KKT test. Weights ``[S, T]``
     and which segments it settled; the rest (a zero row, a worst progress that may be
     ``≤ 0``, where the projection may be the answer, guesses that fail) are left to
-    :func:`conflict_averse_weights`, whose walk starts where these guesses left off."""
+    :func:`conflict_averse_weights`, which solves them from the start."""
     duals = _Duals(K, c)
     S, T = duals.norms.shape
-    support = np.ones((S, T), dtype=bool)
+    support: np.ndarray | None = None  # every task
+    size = T
     guessing = duals.positive & (duals.phi > 0)
     settled = duals.positive & ~(duals.phi > 0)
     omega = np.zeros((S, T))
@@ -233,12 +234,13 @@ def guessed_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
         done = guessing & optimal
         settled |= done & positive_worst
         omega = np.where(done[:, None], candidate, omega)
-        kept = support & (affine > 0)
+        kept = affine > 0 if support is None else support & (affine > 0)
         count = kept.sum(1)
-        guessing &= ~optimal & (count > 0) & (count < support.sum(1))
+        guessing &= ~optimal & (count > 0) & (count < size)
         if not guessing.any():
             break
-        support = np.where(guessing[:, None], kept, support)
+        support = np.where(guessing[:, None], kept, True if support is None else support)
+        size = support.sum(1)
     weights = 1.0 / T + omega / duals.norms
     return np.where(settled[:, None], weights, 0.0), settled
 
@@ -265,21 +267,26 @@ class _Duals:
         self.phi = c * c * np.maximum((g0 * self.unit_progress).sum(1), 0.0)
         self.size = g0.sum(1) + np.sqrt(self.phi)
 
-    def pieces(self, support: np.ndarray) -> tuple[np.ndarray, ...]:
-        """:meth:`_Dual.pieces` on supports ``[S, T]`` (masks): ``ω_u, ω_v [S, T]``, ``A, C [S]``
-        and which supports are regular (all irregular if some system is singular)."""
-        S, T = support.shape
-        border = np.where(support, 1.0 / self.norms, 0.0)
-        border /= border.max(1, keepdims=True)
+    def pieces(self, support: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """:meth:`_Dual.pieces` on supports ``[S, T]`` (masks; ``None``: every task, the same
+        values without the masking): ``ω_u, ω_v [S, T]``, ``A, C [S]`` and which supports are
+        regular (all irregular if some system is singular)."""
+        S, T = self.norms.shape
         system = np.zeros((S, T + 1, T + 1))
-        system[:, :T, :T] = (
-            self.cos * (support[:, :, None] & support[:, None, :]) + np.eye(T) * ~support[:, :, None]
-        )
+        rhs = np.zeros((S, T + 1, 2))
+        if support is None:
+            border = 1.0 / self.norms
+            system[:, :T, :T] = self.cos
+            rhs[:, :T, 1] = -self.unit_progress
+        else:
+            border = np.where(support, 1.0 / self.norms, 0.0)
+            pairs = support[:, :, None] & support[:, None, :]
+            system[:, :T, :T] = self.cos * pairs + np.eye(T) * ~support[:, :, None]
+            rhs[:, :T, 1] = -self.unit_progress * support
+        border /= border.max(1, keepdims=True)
         system[:, :T, T] = -border
         system[:, T, :T] = border
-        rhs = np.zeros((S, T + 1, 2))
         rhs[:, T, 0] = 1.0
-        rhs[:, :T, 1] = -self.unit_progress * support
         try:
             inverse = np.linalg.inv(system)
         except np.linalg.LinAlgError:
@@ -294,8 +301,8 @@ class _Duals:
         wu, wv = solution[:, :, 0], solution[:, :, 1]
         return wu, wv, A, C, regular
 
-    def candidates(self, support: np.ndarray) -> tuple[np.ndarray, ...]:
-        """:meth:`_Dual.candidates` on supports ``[S, T]``: ``ω [S, T]``, whether it is optimal
+    def candidates(self, support: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """:meth:`_Dual.candidates` on supports ``[S, T]`` (``None``: every task): ``ω [S, T]``, whether it is optimal
         (KKT), whether its worst progress is positive beyond rounding (else the projection may
         be the answer), and the affine minimum before the sign test (NaN off the ball)."""
         wu, wv, A, C, regular = self.pieces(support)
@@ -309,9 +316,14 @@ class _Duals:
         rounding = _TOLERANCE * (self.size + np.abs(omega).sum(1))
         excess = progress[:, :, None] - progress[:, None, :]
         slack = (self.norms[:, :, None] + self.norms[:, None, :]) * rounding[:, None, None]
-        violation = np.where(support[:, :, None], excess / slack, -np.inf).max(1) - 1.0
+        positive = progress > self.norms * rounding[:, None]
+        if support is None:
+            violation = (excess / slack).max(1) - 1.0
+        else:
+            violation = np.where(support[:, :, None], excess / slack, -np.inf).max(1) - 1.0
+            positive &= support
         optimal = on_ball & (violation <= 0).all(1)
-        positive_worst = ((progress > self.norms * rounding[:, None]) & support).any(1)
+        positive_worst = positive.any(1)
         return omega, optimal, positive_worst, affine
 
 
