@@ -221,56 +221,68 @@ def guessed_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
     :data:`_GUESSES` supports, each kept only if it passes the KKT test. Weights ``[S, T]``
     and which segments it settled; the rest (a zero row, a worst progress that may be
     ``≤ 0``, where the projection may be the answer, guesses that fail) are left to
-    :func:`conflict_averse_weights`, which solves them from the start."""
+    :func:`conflict_averse_weights`, which solves them from the start (their rows here are
+    not meaningful)."""
     duals = _Duals(K, c)
-    S, T = duals.norms.shape
-    support: np.ndarray | None = None  # every task
-    size = T
-    guessing = duals.positive & (duals.phi > 0)
-    settled = duals.positive & ~(duals.phi > 0)
-    omega = np.zeros((S, T))
-    for _ in range(_GUESSES):
+    omega, optimal, positive_worst, affine = duals.candidates(None)  # 0 where φ = 0: the mean
+    moving = duals.phi > 0
+    settled = duals.positive & (optimal & positive_worst | ~moving)
+    guessing = duals.positive & moving & ~optimal
+    if _GUESSES > 1 and guessing.any():
+        _guess_again(duals, omega, settled, guessing, affine > 0)
+    return 1.0 / duals.norms.shape[1] + omega / duals.norms, settled
+
+
+def _guess_again(
+    duals: _Duals, omega: np.ndarray, settled: np.ndarray, guessing: np.ndarray, kept: np.ndarray
+) -> None:
+    """The guesses after every task's, on the segments ``guessing`` (``kept``: the tasks the
+    last guess weights positively); settled segments' ``ω`` and flags written in place."""
+    support = np.ones_like(kept)
+    for _ in range(_GUESSES - 1):
+        count = kept.sum(1)
+        guessing &= (count > 0) & (count < support.sum(1))
+        if not guessing.any():
+            return
+        support = np.where(guessing[:, None], kept & support, support)
         candidate, optimal, positive_worst, affine = duals.candidates(support)
         done = guessing & optimal
         settled |= done & positive_worst
-        omega = np.where(done[:, None], candidate, omega)
-        kept = affine > 0 if support is None else support & (affine > 0)
-        count = kept.sum(1)
-        guessing &= ~optimal & (count > 0) & (count < size)
-        if not guessing.any():
-            break
-        support = np.where(guessing[:, None], kept, True if support is None else support)
-        size = support.sum(1)
-    weights = 1.0 / T + omega / duals.norms
-    return np.where(settled[:, None], weights, 0.0), settled
+        omega[done] = candidate[done]
+        guessing &= ~optimal
+        kept = affine > 0
 
 
 class _Duals:
-    """:class:`_Dual` for ``S`` problems of ``T`` tasks at once, supports as masks ``[S, T]``:
-    the same arithmetic, with each support's system bordered by the identity off it (its
-    weights come out exactly 0 there). Segments with a zero row are marked not ``positive``
-    and computed on the identity in its place."""
+    """:class:`_Dual` for ``S`` problems of ``T`` tasks at once, supports as masks ``[S, T]``
+    (``None``: every task): the same arithmetic, with each support's system bordered by the
+    identity off it (its weights come out exactly 0 there), and tests that pass only where
+    :class:`_Dual`'s do, so a settled segment has :class:`_Dual`'s answer. Segments with a
+    zero row are marked not ``positive`` and computed on the identity in its place."""
 
     def __init__(self, K: np.ndarray, c: float) -> None:
-        T = K.shape[1]
+        S, T, _ = K.shape
         diagonal = K.diagonal(0, 1, 2)
         self.positive = np.asarray((diagonal > 0).all(1))
         if not self.positive.all():
             diagonal = np.where(self.positive[:, None], diagonal, 1.0)
             K = np.where(self.positive[:, None, None], K, np.eye(T))
         self.norms = np.sqrt(diagonal / diagonal.max(1, keepdims=True))
+        self.pair_norms = self.norms[:, :, None] + self.norms[:, None, :]
         root = np.sqrt(diagonal)
-        self.cos = (K / root[:, :, None] / root[:, None, :]).clip(-1.0, 1.0)
-        self.cos[:, np.arange(T), np.arange(T)] = 1.0
+        # np.clip's value, without its Python wrapper
+        self.cos = np.minimum(np.maximum(K / root[:, :, None] / root[:, None, :], -1.0), 1.0)
+        self.cos.reshape(S, T * T)[:, :: T + 1] = 1.0  # the diagonal, as a strided view
         g0 = self.norms / T
         self.unit_progress = (self.cos @ g0[:, :, None])[:, :, 0]
         self.phi = c * c * np.maximum((g0 * self.unit_progress).sum(1), 0.0)
         self.size = g0.sum(1) + np.sqrt(self.phi)
 
     def pieces(self, support: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        """:meth:`_Dual.pieces` on supports ``[S, T]`` (masks; ``None``: every task, the same
-        values without the masking): ``ω_u, ω_v [S, T]``, ``A, C [S]`` and which supports are
-        regular (all irregular if some system is singular)."""
+        """:meth:`_Dual.pieces` on supports ``[S, T]``: ``ω_u, ω_v [S, T]``, ``A, C [S]`` and
+        which supports are regular. The system's 1-norm is at most ``T + 1`` (cosines and
+        borders at most 1), so ``(T + 1) ‖inverse‖₁`` bounds the condition number that
+        :meth:`_Dual.pieces` tests: regular here implies regular there."""
         S, T = self.norms.shape
         system = np.zeros((S, T + 1, T + 1))
         rhs = np.zeros((S, T + 1, 2))
@@ -291,40 +303,35 @@ class _Duals:
             inverse = np.linalg.inv(system)
         except np.linalg.LinAlgError:
             return np.zeros((S, T)), np.zeros((S, T)), np.zeros(S), np.zeros(S), np.zeros(S, dtype=bool)
-        regular = np.abs(system).sum(1).max(1) * np.abs(inverse).sum(1).max(1) <= _ILL_CONDITIONED
+        regular = (T + 1) * np.abs(inverse).sum(1).max(1) <= _ILL_CONDITIONED
         solution = (inverse @ rhs)[:, :T]  # [S, T, 2]: ω_u, ω_v
         # Σ border ω exactly 1 and 0, re-solved for the shortest gradient (as _Dual.pieces)
         base = (np.arange(S), border.argmax(1))
         solution[base] = 0.0
         solution[base] = (1.0, 0.0) - (border[:, :, None] * solution).sum(1)
         A, C = np.maximum(np.einsum("nia,nij,nja->an", solution, self.cos, solution), 0.0)
-        wu, wv = solution[:, :, 0], solution[:, :, 1]
-        return wu, wv, A, C, regular
+        return solution[:, :, 0], solution[:, :, 1], A, C, regular
 
     def candidates(self, support: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        """:meth:`_Dual.candidates` on supports ``[S, T]`` (``None``: every task): ``ω [S, T]``, whether it is optimal
+        """:meth:`_Dual.candidates` on supports ``[S, T]``: ``ω [S, T]``, whether it is optimal
         (KKT), whether its worst progress is positive beyond rounding (else the projection may
-        be the answer), and the affine minimum before the sign test (NaN off the ball)."""
+        be the answer), and the affine minimum before the sign test (NaN off the ball). The
+        KKT test compares ``excess ≤ slack``, where :class:`_Dual` rounds ``excess / slack``."""
         wu, wv, A, C, regular = self.pieces(support)
         on_ball = regular & (A > (_FLAT * np.abs(wu).sum(1)) ** 2) & (C < self.phi)
         lam = np.sqrt(np.where(on_ball, self.phi - C, 0.0) / np.where(on_ball, A, 1.0))
         omega = lam[:, None] * wu + wv
         affine = np.where(on_ball[:, None], omega, np.nan)
         on_ball &= (omega >= -_TOLERANCE * np.abs(omega).sum(1, keepdims=True)).all(1)
-        omega = np.where(on_ball[:, None], np.maximum(omega, 0.0), 0.0)
+        omega = np.where(on_ball[:, None], np.maximum(omega, 0.0), 0.0)  # |ω| = ω from here
         progress = self.norms * (self.unit_progress + (omega[:, None, :] @ self.cos)[:, 0])
-        rounding = _TOLERANCE * (self.size + np.abs(omega).sum(1))
-        excess = progress[:, :, None] - progress[:, None, :]
-        slack = (self.norms[:, :, None] + self.norms[:, None, :]) * rounding[:, None, None]
+        rounding = _TOLERANCE * (self.size + omega.sum(1))
+        met = progress[:, :, None] - progress[:, None, :] <= self.pair_norms * rounding[:, None, None]
         positive = progress > self.norms * rounding[:, None]
-        if support is None:
-            violation = (excess / slack).max(1) - 1.0
-        else:
-            violation = np.where(support[:, :, None], excess / slack, -np.inf).max(1) - 1.0
+        if support is not None:  # only the support's tasks are compared and count
+            met |= ~support[:, :, None]
             positive &= support
-        optimal = on_ball & (violation <= 0).all(1)
-        positive_worst = positive.any(1)
-        return omega, optimal, positive_worst, affine
+        return omega, on_ball & met.all((1, 2)), positive.any(1), affine
 
 
 def conflict_averse_weights(K: np.ndarray, T: int, c: float) -> np.ndarray:
