@@ -44,8 +44,10 @@ class UPGrad(GramianCombinerWithReduction):
     equality-constrained problem on it, and a task whose multiplier would turn negative leaves.
     That is ``T`` small ``T×T`` programs per segment, all of a step's programs solved side by
     side in numpy (:func:`cone_multipliers`), where the reference code calls a generic QP
-    solver with a regularized Gramian. With two tasks each projection is onto the other row's
-    half-space or none, in closed form (:func:`two_task_weights`, every segment at once).
+    solver with a regularized Gramian. Up to four tasks every passive set of every program is
+    tried at once and the same optimality test picks the answer (:func:`enumerated_weights`,
+    the walk kept for degenerate segments). With two tasks each projection is onto the other
+    row's half-space or none, in closed form (:func:`two_task_weights`, every segment at once).
 
     A zero gradient row has nothing to project, gets weight 0 and sets no constraint.
 
