@@ -104,9 +104,10 @@ def enumerated_weights(K: np.ndarray) -> np.ndarray:
     T = K.shape[1]
     diagonal = K.diagonal(0, 1, 2)
     root = np.sqrt(diagonal)
-    negligible = diagonal <= _NEGLIGIBLE * diagonal.max(1, keepdims=True)
-    some_negligible = bool(negligible.any())
+    # One test over all segments; the rows it flags are sorted out per segment.
+    some_negligible = bool(diagonal.min(initial=np.inf) <= _NEGLIGIBLE * diagonal.max(initial=0.0))
     if some_negligible:  # a zero row: a row and column of the identity, its weight 0
+        negligible = diagonal <= _NEGLIGIBLE * diagonal.max(1, keepdims=True)
         zero = root == 0
         inverse = np.where(zero, 0.0, 1.0 / np.where(zero, 1.0, root))
         cos = K * inverse[:, :, None] * inverse[:, None, :] + np.eye(T) * zero[:, :, None]
