@@ -12,13 +12,13 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
-from ._solvers import cone_multipliers, unit_projection_multipliers
+from ._solvers import cone_multipliers, guessed_unit_projection_multipliers, unit_projection_multipliers
 
 # A constraint g_j · y ≥ 0 counts as met down to -_TOLERANCE · ‖g_j‖ · Σ_k |u_k| ‖g_k‖ for
 # y = Σ_k u_k g_k: the rounding error of computing it from the Gramian, at any row scale.
 _TOLERANCE = 1e-12
 # Up to this many tasks every passive set of the projections is tried at once (2^T − 1 per
-# segment) rather than walked to.
+# segment); above, a few rounds of guessed ones. Programs either leaves open are walked.
 _ENUMERATED_TASKS = 4
 # A row whose squared norm is at most this times its segment's largest is zero to the walk's
 # scaling, or nearly: the segment takes the walk unless the row is exactly zero.
@@ -45,8 +45,8 @@ class UPGrad(GramianCombinerWithReduction):
     That is ``T`` small ``T×T`` programs per segment, all of a step's programs solved side by
     side in numpy (:func:`cone_multipliers`), where the reference code calls a generic QP
     solver with a regularized Gramian. Up to four tasks every passive set of every program is
-    tried at once and the same optimality test picks the answer (:func:`enumerated_weights`,
-    the walk kept for degenerate segments). With two tasks each projection is onto the other
+    tried at once and the same optimality test picks the answer, above that a few rounds of
+    guessed ones (:func:`passive_set_weights`, the walk kept for what they leave open). With two tasks each projection is onto the other
     row's half-space or none, in closed form (:func:`two_task_weights`, every segment at once).
 
     A zero gradient row has nothing to project, gets weight 0 and sets no constraint.
@@ -74,9 +74,7 @@ class UPGrad(GramianCombinerWithReduction):
         T = K.shape[1]
         if T == 2:
             return torch.from_numpy(two_task_weights(K) / 2)
-        if T <= _ENUMERATED_TASKS:
-            return torch.from_numpy(enumerated_weights(K))
-        return torch.from_numpy(projection_weights(K).sum(1) / T)
+        return torch.from_numpy(passive_set_weights(K))
 
 
 def two_task_weights(K: np.ndarray) -> np.ndarray:
@@ -94,11 +92,13 @@ def two_task_weights(K: np.ndarray) -> np.ndarray:
     return np.where(positive, weights, 0.0)
 
 
-def enumerated_weights(K: np.ndarray) -> np.ndarray:
-    """``[S, T]``: the mean ``(1/T) Σ_i (e_i + v)`` of :func:`projection_weights`' rows, every
-    passive set of every program tried at once (:func:`unit_projection_multipliers`), in
-    cosine coordinates; segments that leaves open, or with a row negligible next to another,
-    go to :func:`projection_weights`. Program ``i`` there projects ``ĝ_i`` with multipliers
+def passive_set_weights(K: np.ndarray) -> np.ndarray:
+    """``[S, T]``: the mean ``(1/T) Σ_i (e_i + v)`` of :func:`projection_weights`' rows, each
+    program's passive set tried rather than walked to, in cosine coordinates: every one at once
+    up to :data:`_ENUMERATED_TASKS` tasks (:func:`unit_projection_multipliers`), else a few
+    rounds of guesses (:func:`guessed_unit_projection_multipliers`); segments that leaves
+    open, or with a row negligible next to another, go to :func:`projection_weights`.
+    Program ``i`` there projects ``ĝ_i`` with multipliers
     ``v''_k = v_k ‖g_k‖ / ‖g_i‖``, so ``Σ_i v_k = Σ_i v''_k ‖g_i‖ / ‖g_k‖``, and the slack
     of constraint ``j``, ``_TOLERANCE · (1 + Σ_k v''_k)``, is the walk's over ``‖g_j‖ ‖g_i‖``."""
     T = K.shape[1]
@@ -114,7 +114,10 @@ def enumerated_weights(K: np.ndarray) -> np.ndarray:
     else:
         inverse = 1.0 / root
         cos = K * inverse[:, :, None] * inverse[:, None, :]
-    v, settled = unit_projection_multipliers(cos, _TOLERANCE)
+    multipliers = (
+        unit_projection_multipliers if T <= _ENUMERATED_TASKS else guessed_unit_projection_multipliers
+    )
+    v, settled = multipliers(cos, _TOLERANCE)
     weights = (1.0 + inverse * (v @ root[:, :, None])[:, :, 0]) / T
     if some_negligible:
         weights *= ~zero

@@ -10,14 +10,14 @@ solvers from here, never from a sibling combiner. One module per problem:
   FairGrad and Nash-MTL);
 - ``_cone``: projection onto the dual cone (UPGrad's projections, CAGrad's nearest optimal
   direction), by Lawson & Hanson's active-set walk;
-- ``_cone_supports``: the same projections of each of a few unit rows, every passive set at
-  once (UPGrad's for up to four tasks);
+- ``_cone_supports``: the same projections of unit rows by trying passive sets, every one at
+  once for a few rows, a few rounds of guesses for more (UPGrad's);
 - ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``).
 """
 
 from ._common import nonzero_row_weights, solve_small, with_closed_form, with_two_task_form
 from ._cone import cone_multipliers
-from ._cone_supports import unit_projection_multipliers
+from ._cone_supports import guessed_unit_projection_multipliers, unit_projection_multipliers
 from ._fair import fair_weights, two_task_bargaining_weights
 from ._min_norm import batched_min_norm_weights, min_norm_weights, two_task_min_norm_weights
 
@@ -25,6 +25,7 @@ __all__ = [
     "batched_min_norm_weights",
     "cone_multipliers",
     "fair_weights",
+    "guessed_unit_projection_multipliers",
     "min_norm_weights",
     "nonzero_row_weights",
     "solve_small",

@@ -1,12 +1,13 @@
-"""Each of a few unit rows projected onto their dual cone by support enumeration: every
-passive set's equality solution from one batched inverse, then the optimality test picks the
-one that is optimal (UPGrad's projections for a handful of tasks).
+"""Each unit row projected onto the dual cone of all of them by trying passive sets rather
+than walking to one (UPGrad's projections): for a few rows every passive set's equality
+solution from one batched inverse, the optimality test picking the one that is optimal; for
+more, a few rounds of guessed passive sets, each round one batched solve.
 
-For a few rows this costs fewer numpy calls than Lawson & Hanson's active-set walk
-(:func:`cone_multipliers`), whose steps are each a batched solve plus the bookkeeping around
-it, and the cost is that of one step. It settles a problem only where the answer is
-unambiguous, and leaves the rest (a row whose test passes on two passive sets, nearly
-dependent rows) to the walk.
+Lawson & Hanson's active-set walk (:func:`cone_multipliers`) adds one row per step, each
+step a batched solve plus the bookkeeping around it; these cost about one step, or a few.
+They settle a problem only where the answer is unambiguous, and leave the rest (a row whose
+test passes on two passive sets, or within a margin of failing; nearly dependent rows) to
+the walk.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ import numpy as np
 # then below m² times it, so the solution is good to ~1e-12 relative. Beyond it the problem
 # goes to the walk, which handles dependent rows.
 _MOST_INFLATED = 1e3
+# The guesses (more rows) need the whole cosine matrix this well conditioned: its optimum is
+# then unique, every passive set's solution good to ~1e-12, and an optimum that passes the
+# test with _MARGIN to spare is the one the walk ends at, on the same passive set.
+_MOST_INFLATED_GUESSED = 1e2
+_MARGIN = 1e-7
+# Rounds of guesses: the rows violated at v = 0, then each round the rows kept with v > 0
+# plus those violated; most problems of up to a dozen rows end within three.
+_GUESS_ROUNDS = 3
 
 
 @functools.cache
@@ -73,12 +82,58 @@ def unit_projection_multipliers(cos: np.ndarray, tolerance: float) -> tuple[np.n
     else:
         inverse = _inverses(off + eye)  # [N, P, m, m]: C_PP bordered by the identity
         v = inverse @ rhs
-        independent = (inverse.diagonal(0, 2, 3) <= _MOST_INFLATED).all((1, 2))
+        independent = _within(inverse.diagonal(0, 2, 3), _MOST_INFLATED).all((1, 2))
     # (C + tolerance) (e_i + v) = C (e_i + v) + tolerance · (1 + Σ_k v_k): constraints plus slack.
     slackened = (cos + tolerance)[:, None] @ (v + eye)  # [N, P, k, i]
     passing = (np.where(rows, v, slackened) >= least).all(2)  # [N, P, i]
     settled = (passing.sum(1) == 1).all(1) & independent
     return np.einsum("npki,npi->nki", v, passing), settled
+
+
+def guessed_unit_projection_multipliers(cos: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`unit_projection_multipliers` by guessing each program's passive set: first the
+    rows whose constraint ``ĝ_i`` violates, then each round the rows the last guess weights
+    positively plus those it violates, up to :data:`_GUESS_ROUNDS` rounds, each one batched
+    solve for every program. A program is settled by a guess that passes the optimality test
+    with :data:`_MARGIN` to spare (``v_P`` and the other constraints above ``_MARGIN · Σ_k
+    |e_i + v|_k``) on a problem whose cosine matrix is well conditioned (its optimum unique),
+    so the walk would end on the same passive set. Returns ``v [N, m, m]`` (column ``i``:
+    program ``i``) and which problems ``[N]`` it settled (every program)."""
+    N, m, _ = cos.shape
+    eye = np.eye(m)
+    conditioned = np.asarray(_within(_inverses(cos).diagonal(0, 1, 2), _MOST_INFLATED_GUESSED).all(1))
+    if not conditioned.all():  # solved on the identity (nothing to project), then left open
+        cos = np.where(conditioned[:, None, None], cos, eye)
+    columns = cos.transpose(0, 2, 1)  # [n, i, j]: ĝ_j · ĝ_i, constraint j of program i at v = 0
+    passive = columns + tolerance < 0
+    v = np.zeros((N, m, m))  # [n, i, k]
+    settled = np.zeros((N, m), dtype=bool)
+    for _ in range(_GUESS_ROUNDS):
+        systems = (
+            cos[:, None] * (passive[:, :, :, None] & passive[:, :, None, :]) + eye * ~passive[:, :, :, None]
+        )
+        try:
+            guess = np.linalg.solve(systems, (-columns * passive)[:, :, :, None])[:, :, :, 0]
+        except np.linalg.LinAlgError:  # only rounding can make a well-conditioned set singular
+            return v.transpose(0, 2, 1), np.zeros(N, dtype=bool)
+        y = guess + eye
+        constraints = y @ columns  # [n, i, j]: ĝ_j · (ĝ_i + Σ_k v_k ĝ_k)
+        total = np.abs(y).sum(2, keepdims=True)
+        passing = np.where(passive, guess, constraints) > _MARGIN * total
+        new = passing.all(2) & ~settled
+        v[new] = guess[new]
+        settled |= new
+        if settled.all():
+            break
+        passive = np.where(passive, guess > 0, constraints < -tolerance * total)
+    return v.transpose(0, 2, 1), settled.all(1) & conditioned
+
+
+def _within(inverse_diagonal: np.ndarray, bound: float) -> np.ndarray:
+    """Where the diagonal of a cosine matrix's inverse says its rows are independent: in
+    ``(0, bound]``. A singular matrix's computed inverse can have huge diagonal entries of
+    either sign (and NaN, from :func:`_inverses`, fails too)."""
+    return (inverse_diagonal > 0) & (inverse_diagonal <= bound)
 
 
 def _inverses(systems: np.ndarray) -> np.ndarray:

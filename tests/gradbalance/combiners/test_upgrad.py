@@ -113,7 +113,7 @@ def test_segments_solved_side_by_side_match_one_at_a_time(G, cuts):
 
 
 @st.composite
-def segment_gramians(draw, min_tasks=3, max_tasks=4):
+def segment_gramians(draw, min_tasks=3, max_tasks=8):
     """Gramians ``[S, T, T]`` of segments of every row kind, each scaled by 1e-150 to 1e150."""
     T, S = draw(st.integers(min_tasks, max_tasks)), draw(st.integers(1, 4))
     out = []
@@ -125,22 +125,22 @@ def segment_gramians(draw, min_tasks=3, max_tasks=4):
 
 @settings(max_examples=300, deadline=None)
 @given(K=segment_gramians())
-def test_enumerated_supports_match_the_walk(K):
-    # The fast path (every passive set at once) against the general one (the active-set
-    # walk), forced, on random and degenerate segments.
+def test_passive_sets_match_the_walk(K):
+    # The fast paths (every passive set at once up to four tasks, guesses above) against the
+    # general one (the active-set walk), forced, on random and degenerate segments.
     T = K.shape[1]
-    fast = upgrad_module.enumerated_weights(K)
+    fast = upgrad_module.passive_set_weights(K)
     walked = upgrad_module.projection_weights(K).sum(1) / T
     np.testing.assert_allclose(fast, walked, rtol=1e-12, atol=1e-12 * np.abs(walked).max())
 
 
-@pytest.mark.parametrize("T", [3, 4])
-def test_enumerated_supports_settle_rows_in_general_position(monkeypatch, T):
+@pytest.mark.parametrize("T", [3, 4, 8])
+def test_passive_sets_settle_rows_in_general_position(monkeypatch, T):
     # The benchmark's Gramians (a conflicting pair among random rows) never reach the walk.
     K = torch.randn(20, T, 64, generator=torch.Generator().manual_seed(T), dtype=torch.float64)
     K[:, 1] = -0.5 * K[:, 0] + K[:, 1]
     K = (K @ K.mT).numpy()
     walked = upgrad_module.projection_weights(K).sum(1) / T
     monkeypatch.setattr(upgrad_module, "projection_weights", lambda K: pytest.fail("walked"))
-    np.testing.assert_allclose(upgrad_module.enumerated_weights(K), walked, rtol=1e-12)
+    np.testing.assert_allclose(upgrad_module.passive_set_weights(K), walked, rtol=1e-12)
     assert (walked > 1 / T + 1e-3).any()  # some row was projected
