@@ -29,8 +29,9 @@ _MOST_INFLATED = 1e3
 _MOST_INFLATED_GUESSED = 1e2
 _MARGIN = 1e-7
 # Rounds of guesses: the rows violated at v = 0, then each round the rows kept with v > 0
-# plus those violated; most problems of up to a dozen rows end within three.
-_GUESS_ROUNDS = 3
+# plus those violated. Five settle all but ~1 in 3000 problems of 6 to 10 random rows in 40
+# dimensions, and all of 4000 of 8 rows with a conflicting pair in 16 or 64 (three: 1 in 20).
+_GUESS_ROUNDS = 5
 
 
 @functools.cache

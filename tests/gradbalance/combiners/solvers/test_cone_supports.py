@@ -75,7 +75,7 @@ def test_settled_guesses_match_the_walk(cos):
 @given(cos=cosine_matrices(kinds=("normal",), max_rows=6, min_columns=40))
 def test_guesses_settle_rows_in_general_position(cos):
     # Random Gaussian rows in 40 or more dimensions: nearly orthogonal, so the rows violated at
-    # v = 0, then those kept, are the optimal passive sets within the three rounds (none left
-    # open in 10,000 draws of 5 or 6 rows; from 7 rows about one in 400 needs the walk).
+    # v = 0, then those kept, are the optimal passive sets within the five rounds (none left
+    # open in 10,000 draws of 5 or 6 rows; from 7 rows about one in 3000 needs the walk).
     _, settled = guessed_unit_projection_multipliers(cos, TOLERANCE)
     assert settled.all()
