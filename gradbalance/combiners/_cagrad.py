@@ -91,9 +91,10 @@ class CAGrad(GramianCombinerWithReduction):
       is convex). It first tries the support of all tasks, the optimum for gradients in
       general position, then up to twice the tasks the last try's affine minimum weights
       positively; a try is kept only if it passes the KKT test, and most problems end there.
-      Each step is one ``(|S|+1)``-sized solve, ~90 µs (mostly numpy call overhead): the
-      whole step ~0.2-0.3 ms per segment for 3 to 8 tasks when a try ends it, ~0.8 ms at
-      ``T = 8`` when the walk adds the tasks one by one.
+      The tries run on all segments at once (:func:`guessed_weights`, ~0.1 ms at ``T = 3``,
+      ~0.23 ms at ``T = 8`` for one segment, ~2.5 and ~5.5 times that for 20); the walk, per
+      segment, only where they fail: each step one ``(|S|+1)``-sized solve, ~90 µs (mostly
+      numpy call overhead), ~0.8 ms at ``T = 8`` when it adds the tasks one by one.
     - The result is only accepted once the KKT conditions hold, each comparison to its own
       rounding. Should rounding stop the walk first (norms ~1e15 apart, near-duplicate tasks),
       then for up to 10 tasks every support's closed form is computed (``2^T − 1`` solves,

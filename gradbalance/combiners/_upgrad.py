@@ -44,10 +44,11 @@ class UPGrad(GramianCombinerWithReduction):
     equality-constrained problem on it, and a task whose multiplier would turn negative leaves.
     That is ``T`` small ``T×T`` programs per segment, all of a step's programs solved side by
     side in numpy (:func:`cone_multipliers`), where the reference code calls a generic QP
-    solver with a regularized Gramian. Up to four tasks every passive set of every program is
-    tried at once and the same optimality test picks the answer, above that a few rounds of
-    guessed ones (:func:`passive_set_weights`, the walk kept for what they leave open). With two tasks each projection is onto the other
-    row's half-space or none, in closed form (:func:`two_task_weights`, every segment at once).
+    solver with a regularized Gramian. Before walking, the passive sets are tried: up to four
+    tasks every one of every program at once, the same optimality test picking the answer;
+    above, a few rounds of guesses (:func:`passive_set_weights`; the walk takes what they
+    leave open). With two tasks each projection is onto the other row's half-space or none, in
+    closed form (:func:`two_task_weights`, every segment at once).
 
     A zero gradient row has nothing to project, gets weight 0 and sets no constraint.
 
@@ -97,10 +98,10 @@ def passive_set_weights(K: np.ndarray) -> np.ndarray:
     program's passive set tried rather than walked to, in cosine coordinates: every one at once
     up to :data:`_ENUMERATED_TASKS` tasks (:func:`unit_projection_multipliers`), else a few
     rounds of guesses (:func:`guessed_unit_projection_multipliers`); segments that leaves
-    open, or with a row negligible next to another, go to :func:`projection_weights`.
-    Program ``i`` there projects ``ĝ_i`` with multipliers
-    ``v''_k = v_k ‖g_k‖ / ‖g_i‖``, so ``Σ_i v_k = Σ_i v''_k ‖g_i‖ / ‖g_k‖``, and the slack
-    of constraint ``j``, ``_TOLERANCE · (1 + Σ_k v''_k)``, is the walk's over ``‖g_j‖ ‖g_i‖``."""
+    open, or with a row negligible next to another, go to :func:`projection_weights`. In
+    cosine coordinates program ``i`` projects ``ĝ_i`` with multipliers
+    ``v''_k = v_k ‖g_k‖ / ‖g_i‖``, so ``Σ_i v_k = Σ_i v''_k ‖g_i‖ / ‖g_k‖``, and the slack of
+    constraint ``j``, ``_TOLERANCE · (1 + Σ_k v''_k)``, is the walk's over ``‖g_j‖ ‖g_i‖``."""
     T = K.shape[1]
     diagonal = K.diagonal(0, 1, 2)
     root = np.sqrt(diagonal)

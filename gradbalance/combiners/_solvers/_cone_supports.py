@@ -98,13 +98,20 @@ def guessed_unit_projection_multipliers(cos: np.ndarray, tolerance: float) -> tu
     solve for every program. A program is settled by a guess that passes the optimality test
     with :data:`_MARGIN` to spare (``v_P`` and the other constraints above ``_MARGIN · Σ_k
     |e_i + v|_k``) on a problem whose cosine matrix is well conditioned (its optimum unique),
-    so the walk would end on the same passive set. Returns ``v [N, m, m]`` (column ``i``:
-    program ``i``) and which problems ``[N]`` it settled (every program)."""
+    so the walk would end on the same passive set. A row orthogonal to every other (a zero
+    row, say) needs no margin: its constraint stays exactly 0 and it never enters, and as a
+    program it projects to itself. Returns ``v [N, m, m]`` (column ``i``: program ``i``) and
+    which problems ``[N]`` it settled (every program)."""
     N, m, _ = cos.shape
     eye = np.eye(m)
     conditioned = np.asarray(_within(_inverses(cos).diagonal(0, 1, 2), _MOST_INFLATED_GUESSED).all(1))
     if not conditioned.all():  # solved on the identity (nothing to project), then left open
         cos = np.where(conditioned[:, None, None], cos, eye)
+    orthogonal = cos == 0
+    exempt = False
+    if orthogonal.any():
+        isolated = orthogonal.sum(2) == m - 1  # [n, j]
+        exempt = isolated[:, None, :] | isolated[:, :, None]  # as a constraint, as a program
     columns = cos.transpose(0, 2, 1)  # [n, i, j]: ĝ_j · ĝ_i, constraint j of program i at v = 0
     passive = columns + tolerance < 0
     v = np.zeros((N, m, m))  # [n, i, k]
@@ -120,7 +127,7 @@ def guessed_unit_projection_multipliers(cos: np.ndarray, tolerance: float) -> tu
         y = guess + eye
         constraints = y @ columns  # [n, i, j]: ĝ_j · (ĝ_i + Σ_k v_k ĝ_k)
         total = np.abs(y).sum(2, keepdims=True)
-        passing = np.where(passive, guess, constraints) > _MARGIN * total
+        passing = (np.where(passive, guess, constraints) > _MARGIN * total) | exempt
         new = passing.all(2) & ~settled
         v[new] = guess[new]
         settled |= new

@@ -134,12 +134,16 @@ def test_passive_sets_match_the_walk(K):
     np.testing.assert_allclose(fast, walked, rtol=1e-12, atol=1e-12 * np.abs(walked).max())
 
 
+@pytest.mark.parametrize("zero_row", [False, True])
 @pytest.mark.parametrize("T", [3, 4, 8])
-def test_passive_sets_settle_rows_in_general_position(monkeypatch, T):
-    # The benchmark's Gramians (a conflicting pair among random rows) never reach the walk.
-    K = torch.randn(20, T, 64, generator=torch.Generator().manual_seed(T), dtype=torch.float64)
-    K[:, 1] = -0.5 * K[:, 0] + K[:, 1]
-    K = (K @ K.mT).numpy()
+def test_passive_sets_settle_rows_in_general_position(monkeypatch, T, zero_row):
+    # The benchmark's Gramians (a conflicting pair among random rows), with or without a task
+    # that sat out the step, never reach the walk.
+    G = torch.randn(20, T, 64, generator=torch.Generator().manual_seed(T), dtype=torch.float64)
+    G[:, 1] = -0.5 * G[:, 0] + G[:, 1]
+    if zero_row:
+        G[:, 2] = 0
+    K = (G @ G.mT).numpy()
     walked = upgrad_module.projection_weights(K).sum(1) / T
     monkeypatch.setattr(upgrad_module, "projection_weights", lambda K: pytest.fail("walked"))
     np.testing.assert_allclose(upgrad_module.passive_set_weights(K), walked, rtol=1e-12)
