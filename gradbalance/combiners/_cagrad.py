@@ -42,6 +42,10 @@ _ILL_CONDITIONED = 1e8
 # The active-set method walks through such supports (between near-duplicate tasks, say) and
 # only drops a task from a support whose system is singular up to rounding.
 _SINGULAR = 1e14
+# The batched guesses settle a segment only below this condition number: their sums run in
+# another order than the per-segment solver's, and this keeps the two within ~1e-12 of each
+# other; worse-conditioned supports go to the per-segment solver.
+_BATCHED_CONDITION = 1e4
 
 
 def _check_c(instance: object, _attribute: attrs.Attribute, value: object) -> None:
@@ -219,19 +223,19 @@ def guessed_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
     """CAGrad's weights (before rescaling) for Gramians ``K [S, T, T]``, all segments at once,
     where the guesses of :meth:`_Dual.active_set` end the solve (or ``φ = 0``: the mean):
     every task, then the tasks the last guess's affine minimum weights positively, up to
-    :data:`_GUESSES` supports, each kept only if it passes the KKT test. Weights ``[S, T]``
-    and which segments it settled; the rest (a zero row, a worst progress that may be
-    ``≤ 0``, where the projection may be the answer, guesses that fail) are left to
-    :func:`conflict_averse_weights`, which solves them from the start (their rows here are
-    not meaningful)."""
+    :data:`_GUESSES` supports, each kept only if it passes the KKT test, on each segment's
+    non-zero rows. Weights ``[S, T]`` and which segments it settled; the rest (no non-zero
+    row, a worst progress that may be ``≤ 0``, where the projection may be the answer,
+    guesses that fail) are left to :func:`conflict_averse_weights`, which solves them from the
+    start (their rows here are not meaningful)."""
     duals = _Duals(K, c)
-    omega, optimal, positive_worst, affine = duals.candidates(None)  # 0 where φ = 0: the mean
+    omega, optimal, positive_worst, affine = duals.candidates(duals.active)  # 0 where φ = 0
     moving = duals.phi > 0
-    settled = duals.positive & (optimal & positive_worst | ~moving)
-    guessing = duals.positive & moving & ~optimal
+    settled = duals.usable & (optimal & positive_worst | ~moving)
+    guessing = duals.usable & moving & ~optimal
     if _GUESSES > 1 and guessing.any():
         _guess_again(duals, omega, settled, guessing, affine > 0)
-    return 1.0 / duals.norms.shape[1] + omega / duals.norms, settled
+    return duals.weights(omega), settled
 
 
 def _guess_again(
@@ -239,7 +243,7 @@ def _guess_again(
 ) -> None:
     """The guesses after every task's, on the segments ``guessing`` (``kept``: the tasks the
     last guess weights positively); settled segments' ``ω`` and flags written in place."""
-    support = np.ones_like(kept)
+    support = np.ones_like(kept) if duals.active is None else duals.active
     for _ in range(_GUESSES - 1):
         count = kept.sum(1)
         guessing &= (count > 0) & (count < support.sum(1))
@@ -258,19 +262,31 @@ class _Duals:
     """:class:`_Dual` for ``S`` problems of ``T`` tasks at once, supports as masks ``[S, T]``
     (``None``: every task): the same arithmetic, with each support's system bordered by the
     identity off it (its weights come out exactly 0 there), and tests that pass only where
-    :class:`_Dual`'s do, so a settled segment has :class:`_Dual`'s answer. Segments with a
-    zero row are marked not ``positive`` and computed on the identity in its place."""
+    :class:`_Dual`'s do, so a settled segment has :class:`_Dual`'s answer. A zero row is left
+    out of every support and test (``active``: the non-zero rows, ``None`` if all are), as
+    :func:`nonzero_row_weights` leaves it out of :class:`_Dual`; a segment without a non-zero
+    row is not ``usable`` and computed on the identity in its place."""
 
     def __init__(self, K: np.ndarray, c: float) -> None:
         S, T, _ = K.shape
         diagonal = K.diagonal(0, 1, 2)
-        self.positive = np.asarray((diagonal > 0).all(1))
-        if not self.positive.all():
-            diagonal = np.where(self.positive[:, None], diagonal, 1.0)
-            K = np.where(self.positive[:, None, None], K, np.eye(T))
+        active = diagonal > 0
+        self.active: np.ndarray | None = None
+        self.usable: np.ndarray | bool = True
+        if not active.all():
+            usable = np.asarray(active.any(1))
+            self.usable = usable
+            K = np.where(usable[:, None, None], K, np.eye(T))
+            diagonal = K.diagonal(0, 1, 2)
+            self.active = diagonal > 0
         self.norms = np.sqrt(diagonal / diagonal.max(1, keepdims=True))
         self.pair_norms = self.norms[:, :, None] + self.norms[:, None, :]
         root = np.sqrt(diagonal)
+        if self.active is None:
+            self.inverse_norms = 1.0 / self.norms
+        else:  # a zero row of K over 1 stays 0; its inverse norm is never used
+            root = np.where(self.active, root, 1.0)
+            self.inverse_norms = 1.0 / np.where(self.active, self.norms, 1.0)
         # np.clip's value, without its Python wrapper
         self.cos = np.minimum(np.maximum(K / root[:, :, None] / root[:, None, :], -1.0), 1.0)
         self.cos.reshape(S, T * T)[:, :: T + 1] = 1.0  # the diagonal, as a strided view
@@ -281,18 +297,19 @@ class _Duals:
 
     def pieces(self, support: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """:meth:`_Dual.pieces` on supports ``[S, T]``: ``ω_u, ω_v [S, T]``, ``A, C [S]`` and
-        which supports are regular. The system's 1-norm is at most ``T + 1`` (cosines and
-        borders at most 1), so ``(T + 1) ‖inverse‖₁`` bounds the condition number that
-        :meth:`_Dual.pieces` tests: regular here implies regular there."""
+        which supports are regular: condition number at most :data:`_BATCHED_CONDITION`. The
+        system's 1-norm is at most ``T + 1`` (cosines and borders at most 1), so
+        ``(T + 1) ‖inverse‖₁`` bounds the condition number that :meth:`_Dual.pieces` tests:
+        regular here implies regular there."""
         S, T = self.norms.shape
         system = np.zeros((S, T + 1, T + 1))
         rhs = np.zeros((S, T + 1, 2))
         if support is None:
-            border = 1.0 / self.norms
+            border = self.inverse_norms.copy()
             system[:, :T, :T] = self.cos
             rhs[:, :T, 1] = -self.unit_progress
         else:
-            border = np.where(support, 1.0 / self.norms, 0.0)
+            border = np.where(support, self.inverse_norms, 0.0)
             pairs = support[:, :, None] & support[:, None, :]
             system[:, :T, :T] = self.cos * pairs + np.eye(T) * ~support[:, :, None]
             rhs[:, :T, 1] = -self.unit_progress * support
@@ -304,7 +321,7 @@ class _Duals:
             inverse = np.linalg.inv(system)
         except np.linalg.LinAlgError:
             return np.zeros((S, T)), np.zeros((S, T)), np.zeros(S), np.zeros(S), np.zeros(S, dtype=bool)
-        regular = (T + 1) * np.abs(inverse).sum(1).max(1) <= _ILL_CONDITIONED
+        regular = (T + 1) * np.abs(inverse).sum(1).max(1) <= _BATCHED_CONDITION
         solution = (inverse @ rhs)[:, :T]  # [S, T, 2]: ω_u, ω_v
         # Σ border ω exactly 1 and 0, re-solved for the shortest gradient (as _Dual.pieces)
         base = (np.arange(S), border.argmax(1))
@@ -332,7 +349,16 @@ class _Duals:
         if support is not None:  # only the support's tasks are compared and count
             met |= ~support[:, :, None]
             positive &= support
+        if self.active is not None:  # against the non-zero rows only
+            met |= ~self.active[:, None, :]
         return omega, on_ball & met.all((1, 2)), positive.any(1), affine
+
+    def weights(self, omega: np.ndarray) -> np.ndarray:
+        """The task weights ``1/T + ω / ‖g_t‖`` for contributions ``ω [S, T]``; 0 on zero rows."""
+        T = self.norms.shape[1]
+        if self.active is None:
+            return 1.0 / T + omega / self.norms
+        return np.where(self.active, 1.0 / T + omega / np.where(self.active, self.norms, 1.0), 0.0)
 
 
 def conflict_averse_weights(K: np.ndarray, T: int, c: float) -> np.ndarray:
