@@ -14,7 +14,7 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
-from ._solvers import cone_multipliers, with_closed_form
+from ._solvers import batched_inverse, cone_multipliers, with_closed_form
 
 # Supports tried in closed form before the active-set walk (see _Dual.active_set).
 _GUESSES = 3
@@ -317,10 +317,7 @@ class _Duals:
         system[:, :T, T] = -border
         system[:, T, :T] = border
         rhs[:, T, 0] = 1.0
-        try:
-            inverse = np.linalg.inv(system)
-        except np.linalg.LinAlgError:
-            return np.zeros((S, T)), np.zeros((S, T)), np.zeros(S), np.zeros(S), np.zeros(S, dtype=bool)
+        inverse = batched_inverse(system)  # NaN for a singular one: never regular
         regular = (T + 1) * np.abs(inverse).sum(1).max(1) <= _BATCHED_CONDITION
         solution = (inverse @ rhs)[:, :T]  # [S, T, 2]: ω_u, ω_v
         # Σ border ω exactly 1 and 0, re-solved for the shortest gradient (as _Dual.pieces)

@@ -4,8 +4,9 @@ Everything here works on float64 numpy Gramians (torch's per-op dispatch would c
 the arithmetic on such arrays); each combiner module keeps only its weighting and imports its
 solvers from here, never from a sibling combiner. One module per problem:
 
-- ``_common``: a solver run over each segment's non-zero rows, the two-task closed forms'
-  dispatch, and the small linear solve every solver uses;
+- ``_common``: a solver run over each segment's non-zero rows, the batched closed forms'
+  dispatch, the small linear solve every solver uses, and a batched inverse that survives a
+  singular member;
 - ``_min_norm``: the min-norm point of the convex hull (MGDA; the Pareto-stationarity test of
   FairGrad and Nash-MTL);
 - ``_cone``: projection onto the dual cone (UPGrad's projections, CAGrad's nearest optimal
@@ -15,13 +16,14 @@ solvers from here, never from a sibling combiner. One module per problem:
 - ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``).
 """
 
-from ._common import nonzero_row_weights, solve_small, with_closed_form, with_two_task_form
+from ._common import batched_inverse, nonzero_row_weights, solve_small, with_closed_form, with_two_task_form
 from ._cone import cone_multipliers
 from ._cone_supports import guessed_unit_projection_multipliers, unit_projection_multipliers
 from ._fair import fair_weights, two_task_bargaining_weights
 from ._min_norm import batched_min_norm_weights, min_norm_weights, two_task_min_norm_weights
 
 __all__ = [
+    "batched_inverse",
     "batched_min_norm_weights",
     "cone_multipliers",
     "fair_weights",

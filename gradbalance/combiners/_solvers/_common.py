@@ -1,8 +1,10 @@
 """What the ``T×T`` solvers share: running a solver over each segment's non-zero rows, the
-batched closed forms' dispatch, and a small linear solve that survives singular systems."""
+batched closed forms' dispatch, a small linear solve that survives singular systems, and a
+batched inverse that survives singular members."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -68,3 +70,18 @@ def solve_small(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return np.linalg.solve(system, rhs)
     except np.linalg.LinAlgError:
         return np.linalg.lstsq(system, rhs, rcond=None)[0]
+
+
+def batched_inverse(systems: np.ndarray) -> np.ndarray:
+    """The inverses of ``systems [N, ..., m, m]``, in one batch unless some problem ``n`` has a
+    singular one (exactly dependent rows: a one-column segment, say); then problem by problem,
+    NaN for such a problem, so that one degenerate segment does not cost the others the batch.
+    A NaN inverse fails every test it enters."""
+    try:
+        return np.linalg.inv(systems)
+    except np.linalg.LinAlgError:
+        out = np.full(systems.shape, np.nan)
+        for n, problem in enumerate(systems):
+            with contextlib.suppress(np.linalg.LinAlgError):
+                out[n] = np.linalg.inv(problem)
+        return out

@@ -12,10 +12,11 @@ the walk.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import numpy as np
+
+from ._common import batched_inverse
 
 # A passive set's rows count as independent while every diagonal entry of the inverse of their
 # cosine matrix, 1 / (1 − R_j²) with R_j the multiple correlation of row j with the others,
@@ -81,7 +82,7 @@ def unit_projection_multipliers(cos: np.ndarray, tolerance: float) -> tuple[np.n
         independent = (determinant >= 1.0 / _MOST_INFLATED).all(1)
         v = (rhs - off @ rhs) / np.fmax(determinant, 1.0 / _MOST_INFLATED)[:, :, None, None]
     else:
-        inverse = _inverses(off + eye)  # [N, P, m, m]: C_PP bordered by the identity
+        inverse = batched_inverse(off + eye)  # [N, P, m, m]: C_PP bordered by the identity
         v = inverse @ rhs
         independent = _within(inverse.diagonal(0, 2, 3), _MOST_INFLATED).all((1, 2))
     # (C + tolerance) (e_i + v) = C (e_i + v) + tolerance · (1 + Σ_k v_k): constraints plus slack.
@@ -104,7 +105,7 @@ def guessed_unit_projection_multipliers(cos: np.ndarray, tolerance: float) -> tu
     which problems ``[N]`` it settled (every program)."""
     N, m, _ = cos.shape
     eye = np.eye(m)
-    conditioned = np.asarray(_within(_inverses(cos).diagonal(0, 1, 2), _MOST_INFLATED_GUESSED).all(1))
+    conditioned = np.asarray(_within(batched_inverse(cos).diagonal(0, 1, 2), _MOST_INFLATED_GUESSED).all(1))
     if not conditioned.all():  # solved on the identity (nothing to project), then left open
         cos = np.where(conditioned[:, None, None], cos, eye)
     orthogonal = cos == 0
@@ -140,19 +141,5 @@ def guessed_unit_projection_multipliers(cos: np.ndarray, tolerance: float) -> tu
 def _within(inverse_diagonal: np.ndarray, bound: float) -> np.ndarray:
     """Where the diagonal of a cosine matrix's inverse says its rows are independent: in
     ``(0, bound]``. A singular matrix's computed inverse can have huge diagonal entries of
-    either sign (and NaN, from :func:`_inverses`, fails too)."""
+    either sign (and NaN, from :func:`batched_inverse`, fails too)."""
     return (inverse_diagonal > 0) & (inverse_diagonal <= bound)
-
-
-def _inverses(systems: np.ndarray) -> np.ndarray:
-    """The inverses of ``systems [N, ...]``, in one batch unless some problem's are singular
-    (exactly dependent rows: a one-column segment, say); then problem by problem, NaN for a
-    problem with a singular one (it fails every test, and goes to the walk)."""
-    try:
-        return np.linalg.inv(systems)
-    except np.linalg.LinAlgError:
-        out = np.full(systems.shape, np.nan)
-        for n, problem in enumerate(systems):
-            with contextlib.suppress(np.linalg.LinAlgError):
-                out[n] = np.linalg.inv(problem)
-        return out

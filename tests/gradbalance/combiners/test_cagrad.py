@@ -419,3 +419,14 @@ def test_batched_guesses_settle_rows_in_general_position(T, zero_row):
         want = cagrad_module.conflict_averse_weights(k[np.ix_(rows, rows)], T, 0.5)
         np.testing.assert_allclose(w[rows], want, rtol=1e-12)
         assert (w[np.diag(k) == 0] == 0).all()
+
+
+@pytest.mark.parametrize("T", [3, 8])
+def test_a_one_column_segment_leaves_the_others_batched(T):
+    # A one-column segment has parallel rows (singular systems): it goes to the per-segment
+    # solver alone.
+    G = torch.randn(6, T, 64, generator=torch.Generator().manual_seed(T), dtype=torch.float64)
+    G[:, 1] = -0.5 * G[:, 0] + G[:, 1]
+    G[0, :, 1:] = 0
+    weights, settled = cagrad_module.guessed_weights((G @ G.mT).numpy(), 0.5)
+    assert settled[1:].all()

@@ -148,3 +148,18 @@ def test_passive_sets_settle_rows_in_general_position(monkeypatch, T, zero_row):
     monkeypatch.setattr(upgrad_module, "projection_weights", lambda K: pytest.fail("walked"))
     np.testing.assert_allclose(upgrad_module.passive_set_weights(K), walked, rtol=1e-12)
     assert (walked > 1 / T + 1e-3).any()  # some row was projected
+
+
+@pytest.mark.parametrize("T", [3, 4, 8])
+def test_a_one_column_segment_leaves_the_others_batched(monkeypatch, T):
+    # A one-column segment has parallel rows (singular systems): it alone takes the walk.
+    G = torch.randn(6, T, 64, generator=torch.Generator().manual_seed(T), dtype=torch.float64)
+    G[:, 1] = -0.5 * G[:, 0] + G[:, 1]
+    G[0, :, 1:] = 0
+    K = (G @ G.mT).numpy()
+    want = upgrad_module.projection_weights(K).sum(1) / T
+    walk = upgrad_module.projection_weights
+    walked = []
+    monkeypatch.setattr(upgrad_module, "projection_weights", lambda K: walked.append(len(K)) or walk(K))
+    np.testing.assert_allclose(upgrad_module.passive_set_weights(K), want, rtol=1e-12)
+    assert walked == [1]
