@@ -46,6 +46,9 @@ _SINGULAR = 1e14
 # another order than the per-segment solver's, and this keeps the two within ~1e-12 of each
 # other; worse-conditioned supports go to the per-segment solver.
 _BATCHED_CONDITION = 1e4
+# What Σ border ω_u and Σ border ω_v come to (the affine constraint, and its directions').
+_SUMS = np.array([1.0, 0.0])
+_SUMS.flags.writeable = False
 
 
 def _check_c(instance: object, _attribute: attrs.Attribute, value: object) -> None:
@@ -305,7 +308,7 @@ class _Duals:
         system = np.zeros((S, T + 1, T + 1))
         rhs = np.zeros((S, T + 1, 2))
         if support is None:
-            border = self.inverse_norms.copy()
+            border = self.inverse_norms
             system[:, :T, :T] = self.cos
             rhs[:, :T, 1] = -self.unit_progress
         else:
@@ -313,7 +316,7 @@ class _Duals:
             pairs = support[:, :, None] & support[:, None, :]
             system[:, :T, :T] = self.cos * pairs + np.eye(T) * ~support[:, :, None]
             rhs[:, :T, 1] = -self.unit_progress * support
-        border /= border.max(1, keepdims=True)
+        border = border / border.max(1, keepdims=True)
         system[:, :T, T] = -border
         system[:, T, :T] = border
         rhs[:, T, 0] = 1.0
@@ -323,7 +326,7 @@ class _Duals:
         # Σ border ω exactly 1 and 0, re-solved for the shortest gradient (as _Dual.pieces)
         base = (np.arange(S), border.argmax(1))
         solution[base] = 0.0
-        solution[base] = (1.0, 0.0) - (border[:, :, None] * solution).sum(1)
+        solution[base] = _SUMS - (border[:, :, None] * solution).sum(1)
         A, C = np.maximum(np.einsum("nia,nij,nja->an", solution, self.cos, solution), 0.0)
         return solution[:, :, 0], solution[:, :, 1], A, C, regular
 
