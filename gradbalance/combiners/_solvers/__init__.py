@@ -10,15 +10,20 @@ solvers from here, never from a sibling combiner. One module per problem:
   FairGrad and Nash-MTL);
 - ``_cone``: projection onto the dual cone (UPGrad's projections, CAGrad's nearest optimal
   direction);
-- ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``).
+- ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``);
+- ``_small``: the dispatch of one small segment to a combiner's Python-float step.
 """
 
 from ._common import nonzero_row_weights, solve_small, with_two_task_form
 from ._cone import cone_multipliers
 from ._fair import fair_weights, two_task_bargaining_weights
 from ._min_norm import batched_min_norm_weights, min_norm_weights, two_task_min_norm_weights
+from ._small import SMALL_TASKS, as_weights, small_gramian
 
 __all__ = [
+    "SMALL_TASKS",
+    "as_weights",
+    "small_gramian",
     "batched_min_norm_weights",
     "cone_multipliers",
     "fair_weights",
