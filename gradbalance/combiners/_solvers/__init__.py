@@ -18,11 +18,12 @@ from ._common import nonzero_row_weights, solve_small, with_two_task_form
 from ._cone import cone_multipliers
 from ._fair import fair_weights, two_task_bargaining_weights
 from ._min_norm import batched_min_norm_weights, min_norm_weights, two_task_min_norm_weights
-from ._small import SMALL_TASKS, as_weights, small_gramian
+from ._small import SMALL_TASKS, as_weights, positive_definite_solve, small_gramian
 
 __all__ = [
     "SMALL_TASKS",
     "as_weights",
+    "positive_definite_solve",
     "small_gramian",
     "batched_min_norm_weights",
     "cone_multipliers",

@@ -30,3 +30,29 @@ def small_gramian(gramian: Tensor) -> list[list[float]] | None:
 def as_weights(weights: list[float]) -> Tensor:
     """``[1, T]`` float64 weights of one segment."""
     return torch.from_numpy(np.array([weights]))
+
+
+def positive_definite_solve(
+    H: list[list[float]], b: list[float], least_pivot: float = 0.0
+) -> list[float] | None:
+    """``H⁻¹ b`` for a symmetric positive definite ``H`` (overwritten) by Gaussian elimination,
+    which needs no pivoting on such a matrix, then back substitution; ``None`` when a pivot is
+    not above ``least_pivot`` (``H`` singular, or too ill-conditioned for the caller)."""
+    T = len(b)
+    x = b[:]
+    for k in range(T):
+        row, pivot = H[k], H[k][k]
+        if not pivot > least_pivot:
+            return None
+        for i in range(k + 1, T):
+            other = H[i]
+            factor = other[k] / pivot
+            for j in range(k + 1, T):
+                other[j] -= factor * row[j]
+            x[i] -= factor * x[k]
+    for i in range(T - 1, -1, -1):
+        row, value = H[i], x[i]
+        for j in range(i + 1, T):
+            value -= row[j] * x[j]
+        x[i] = value / row[i]
+    return x

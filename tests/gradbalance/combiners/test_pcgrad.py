@@ -5,7 +5,6 @@ from hypothesis import strategies as st
 
 import gradbalance
 from gradbalance import PCGrad
-
 from gradbalance.combiners._solvers import SMALL_TASKS
 
 from _matrices import reference_pcgrad, scale_of, task_matrices
