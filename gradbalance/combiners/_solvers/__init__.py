@@ -17,7 +17,12 @@ solvers from here, never from a sibling combiner. One module per problem:
 from ._common import nonzero_row_weights, solve_small, with_two_task_form
 from ._cone import cone_multipliers
 from ._fair import fair_weights, two_task_bargaining_weights
-from ._min_norm import batched_min_norm_weights, min_norm_weights, two_task_min_norm_weights
+from ._min_norm import (
+    batched_min_norm_weights,
+    min_norm_weights,
+    small_min_norm_weights,
+    two_task_min_norm_weights,
+)
 from ._small import SMALL_TASKS, as_weights, positive_definite_solve, small_gramian
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "as_weights",
     "positive_definite_solve",
     "small_gramian",
+    "small_min_norm_weights",
     "batched_min_norm_weights",
     "cone_multipliers",
     "fair_weights",
