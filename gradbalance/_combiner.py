@@ -254,15 +254,6 @@ class GramianCombinerWithReduction(GramianCombiner):
         return weights if scale == 1.0 else weights * scale
 
 
-def _check_sum_finite(G: Tensor, direction: Tensor) -> None:
-    # NaN/Inf survive a sum, so one scalar reduction over the result (a quarter of the work of
-    # scanning G at T=3) tells whether any row needs a closer look.
-    if not bool(torch.isfinite(direction.sum(dtype=torch.float32))):
-        task = first_nonfinite_row(G)
-        if task is not None:
-            raise NonFiniteGradientError(task)
-
-
 def _type_name(value: object) -> str:
     kind = type(value)
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 import attrs
@@ -12,6 +13,7 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
+from ._solvers import SMALL_TASKS, as_weights
 
 # Eigenvalues of K below this times T times the largest are treated as zero: the reference
 # code's threshold (float32 machine epsilon), so directions whose singular value is below
@@ -52,11 +54,31 @@ class AlignedMTL(GramianCombinerWithReduction):
     def unreduced_weights(self, gramian: Tensor) -> Tensor:
         # Batched over segments in numpy (tiny arrays: torch's per-op dispatch would dominate).
         K = gramian.numpy()
-        T = K.shape[1]
+        S, T, _ = K.shape
         eigenvalues, vectors = np.linalg.eigh(K)  # ascending
+        if S == 1 and T <= SMALL_TASKS:  # one small segment: the rest in Python floats
+            return as_weights(small_aligned_weights(eigenvalues[0].tolist(), vectors[0].tolist()))
         largest = eigenvalues[:, -1:]
         kept = (eigenvalues > largest * T * _RANK_EPSILON) & (largest > 0)
         smallest = np.where(kept, eigenvalues, np.inf).min(1, keepdims=True)  # λ_min kept
         scale = np.sqrt(np.where(kept, smallest, 0.0)) / np.sqrt(np.where(kept, eigenvalues, 1.0))
         # B = σ_min U Λ^{-1/2} Uᵀ over the kept eigenpairs; the weights are B 1.
         return torch.from_numpy(np.einsum("stk,sk->st", vectors, scale * vectors.sum(1)))
+
+
+def small_aligned_weights(eigenvalues: list[float], vectors: list[list[float]]) -> list[float]:
+    """The weights ``B 1`` of one segment from its Gramian's eigenpairs (ascending values,
+    eigenvectors as columns of nested lists): :meth:`AlignedMTL.unreduced_weights`' algebra in
+    Python floats, whose few dozen operations cost less than numpy's calls on ``[1, T]``."""
+    T = len(eigenvalues)
+    largest = eigenvalues[-1]
+    kept = [largest > 0 and value > largest * T * _RANK_EPSILON for value in eigenvalues]
+    if not any(kept):
+        return [0.0] * T
+    root_smallest = math.sqrt(min(value for value, keep in zip(eigenvalues, kept) if keep))  # σ_min
+    sums = [sum([row[k] for row in vectors]) for k in range(T)]  # 1ᵀ u_k
+    coefficients = [
+        root_smallest / math.sqrt(value) * total if keep else 0.0
+        for value, keep, total in zip(eigenvalues, kept, sums)
+    ]
+    return [sum([u * c for u, c in zip(row, coefficients)]) for row in vectors]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -13,6 +14,7 @@ from torch import Tensor
 from .._combiner import GramianCombiner
 from .._properties import Property
 from ._order import generator_state, load_generator_state, make_generator, order_array, visiting_orders
+from ._solvers import as_weights, small_gramian
 
 # ‖g_i'‖ counts as zero below this fraction of Σ_k |C_ik| ‖g_k‖, the norms it was built from:
 # an exact cancellation leaves float64 rounding noise there, whose "cosine" is meaningless.
@@ -94,43 +96,11 @@ class GradVac(GramianCombiner):
                 f"{self._targets.shape[1]} tasks, but got {S} segments and {T} tasks; "
                 "use the same segments and tasks every step (or a new GradVac)"
             )
-        # Row i's corrections involve only g_i', the original rows and the targets φ̂_i·, so the
-        # T sequences run side by side: step k visits orders[i, k] in every row i of every
-        # segment at once, in numpy ([S, T] arrays: torch's per-op dispatch would dominate).
-        # Each step reads and writes its own pairs' targets, so they are read once before the
-        # walk and written once after it.
-        all_targets = self._targets.numpy()
-        beta = self.beta
-        K = gramian.numpy()
-        norms = np.sqrt(np.maximum(K.diagonal(0, 1, 2), 0.0))  # ‖g_j‖, [S, T]
-        visits = order_array(visiting_orders(T, self._generator), T).T  # [T-1, T]
-        tasks = np.arange(T)
-        rows = np.zeros((S, T, T))  # g_i' = rows[:, i] @ G, from the identity
-        rows[:, tasks, tasks] = 1.0
-        bound = norms.copy()  # Σ_k |rows_ik| ‖g_k‖
-        norms_j = norms[:, visits]  # [S, T-1, T]: step k's ‖g_j‖ per row
-        targets = all_targets[:, tasks, visits]  # step k's φ̂_ij per row
-        sin_targets = np.sqrt(np.maximum(1 - targets * targets, _MIN_SIN_SQ))
-        # What each step needs of them: a defined cosine, the correction's denominator, and
-        # the level below which a cosine misses its target.
-        has_norms_j, denominators, thresholds = norms_j > 0, norms_j * sin_targets, targets - _COS_TOL
-        phis = np.zeros(targets.shape)
-        valids = np.zeros(targets.shape, dtype=bool)
-        with np.errstate(divide="ignore", invalid="ignore"):  # masked out by `valid` below
-            for k, visit in enumerate(visits):  # visit[i]: the task row i is compared with now
-                dots = rows @ K  # g_i' · g_k for all k
-                norm_i = np.sqrt(np.maximum(np.einsum("sik,sik->si", rows, dots), 0.0))  # ‖g_i'‖
-                norm_j, target, sin_target = norms_j[:, k], targets[:, k], sin_targets[:, k]
-                valid = (norm_i > _ZERO_NORM * bound) & has_norms_j[:, k]
-                phi = np.where(valid, (dots[:, tasks, visit] / (norm_i * norm_j)).clip(-1.0, 1.0), 0.0)
-                sin_phi = np.sqrt(np.maximum(1 - phi * phi, 0.0))
-                coef = norm_i * (target * sin_phi - phi * sin_target) / denominators[:, k]
-                coef = np.where(valid & (phi < thresholds[:, k]), coef, 0.0)
-                rows[:, tasks, visit] += coef
-                bound += np.abs(coef) * norm_j
-                phis[:, k], valids[:, k] = phi, valid
-        all_targets[:, tasks, visits] = np.where(valids, (1 - beta) * targets + beta * phis, targets)
-        return torch.from_numpy(rows.sum(1))
+        orders = visiting_orders(T, self._generator)
+        small = small_gramian(gramian)
+        if small is not None:  # one segment of a few tasks: Python floats beat numpy's calls
+            return as_weights(small_vaccine_weights(small, orders, self._targets.numpy()[0], self.beta))
+        return torch.from_numpy(vaccine_weights(gramian.numpy(), orders, self._targets.numpy(), self.beta))
 
     def state_dict(self) -> dict[str, Any]:
         state = generator_state(self._generator)
@@ -143,3 +113,78 @@ class GradVac(GramianCombiner):
         targets = state.get("targets")
         # On the CPU with the Gramians, wherever the checkpoint was mapped to.
         self._targets = None if targets is None else targets.detach().to("cpu", torch.float64).clone()
+
+
+def vaccine_weights(
+    K: np.ndarray, orders: list[list[int]], all_targets: np.ndarray, beta: float
+) -> np.ndarray:
+    """GradVac's summed weights ``Σ_i C_i`` ``[S, T]`` for Gramians ``K [S, T, T]``, the rows
+    visiting ``orders`` (:func:`visiting_orders`); updates the EMA targets ``all_targets
+    [S, T, T]`` in place."""
+    # Row i's corrections involve only g_i', the original rows and the targets φ̂_i·, so the
+    # T sequences run side by side: step k visits orders[i, k] in every row i of every
+    # segment at once, in numpy ([S, T] arrays: torch's per-op dispatch would dominate).
+    # Each step reads and writes its own pairs' targets, so they are read once before the
+    # walk and written once after it.
+    S, T, _ = K.shape
+    norms = np.sqrt(np.maximum(K.diagonal(0, 1, 2), 0.0))  # ‖g_j‖, [S, T]
+    visits = order_array(orders, T).T  # [T-1, T]
+    tasks = np.arange(T)
+    rows = np.zeros((S, T, T))  # g_i' = rows[:, i] @ G, from the identity
+    rows[:, tasks, tasks] = 1.0
+    bound = norms.copy()  # Σ_k |rows_ik| ‖g_k‖
+    norms_j = norms[:, visits]  # [S, T-1, T]: step k's ‖g_j‖ per row
+    targets = all_targets[:, tasks, visits]  # step k's φ̂_ij per row
+    sin_targets = np.sqrt(np.maximum(1 - targets * targets, _MIN_SIN_SQ))
+    # What each step needs of them: a defined cosine, the correction's denominator, and
+    # the level below which a cosine misses its target.
+    has_norms_j, denominators, thresholds = norms_j > 0, norms_j * sin_targets, targets - _COS_TOL
+    phis = np.zeros(targets.shape)
+    valids = np.zeros(targets.shape, dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):  # masked out by `valid` below
+        for k, visit in enumerate(visits):  # visit[i]: the task row i is compared with now
+            dots = rows @ K  # g_i' · g_k for all k
+            norm_i = np.sqrt(np.maximum(np.einsum("sik,sik->si", rows, dots), 0.0))  # ‖g_i'‖
+            norm_j, target, sin_target = norms_j[:, k], targets[:, k], sin_targets[:, k]
+            valid = (norm_i > _ZERO_NORM * bound) & has_norms_j[:, k]
+            phi = np.where(valid, (dots[:, tasks, visit] / (norm_i * norm_j)).clip(-1.0, 1.0), 0.0)
+            sin_phi = np.sqrt(np.maximum(1 - phi * phi, 0.0))
+            coef = norm_i * (target * sin_phi - phi * sin_target) / denominators[:, k]
+            coef = np.where(valid & (phi < thresholds[:, k]), coef, 0.0)
+            rows[:, tasks, visit] += coef
+            bound += np.abs(coef) * norm_j
+            phis[:, k], valids[:, k] = phi, valid
+    all_targets[:, tasks, visits] = np.where(valids, (1 - beta) * targets + beta * phis, targets)
+    return rows.sum(1)
+
+
+def small_vaccine_weights(
+    K: list[list[float]], orders: list[list[int]], targets: np.ndarray, beta: float
+) -> list[float]:
+    """:func:`vaccine_weights` for one Gramian ``K`` as nested lists, in Python floats, one row
+    at a time (row ``i``'s corrections involve only ``g_i'``, the original rows and its targets
+    ``φ̂_i·``); updates the EMA targets ``targets [T, T]`` in place."""
+    T = len(K)
+    norms = [math.sqrt(max(K[t][t], 0.0)) for t in range(T)]
+    phi_hats = targets.tolist()
+    weights = [0.0] * T
+    for i, order in enumerate(orders):
+        row = [0.0] * T  # g_i' = row @ G
+        row[i] = 1.0
+        bound = norms[i]  # Σ_k |row_k| ‖g_k‖
+        for j in order:
+            dots = [sum([r * K_l[m] for r, K_l in zip(row, K)]) for m in range(T)]  # g_i' · g_m
+            norm_i, norm_j = math.sqrt(max(sum([r * d for r, d in zip(row, dots)]), 0.0)), norms[j]
+            if not (norm_i > _ZERO_NORM * bound and norm_j > 0):
+                continue  # no cosine: no correction, no EMA update
+            target = phi_hats[i][j]
+            phi = min(max(dots[j] / (norm_i * norm_j), -1.0), 1.0)
+            if phi < target - _COS_TOL:
+                sin_target = math.sqrt(max(1 - target * target, _MIN_SIN_SQ))
+                sin_phi = math.sqrt(max(1 - phi * phi, 0.0))
+                coef = norm_i * (target * sin_phi - phi * sin_target) / (norm_j * sin_target)
+                row[j] += coef
+                bound += abs(coef) * norm_j
+            targets[i, j] = (1 - beta) * target + beta * phi
+        weights = [w + r for w, r in zip(weights, row)]
+    return weights

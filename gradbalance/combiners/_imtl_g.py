@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 import attrs
@@ -12,11 +13,15 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
+from ._solvers import as_weights, positive_definite_solve, small_gramian
 
 # Eigenvalues of the cosine matrix below this times the largest count as zero in C⁺.
 _PINV_RTOL = 1e-10
 # C⁺ 1 counts as zero below this fraction of the sums it is made of (float64 rounding is ~1e-16).
 _CANCELLED = 1e-12
+# The Python-float step solves C β = 1 only while every elimination pivot of C exceeds this
+# (condition ≲ T·10⁴, so it agrees with the eigendecomposition's C⁺ 1 to ~1e-12); else numpy.
+_SMALL_PIVOT = 1e-4
 
 
 @attrs.define(eq=False)
@@ -64,6 +69,11 @@ class IMTLG(GramianCombinerWithReduction):
     unreduced: ClassVar[Literal["sum", "mean"]] = "mean"  # Σ α = 1
 
     def unreduced_weights(self, gramian: Tensor) -> Tensor:
+        small = small_gramian(gramian)
+        if small is not None:  # one segment of a few tasks: Python floats beat numpy's calls
+            weights = small_equal_projection_weights(small)
+            if weights is not None:
+                return as_weights(weights)
         return torch.from_numpy(equal_projection_weights(gramian.numpy()))
 
 
@@ -90,3 +100,20 @@ def equal_projection_weights(K: np.ndarray) -> np.ndarray:
     scale = np.maximum(alpha.sum(1), np.abs(alpha).sum(1) / active)
     # zero only when every task cancels out (C⁺ 1 = 0)
     return np.divide(alpha, scale[:, None], out=np.zeros(alpha.shape), where=scale[:, None] > 0)
+
+
+def small_equal_projection_weights(K: list[list[float]]) -> list[float] | None:
+    """:func:`equal_projection_weights` for one Gramian ``K`` as nested lists in Python floats,
+    ``C β = 1`` solved by elimination; ``None`` (the numpy path decides) for a zero row or a
+    cosine matrix with a pivot below :data:`_SMALL_PIVOT`, where ``C⁺`` needs its threshold."""
+    T = len(K)
+    if not min(K[t][t] for t in range(T)) > 0:
+        return None
+    inverse = [1 / math.sqrt(K[t][t]) for t in range(T)]
+    C = [[min(max(K[i][j] * inverse[i] * inverse[j], -1.0), 1.0) for j in range(T)] for i in range(T)]
+    beta = positive_definite_solve(C, [1.0] * T, _SMALL_PIVOT)
+    if beta is None:
+        return None
+    alpha = [b * n for b, n in zip(beta, inverse)]
+    scale = max(sum(alpha), sum(abs(a) for a in alpha) / T)  # > 0: C⁻¹ 1 is not zero
+    return [a / scale for a in alpha]

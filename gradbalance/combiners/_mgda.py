@@ -12,9 +12,12 @@ from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
 from ._solvers import (
+    as_weights,
     batched_min_norm_weights,
     min_norm_weights,
     nonzero_row_weights,
+    small_gramian,
+    small_min_norm_weights,
     two_task_min_norm_weights,
 )
 
@@ -60,6 +63,11 @@ class MGDA(GramianCombinerWithReduction):
     def unreduced_weights(self, gramian: Tensor) -> Tensor:
         if gramian.shape[1] == 2:
             return torch.from_numpy(two_task_min_norm_weights(gramian.numpy()))
+        small = small_gramian(gramian)
+        if small is not None and min(small[t][t] for t in range(len(small))) > 0:
+            weights = small_min_norm_weights(small)  # in Python floats: numpy's calls cost more
+            if weights is not None:
+                return as_weights(weights)
         if gramian.shape[0] == 1:  # one problem: the sequential solver has fewer calls per step
             return nonzero_row_weights(gramian, min_norm_weights)
         K = gramian.numpy()

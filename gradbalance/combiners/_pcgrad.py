@@ -14,6 +14,7 @@ from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
 from ._order import generator_state, load_generator_state, make_generator, order_array, visiting_orders
+from ._solvers import as_weights, small_gramian
 
 
 @attrs.define(eq=False)
@@ -57,6 +58,9 @@ class PCGrad(GramianCombinerWithReduction):
         self._generator = make_generator(self.seed)
 
     def unreduced_weights(self, gramian: Tensor) -> Tensor:
+        small = small_gramian(gramian)
+        if small is not None:  # one segment of a few tasks: Python floats beat numpy's calls
+            return as_weights(small_projection_weights(small, visiting_orders(len(small), self._generator)))
         # Row i's projections involve only g_i' and the original rows, so the T sequences run
         # side by side: step k visits orders[i, k] in every row i of every segment at once, in
         # numpy ([S, T] arrays; torch's per-op dispatch would cost more than the arithmetic).
@@ -80,3 +84,21 @@ class PCGrad(GramianCombinerWithReduction):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         load_generator_state(self._generator, dict(state), type(self).__name__)
+
+
+def small_projection_weights(K: list[list[float]], orders: list[list[int]]) -> list[float]:
+    """PCGrad's summed weights ``Σ_i C_i`` for one Gramian ``K`` as nested lists, ``orders[i]``
+    the tasks row ``i`` visits: :meth:`PCGrad.unreduced_weights`' steps in Python floats, one
+    row at a time (the same products and sums, so the same weights to rounding)."""
+    T = len(K)
+    inverse = [1.0 / K[j][j] if K[j][j] > 0 else 1.0 for j in range(T)]  # a zero g_j: dots are 0
+    weights = [0.0] * T
+    for i, order in enumerate(orders):
+        row = [0.0] * T  # g_i' = row @ G
+        row[i] = 1.0
+        for j in order:
+            dot = sum([r * k for r, k in zip(row, K[j])])  # g_i' · g_j (K is symmetric)
+            if dot < 0.0:
+                row[j] -= dot * inverse[j]
+        weights = [w + r for w, r in zip(weights, row)]
+    return weights

@@ -13,17 +13,29 @@ solvers from here, never from a sibling combiner. One module per problem:
   direction), by Lawson & Hanson's active-set walk;
 - ``_cone_supports``: the same projections of unit rows by trying passive sets, every one at
   once for a few rows, a few rounds of guesses for more (UPGrad's);
-- ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``).
+- ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``);
+- ``_small``: the dispatch of one small segment to a combiner's Python-float step.
 """
 
 from ._common import batched_inverse, nonzero_row_weights, solve_small, with_closed_form, with_two_task_form
 from ._cone import cone_multipliers
 from ._cone_supports import guessed_unit_projection_multipliers, unit_projection_multipliers
 from ._fair import fair_weights, two_task_bargaining_weights
-from ._min_norm import batched_min_norm_weights, min_norm_weights, two_task_min_norm_weights
+from ._min_norm import (
+    batched_min_norm_weights,
+    min_norm_weights,
+    small_min_norm_weights,
+    two_task_min_norm_weights,
+)
+from ._small import SMALL_TASKS, as_weights, positive_definite_solve, small_gramian
 
 __all__ = [
+    "SMALL_TASKS",
+    "as_weights",
     "batched_inverse",
+    "positive_definite_solve",
+    "small_gramian",
+    "small_min_norm_weights",
     "batched_min_norm_weights",
     "cone_multipliers",
     "fair_weights",

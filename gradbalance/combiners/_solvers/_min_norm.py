@@ -3,15 +3,22 @@ nearest-point algorithm (MGDA's update; FairGrad's and Nash-MTL's Pareto-station
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._common import solve_small
+from ._small import positive_definite_solve
 
 # Wolfe's algorithm ends in finitely many steps in exact arithmetic; this only guards against
 # rounding making it cycle.
 _MAX_MAJOR_STEPS = 1000
 # Tolerance of the optimality test g_j · x ≥ ‖x‖², relative to ‖g_j‖ Σ_k λ_k ‖g_k‖ (x = Σ_k λ_k g_k).
 _TOLERANCE = 1e-12
+# The Python-float steps solve a support's K μ = 1 only while every elimination pivot of the
+# scaled Gramian exceeds this; smaller (a row tiny next to the longest, rows nearly dependent,
+# the origin in the hull) hands the problem back to the numpy steps.
+_SMALL_PIVOT = 1e-6
 
 
 def two_task_min_norm_weights(K: np.ndarray) -> np.ndarray:
@@ -75,6 +82,53 @@ def min_norm_weights(K: np.ndarray) -> np.ndarray:
             support, lam = support[keep], lam[keep]
     weights = np.zeros(K.shape[0])
     weights[support] = lam / lam.sum()
+    return weights
+
+
+def small_min_norm_weights(K: list[list[float]]) -> list[float] | None:
+    """:func:`min_norm_weights` for one Gramian ``K`` (nested lists, positive diagonal) in Python
+    floats: the same major and minor steps, the affine hull's nearest point ``μ ∝ K_PP⁻¹ 1`` by
+    elimination; ``None`` where a support's pivot falls below :data:`_SMALL_PIVOT` (the numpy
+    steps' bordered solve then decides)."""
+    T = len(K)
+    largest = max(K[t][t] for t in range(T))
+    Kn = [[value / largest for value in row] for row in K]
+    roots = [math.sqrt(Kn[t][t]) for t in range(T)]
+    support = [min(range(T), key=lambda t: Kn[t][t])]
+    lam = [1.0]
+    for _ in range(_MAX_MAJOR_STEPS):
+        inner = [sum([Kn[t][k] * w for k, w in zip(support, lam)]) for t in range(T)]  # g_t · x
+        norm2 = sum([w * inner[k] for k, w in zip(support, lam)])
+        j = min(range(T), key=inner.__getitem__)
+        slack = _TOLERANCE * roots[j] * sum([w * roots[k] for k, w in zip(support, lam)])
+        if j in support or inner[j] >= norm2 - slack:
+            break
+        support, lam = [*support, j], [*lam, 0.0]
+        while True:
+            x = positive_definite_solve(
+                [[Kn[a][b] for b in support] for a in support], [1.0] * len(support), _SMALL_PIVOT
+            )
+            if x is None:
+                return None
+            total = sum(x)
+            mu = [value / total for value in x]
+            if min(mu) > 0:
+                lam = mu
+                break
+            # Walk from lam towards mu until the first weight reaches zero, and drop it.
+            ratios = [
+                (lam[i] / (lam[i] - mu[i]) if lam[i] > mu[i] else 0.0, i)
+                for i in range(len(mu))
+                if mu[i] <= 0
+            ]
+            step, first = min(ratios)
+            lam = [w + step * (m - w) for w, m in zip(lam, mu)]
+            lam[first] = 0.0
+            support, lam = [k for k, w in zip(support, lam) if w > 0], [w for w in lam if w > 0]
+    weights = [0.0] * T
+    total = sum(lam)
+    for k, w in zip(support, lam):
+        weights[k] = w / total
     return weights
 
 

@@ -4,6 +4,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gradbalance import AlignedMTL
+from gradbalance.combiners._solvers import SMALL_TASKS
 
 from _matrices import scale_of, task_matrices
 
@@ -49,6 +50,17 @@ def test_update_has_the_norm_of_orthogonal_rows_of_norm_sigma_min(G):
     assert float(d.norm()) == pytest.approx(T**0.5 * float(S.min()), rel=1e-9)
     in_span = G.T @ torch.linalg.lstsq(G.T, d.unsqueeze(1)).solution[:, 0]
     assert float((d - in_span).norm()) <= 1e-9 * float(d.norm())
+
+
+@settings(max_examples=200, deadline=None)
+@given(G=task_matrices(max_tasks=SMALL_TASKS))
+def test_one_small_segment_in_python_floats_matches_the_numpy_path(G):
+    # One segment of a few tasks finishes in Python floats after its eigendecomposition; two
+    # segments stay in numpy.
+    K = (G @ G.T)[None]
+    small = AlignedMTL().weights(K)[0]
+    batched = AlignedMTL().weights(K.expand(2, -1, -1).contiguous())[0]
+    torch.testing.assert_close(small, batched, rtol=1e-12, atol=1e-12 * float(batched.abs().max()))
 
 
 def test_orthogonal_tasks_are_all_scaled_to_the_smallest():

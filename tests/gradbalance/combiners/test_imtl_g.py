@@ -4,6 +4,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gradbalance import IMTLG
+from gradbalance.combiners._solvers import SMALL_TASKS
 
 from _matrices import cosine_condition, task_matrices
 
@@ -22,6 +23,17 @@ def reference_imtl_g(G: torch.Tensor) -> torch.Tensor:
 def general_position(G: torch.Tensor) -> bool:
     """Rows independent enough that the paper's (T−1)×(T−1) system is well conditioned."""
     return cosine_condition(G) < 1e6
+
+
+@settings(max_examples=200, deadline=None)
+@given(G=task_matrices(max_tasks=SMALL_TASKS))
+def test_one_small_segment_in_python_floats_matches_the_numpy_path(G):
+    # One segment of a few tasks takes the Python-float step (or hands back to numpy); two
+    # segments take the eigendecomposition.
+    K = (G @ G.T)[None]
+    small = IMTLG().weights(K)
+    batched = IMTLG().weights(K.expand(2, -1, -1).contiguous())
+    torch.testing.assert_close(small[0], batched[0], rtol=1e-10, atol=1e-10 * float(batched.abs().max()))
 
 
 @settings(max_examples=150, deadline=None)
@@ -100,3 +112,13 @@ def test_opposed_tasks_that_balance_out_give_zero_in_any_order():
     G = torch.tensor([[1.541], [-0.2934], [0.0], [0.5684], [-1.0845]], dtype=torch.float64)
     for order in ([0, 1, 2, 3, 4], [4, 0, 1, 3, 2]):
         assert IMTLG().combine(G[order]).abs().max() == 0
+
+
+def test_tasks_in_general_position_stay_in_python_floats():
+    from gradbalance.combiners._imtl_g import small_equal_projection_weights
+
+    G = torch.randn(3, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    G[1] = -0.5 * G[0] + G[1]
+    assert small_equal_projection_weights((G @ G.T).tolist()) is not None
+    parallel = torch.stack([G[0], 2 * G[0], G[2]])
+    assert small_equal_projection_weights((parallel @ parallel.T).tolist()) is None

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradbalance import MGDA
+from gradbalance.combiners._solvers import SMALL_TASKS, small_min_norm_weights
 
 from _matrices import scale_of, segment_pieces, task_matrices
 
@@ -111,6 +112,29 @@ def test_segments_solved_side_by_side_match_one_at_a_time(G, cuts):
     want = torch.cat([MGDA().combine(G[:, a:b]) for a, b in pieces])
     for a, b in pieces:
         assert (got[a:b] - want[a:b]).norm() <= 1e-7 * scale_of(G[:, a:b])
+
+
+@settings(max_examples=200, deadline=None)
+@given(G=task_matrices(max_tasks=SMALL_TASKS, max_columns=40))
+def test_one_small_segment_in_python_floats_matches_the_numpy_steps(G):
+    # One segment of a few tasks takes Wolfe's steps in Python floats (or hands back); two
+    # segments take the batched numpy steps. The min-norm point is unique, its weights need not
+    # be (parallel rows).
+    K = (G @ G.T)[None]
+    small = MGDA().weights(K)[0] @ G
+    batched = MGDA().weights(K.expand(2, -1, -1).contiguous())[0] @ G
+    assert (small - batched).norm() <= 1e-9 * scale_of(G)
+
+
+def test_tasks_in_general_position_stay_in_python_floats():
+    G = torch.randn(3, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    G[1] = -0.5 * G[0] + G[1]
+    weights = small_min_norm_weights((G @ G.T).tolist())
+    assert weights is not None
+    d = torch.tensor(weights, dtype=torch.float64) @ G
+    assert bool((G @ d >= (1 - 1e-9) * d.dot(d)).all())
+    opposed = torch.stack([G[0], -G[0], G[2]])  # the origin in the hull: numpy's bordered solve
+    assert small_min_norm_weights((opposed @ opposed.T).tolist()) is None
 
 
 @pytest.mark.parametrize("seed", [1, 18])

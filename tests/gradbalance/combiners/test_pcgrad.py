@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 import gradbalance
 from gradbalance import PCGrad
+from gradbalance.combiners._solvers import SMALL_TASKS
 
 from _matrices import reference_pcgrad, scale_of, task_matrices
 
@@ -16,6 +17,18 @@ def test_matches_vector_space_reference(G, seed, reduction):
     want = reference_pcgrad(G, seed, reduction)
     assert torch.isfinite(got).all()
     assert (got - want).norm() <= 1e-9 * scale_of(G) * G.shape[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(G=task_matrices(max_tasks=SMALL_TASKS), seed=st.integers(0, 1000))
+def test_one_small_segment_in_python_floats_matches_the_numpy_steps(G, seed):
+    # One segment of a few tasks takes the Python-float steps; two segments take numpy's, with
+    # the same visiting orders from the same seed.
+    K = (G @ G.T)[None]
+    small = PCGrad(seed=seed).weights(K)
+    batched = PCGrad(seed=seed).weights(K.expand(2, -1, -1).contiguous())
+    scale = float(batched.abs().max()) + 1e-300
+    torch.testing.assert_close(small[0], batched[0], rtol=1e-12, atol=1e-12 * scale)
 
 
 @settings(max_examples=60, deadline=None)

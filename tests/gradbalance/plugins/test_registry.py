@@ -117,7 +117,7 @@ def test_a_name_clash_disables_only_that_name(tmp_path):
         tmp_path,
         """
         import gradbalance
-        print(gradbalance.create("sum").combine_with_info.__qualname__)
+        print(type(gradbalance.create("sum")).__qualname__)
         print("pcgrad" in gradbalance.available(), "gradvac" in gradbalance.available())
         try:
             gradbalance.create("pcgrad")
@@ -127,7 +127,7 @@ def test_a_name_clash_disables_only_that_name(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[:2] == ["Sum.combine_with_info", "False True"]
+    assert lines[:2] == ["Sum", "False True"]
     assert lines[2] == (
         "error: 2 combiners are named 'pcgrad': gradbalance.combiners._pcgrad.PCGrad from 'gradbalance' "
         "and pcgrad_fork.MyPCGrad from 'pcgrad-fork'; 'pcgrad' is unavailable until you uninstall all "
