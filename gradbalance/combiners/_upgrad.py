@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 import attrs
@@ -12,7 +13,14 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
-from ._solvers import cone_multipliers, guessed_unit_projection_multipliers, unit_projection_multipliers
+from ._solvers import (
+    as_weights,
+    cone_multipliers,
+    guessed_unit_projection_multipliers,
+    small_gramian,
+    small_unit_projection_multipliers,
+    unit_projection_multipliers,
+)
 
 # A constraint g_j · y ≥ 0 counts as met down to -_TOLERANCE · ‖g_j‖ · Σ_k |u_k| ‖g_k‖ for
 # y = Σ_k u_k g_k: the rounding error of computing it from the Gramian, at any row scale.
@@ -73,6 +81,11 @@ class UPGrad(GramianCombinerWithReduction):
     unreduced: ClassVar[Literal["sum", "mean"]] = "mean"  # (1/T) Σ_i π_C(g_i)
 
     def unreduced_weights(self, gramian: Tensor) -> Tensor:
+        small = small_gramian(gramian)
+        if small is not None and len(small) != 2:  # one segment of a few tasks: Python floats
+            weights = small_projection_weights(small)
+            if weights is not None:
+                return as_weights(weights)
         K = gramian.numpy()
         T = K.shape[1]
         if T == 2:
@@ -93,6 +106,23 @@ def two_task_weights(K: np.ndarray) -> np.ndarray:
         conflict = positive.all(1) & (b / largest < -_TOLERANCE * np.sqrt(a / largest) * np.sqrt(e / largest))
         weights = 1 - np.where(conflict[:, None], b[:, None] / np.stack([a, e], 1), 0.0)
     return np.where(positive, weights, 0.0)
+
+
+def small_projection_weights(K: list[list[float]]) -> list[float] | None:
+    """:func:`passive_set_weights` for one Gramian of up to three rows as nested lists, in
+    Python floats (:func:`small_unit_projection_multipliers`); ``None`` (the numpy path
+    decides) for a zero or negligible row, or where the passive sets leave a program open."""
+    T = len(K)
+    diagonal = [K[t][t] for t in range(T)]
+    if not min(diagonal) > _NEGLIGIBLE * max(diagonal):
+        return None
+    root = [math.sqrt(d) for d in diagonal]
+    inverse = [1.0 / r for r in root]
+    cos = [[K[i][j] * inverse[i] * inverse[j] for j in range(T)] for i in range(T)]
+    v = small_unit_projection_multipliers(cos, _TOLERANCE)
+    if v is None:
+        return None
+    return [(1.0 + inverse[k] * sum(v[i][k] * root[i] for i in range(T))) / T for k in range(T)]
 
 
 def passive_set_weights(K: np.ndarray) -> np.ndarray:

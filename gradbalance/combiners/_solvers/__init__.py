@@ -19,7 +19,11 @@ solvers from here, never from a sibling combiner. One module per problem:
 
 from ._common import batched_inverse, nonzero_row_weights, solve_small, with_closed_form, with_two_task_form
 from ._cone import cone_multipliers
-from ._cone_supports import guessed_unit_projection_multipliers, unit_projection_multipliers
+from ._cone_supports import (
+    guessed_unit_projection_multipliers,
+    small_unit_projection_multipliers,
+    unit_projection_multipliers,
+)
 from ._fair import fair_weights, two_task_bargaining_weights
 from ._min_norm import (
     batched_min_norm_weights,
@@ -36,6 +40,7 @@ __all__ = [
     "positive_definite_solve",
     "small_gramian",
     "small_min_norm_weights",
+    "small_unit_projection_multipliers",
     "batched_min_norm_weights",
     "cone_multipliers",
     "fair_weights",

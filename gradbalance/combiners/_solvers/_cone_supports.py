@@ -92,6 +92,73 @@ def unit_projection_multipliers(cos: np.ndarray, tolerance: float) -> tuple[np.n
     return np.einsum("npki,npi->nki", v, passing), settled
 
 
+def small_unit_projection_multipliers(cos: list[list[float]], tolerance: float) -> list[list[float]] | None:
+    """:func:`unit_projection_multipliers` for one cosine matrix of up to three rows as nested
+    lists, in Python floats: ``v[i]``, program ``i``'s multipliers, or ``None`` where that
+    function leaves the problem open (the numpy path decides). The same passive sets (those
+    without ``i``: a set holding it never passes), the same closed form for two rows, the same
+    test; a pair of rows with ``1 − s² < 1 / _MOST_INFLATED`` leaves the problem open."""
+    m = len(cos)
+    if m > 3:
+        return None
+    for j in range(m):
+        for k in range(j + 1, m):
+            if not 1.0 - 0.5 * (cos[j][k] * cos[j][k] + cos[k][j] * cos[k][j]) >= 1.0 / _MOST_INFLATED:
+                return None
+    plus = [[c + tolerance for c in row] for row in cos]  # (C + tolerance): constraints plus slack
+    out = []
+    for i in range(m):
+        found = None
+        for passive in _small_passive_sets(m, i):
+            v = _small_equality_solution(cos, i, passive)
+            if _small_passes(plus, i, passive, v):
+                if found is not None:  # two passive sets pass: rounding decides, not this
+                    return None
+                found = v
+        if found is None:
+            return None
+        out.append(found)
+    return out
+
+
+@functools.cache
+def _small_passive_sets(m: int, i: int) -> tuple[tuple[int, ...], ...]:
+    """The passive sets program ``i`` of ``m ≤ 3`` rows can end on: those without ``i``."""
+    others = tuple(j for j in range(m) if j != i)
+    return ((), *((j,) for j in others), *((others,) if len(others) == 2 else ()))
+
+
+def _small_passes(plus: list[list[float]], i: int, passive: tuple[int, ...], v: list[float]) -> bool:
+    """The optimality test of :func:`unit_projection_multipliers` for one candidate:
+    ``v_P > 0``, and ``(C + tolerance)(e_i + v) ≥ 0`` off ``P``."""
+    for j in passive:
+        if not v[j] > 0:
+            return False
+    for j, row in enumerate(plus):
+        if j in passive:
+            continue
+        total = row[i]
+        for k in passive:
+            total += row[k] * v[k]
+        if total < 0:
+            return False
+    return True
+
+
+def _small_equality_solution(cos: list[list[float]], i: int, passive: tuple[int, ...]) -> list[float]:
+    """Program ``i``'s ``v`` on a passive set of at most two rows: ``v_P = −C_PP⁻¹ C_{P,i}``
+    with ``C_PP⁻¹ = (I − O) / (1 − s²)``, as :func:`unit_projection_multipliers` computes it."""
+    v = [0.0] * len(cos)
+    if len(passive) == 1:
+        v[passive[0]] = -cos[passive[0]][i]
+    elif len(passive) == 2:
+        j, k = passive
+        determinant = 1.0 - 0.5 * (cos[j][k] * cos[j][k] + cos[k][j] * cos[k][j])
+        v[j] = (-cos[j][i] - cos[j][k] * -cos[k][i]) / determinant
+        v[k] = (-cos[k][i] - cos[k][j] * -cos[j][i]) / determinant
+    return v
+
+
 def guessed_unit_projection_multipliers(cos: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
     """:func:`unit_projection_multipliers` by guessing each program's passive set: first the
     rows whose constraint ``ĝ_i`` violates, then each round the rows the last guess weights

@@ -163,3 +163,23 @@ def test_a_one_column_segment_leaves_the_others_batched(monkeypatch, T):
     monkeypatch.setattr(upgrad_module, "projection_weights", lambda K: walked.append(len(K)) or walk(K))
     np.testing.assert_allclose(upgrad_module.passive_set_weights(K), want, rtol=1e-12)
     assert walked == [1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(K=segment_gramians(min_tasks=1, max_tasks=3).map(lambda K: K[:1]))
+def test_one_small_segment_in_python_floats_matches_the_walk(K):
+    # One segment of up to three tasks takes the Python-float step (or hands back to numpy).
+    T = K.shape[1]
+    small = UPGrad().weights(torch.from_numpy(K)).numpy()
+    walked = upgrad_module.projection_weights(K).sum(1) / T
+    np.testing.assert_allclose(small, walked, rtol=1e-12, atol=1e-12 * np.abs(walked).max())
+
+
+def test_one_small_segment_in_general_position_takes_python_floats(monkeypatch):
+    G = torch.randn(1, 3, 64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    G[:, 1] = -0.5 * G[:, 0] + G[:, 1]
+    K = G @ G.mT
+    want = upgrad_module.projection_weights(K.numpy()).sum(1) / 3
+    monkeypatch.setattr(upgrad_module, "passive_set_weights", lambda K: pytest.fail("numpy"))
+    np.testing.assert_allclose(UPGrad().weights(K).numpy(), want, rtol=1e-12)
+    assert (want > 1 / 3 + 1e-3).any()  # some row was projected
