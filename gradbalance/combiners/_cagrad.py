@@ -14,7 +14,7 @@ from torch import Tensor
 from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
-from ._solvers import batched_inverse, cone_multipliers, with_closed_form
+from ._solvers import as_weights, batched_inverse, cone_multipliers, small_gramian, with_closed_form
 
 # Supports tried in closed form before the active-set walk (see _Dual.active_set).
 _GUESSES = 3
@@ -46,6 +46,9 @@ _SINGULAR = 1e14
 # another order than the per-segment solver's, and this keeps the two within ~1e-12 of each
 # other; worse-conditioned supports go to the per-segment solver.
 _BATCHED_CONDITION = 1e4
+# The Python-float step for one small segment decides only this far (relative) from each of
+# _Dual's thresholds, so that rounding its sums in another order cannot change the decision.
+_SMALL_MARGIN = 1e-9
 # What Σ border ω_u and Σ border ω_v come to (the affine constraint, and its directions').
 _SUMS = np.array([1.0, 0.0])
 _SUMS.flags.writeable = False
@@ -158,6 +161,11 @@ class CAGrad(GramianCombinerWithReduction):
     def unreduced_weights(self, gramian: Tensor) -> Tensor:
         T = gramian.shape[1]
         c = float(self.c)
+        small = small_gramian(gramian)
+        if small is not None and T != 2:  # one segment of a few tasks: Python floats
+            weights = small_conflict_averse_weights(small, c)
+            if weights is not None:
+                return as_weights(weights)
         closed_form = two_task_weights if T == 2 else guessed_weights
         return with_closed_form(
             gramian, lambda K: closed_form(K, c), lambda K: conflict_averse_weights(K, T, c)
@@ -220,6 +228,124 @@ def two_task_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
         weights[:, 1] += np.where(interior, nu2, np.where(vertex2, radius / n2, 0.0))
     settled = both & ((phi == 0) | interior | vertex1 | vertex2)
     return np.where(settled[:, None], weights, 0.0), settled
+
+
+def small_conflict_averse_weights(K: list[list[float]], c: float) -> list[float] | None:
+    """CAGrad's weights (before rescaling) for one Gramian of a few tasks as nested lists, in
+    Python floats, where every task's support ends the solve (:meth:`_Dual.active_set`'s
+    first guess): its closed form, and each of the KKT, sign, ball and zero-progress tests
+    passed with :data:`_SMALL_MARGIN` to spare, so :class:`_Dual` decides the same. ``None``
+    (the numpy path decides) for a zero row, a ball of radius near zero, or any test too
+    close to call."""
+    dual = _small_dual(K, c)
+    if dual is None:
+        return None
+    cos, norms, progress0, phi, size = dual
+    T = len(K)
+    if phi == 0.0 and c == 0.0:
+        return [1.0 / T] * T
+    if not phi > _SMALL_MARGIN * sum(norms) ** 2:
+        return None
+    pieces = _small_pieces(cos, norms, progress0)
+    if pieces is None:
+        return None
+    wu, wv, A, C = pieces
+    if not (
+        A > (1 + _SMALL_MARGIN) * (_FLAT * sum(abs(w) for w in wu)) ** 2 and C < (1 - _SMALL_MARGIN) * phi
+    ):
+        return None
+    lam = math.sqrt((phi - C) / A)
+    omega = [lam * u + v for u, v in zip(wu, wv)]
+    if not min(omega) > _SMALL_MARGIN * sum(abs(o) for o in omega):
+        return None
+    progress = [
+        n * (p + sum(o * row[t] for o, row in zip(omega, cos)))
+        for t, (n, p) in enumerate(zip(norms, progress0))
+    ]
+    rounding = _TOLERANCE * (size + sum(omega))
+    # _Dual's tests: progress_s − progress_t ≤ (n_s + n_t) rounding (here within half of it),
+    # and some progress_t > n_t rounding (here twice it).
+    if not max(progress) - min(progress) <= min(norms) * rounding:
+        return None
+    if not any(p > 2 * n * rounding for p, n in zip(progress, norms)):
+        return None
+    return [1.0 / T + o / n for o, n in zip(omega, norms)]
+
+
+def _small_dual(
+    K: list[list[float]], c: float
+) -> tuple[list[list[float]], list[float], list[float], float, float] | None:
+    """:class:`_Dual`'s quantities for one small Gramian with no zero row: cosines, norms (the
+    largest 1), unit progress ``ĝ_t · g0``, ``φ`` and the size of ``d``; ``None`` for a zero
+    row."""
+    T = len(K)
+    diagonal = [K[t][t] for t in range(T)]
+    if not min(diagonal) > 0:
+        return None
+    largest = max(diagonal)
+    norms = [math.sqrt(x / largest) for x in diagonal]
+    root = [math.sqrt(x) for x in diagonal]
+    cos = [
+        [1.0 if i == j else min(max(K[i][j] / root[i] / root[j], -1.0), 1.0) for j in range(T)]
+        for i in range(T)
+    ]
+    g0 = [n / T for n in norms]
+    progress0 = [sum(x * g for x, g in zip(row, g0)) for row in cos]
+    phi = c * c * max(sum(g * p for g, p in zip(g0, progress0)), 0.0)
+    return cos, norms, progress0, phi, sum(g0) + math.sqrt(phi)
+
+
+def _small_pieces(
+    cos: list[list[float]], norms: list[float], progress0: list[float]
+) -> tuple[list[float], list[float], float, float] | None:
+    """:meth:`_Dual.pieces` on every task of one small problem: ``ω_u, ω_v, A, C`` from the
+    bordered system's inverse (Gauss-Jordan with partial pivoting), ``None`` where its
+    condition number may exceed :data:`_BATCHED_CONDITION` (bounded by ``(T + 1) ‖inverse‖₁``,
+    as in :class:`_Duals`)."""
+    T = len(cos)
+    inverse_norms = [1.0 / n for n in norms]
+    largest = max(inverse_norms)
+    border = [x / largest for x in inverse_norms]
+    inverse = _small_inverse([[*cos[i], -border[i]] for i in range(T)] + [[*border, 0.0]])
+    if inverse is None:
+        return None
+    column_sums = [sum(map(abs, column)) for column in zip(*inverse)]  # ‖inverse‖₁ = their largest
+    if not (T + 1) * max(column_sums) <= _BATCHED_CONDITION:
+        return None
+    wu = [row[T] for row in inverse[:T]]
+    wv = [-sum([x * p for x, p in zip(row, progress0)]) for row in inverse[:T]]
+    base = border.index(1.0)
+    for w, total in ((wu, 1.0), (wv, 0.0)):
+        w[base] = 0.0
+        w[base] = total - sum([b * x for b, x in zip(border, w)])
+    return wu, wv, max(_small_quadratic(cos, wu), 0.0), max(_small_quadratic(cos, wv), 0.0)
+
+
+def _small_quadratic(matrix: list[list[float]], x: list[float]) -> float:
+    """``xᵀ M x``."""
+    return sum([xi * sum([m * xj for m, xj in zip(row, x)]) for xi, row in zip(x, matrix)])
+
+
+def _small_inverse(matrix: list[list[float]]) -> list[list[float]] | None:
+    """The inverse of a small square matrix by Gauss-Jordan elimination with partial pivoting
+    on ``[matrix | I]``; ``None`` if a pivot is zero."""
+    n = len(matrix)
+    rows = [row + [float(i == j) for j in range(n)] for i, row in enumerate(matrix)]
+    for k in range(n):
+        pivot, largest = k, abs(rows[k][k])
+        for r in range(k + 1, n):
+            if abs(rows[r][k]) > largest:
+                pivot, largest = r, abs(rows[r][k])
+        if largest == 0.0:
+            return None
+        rows[k], rows[pivot] = rows[pivot], rows[k]
+        scale = 1.0 / rows[k][k]
+        row = rows[k] = [x * scale for x in rows[k]]
+        for r in range(n):
+            factor = rows[r][k]
+            if r != k and factor != 0.0:
+                rows[r] = [x - factor * y for x, y in zip(rows[r], row)]
+    return [row[n:] for row in rows]
 
 
 def guessed_weights(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:

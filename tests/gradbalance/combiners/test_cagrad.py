@@ -22,7 +22,8 @@ TOL = 1e-9
 
 
 def nothing_guessed(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
-    """In place of :func:`guessed_weights`: no segment settled, all to the per-segment solver."""
+    """In place of :func:`guessed_weights`: no segment settled, all to the per-segment solver
+    (with ``small_gramian`` patched to ``None``, one small segment too)."""
     return np.zeros(K.shape[:2]), np.zeros(len(K), dtype=bool)
 
 
@@ -158,6 +159,7 @@ def test_the_exhaustive_solver_alone_is_optimal(G, c):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cagrad_module._Dual, "active_set", lambda self, projection, fits: (None, False))
         patch.setattr(cagrad_module, "guessed_weights", nothing_guessed)
+        patch.setattr(cagrad_module, "small_gramian", lambda gramian: None)
         assert_optimal(G, c)
 
 
@@ -233,6 +235,7 @@ def test_both_solvers_agree(G, c):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cagrad_module._Dual, "active_set", lambda self, projection, fits: (None, False))
         patch.setattr(cagrad_module, "guessed_weights", nothing_guessed)
+        patch.setattr(cagrad_module, "small_gramian", lambda gramian: None)
         exhaustive = CAGrad(c=c).combine(G)
     assert float((fast - exhaustive).norm()) <= 1e-9 * scale_of(G)
 
@@ -430,3 +433,32 @@ def test_a_one_column_segment_leaves_the_others_batched(T):
     G[0, :, 1:] = 0
     weights, settled = cagrad_module.guessed_weights((G @ G.mT).numpy(), 0.5)
     assert settled[1:].all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(G=task_matrices(max_tasks=4, max_columns=300), c=WELL_POSED_C, scale=st.integers(-150, 150))
+def test_one_small_segment_in_python_floats_matches_the_per_segment_solver(G, c, scale):
+    # One segment of a few tasks takes the Python-float step (or hands back to numpy), its
+    # tests each a margin inside the per-segment solver's: the same weights, to 1e-12 or to
+    # 10× what rounding K alone moves the per-segment answer.
+    T = G.shape[0]
+    assume(T != 2)
+    K = (G @ G.T)[None] * 10.0**scale
+    small = CAGrad(c=c, rescale=False).weights(K).numpy()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cagrad_module, "small_gramian", lambda gramian: None)
+        patch.setattr(cagrad_module, "guessed_weights", nothing_guessed)
+        general = CAGrad(c=c, rescale=False).weights(K).numpy()
+        rounded = CAGrad(c=c, rescale=False).weights(K * 3.0).numpy()
+    size = np.abs(general).max(1, keepdims=True)
+    sensitivity = np.abs(rounded - general).max(1, keepdims=True)
+    assert (np.abs(small - general) <= np.maximum(1e-12 * size, 10 * sensitivity)).all()
+
+
+def test_one_small_segment_in_general_position_takes_python_floats(monkeypatch):
+    G = torch.randn(1, 3, 64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    G[:, 1] = -0.5 * G[:, 0] + G[:, 1]
+    K = G @ G.mT
+    want = cagrad_module.conflict_averse_weights(K.numpy()[0], 3, 0.5)
+    monkeypatch.setattr(cagrad_module, "with_closed_form", lambda *args: pytest.fail("numpy"))
+    np.testing.assert_allclose(CAGrad(c=0.5, rescale=False).weights(K).numpy()[0], want, rtol=1e-12)
