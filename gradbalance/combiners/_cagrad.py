@@ -244,7 +244,7 @@ def small_conflict_averse_weights(K: list[list[float]], c: float) -> list[float]
     T = len(K)
     if phi == 0.0 and c == 0.0:
         return [1.0 / T] * T
-    if not phi > _SMALL_MARGIN * sum(norms) ** 2:
+    if not phi > _SMALL_MARGIN * c * c * (sum(norms) / T) ** 2:  # φ = c² ‖g0‖², ‖g0‖ ≤ Σ n / T
         return None
     pieces = _small_pieces(cos, norms, progress0)
     if pieces is None:
