@@ -113,6 +113,8 @@ def small_projection_weights(K: list[list[float]]) -> list[float] | None:
     Python floats (:func:`small_unit_projection_multipliers`); ``None`` (the numpy path
     decides) for a zero or negligible row, or where the passive sets leave a program open."""
     T = len(K)
+    if T > _ENUMERATED_TASKS:
+        return None
     diagonal = [K[t][t] for t in range(T)]
     if not min(diagonal) > _NEGLIGIBLE * max(diagonal):
         return None
