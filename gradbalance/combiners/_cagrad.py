@@ -277,13 +277,15 @@ def _small_dual(
 ) -> tuple[list[list[float]], list[float], list[float], float, float] | None:
     """:class:`_Dual`'s quantities for one small Gramian with no zero row: cosines, norms (the
     largest 1), unit progress ``ĝ_t · g0``, ``φ`` and the size of ``d``; ``None`` for a zero
-    row."""
+    row, or one whose norm underflows next to the largest."""
     T = len(K)
     diagonal = [K[t][t] for t in range(T)]
     if not min(diagonal) > 0:
         return None
     largest = max(diagonal)
     norms = [math.sqrt(x / largest) for x in diagonal]
+    if not min(norms) > 0:  # a row negligible next to another (or not finite)
+        return None
     root = [math.sqrt(x) for x in diagonal]
     cos = [
         [1.0 if i == j else min(max(K[i][j] / root[i] / root[j], -1.0), 1.0) for j in range(T)]
