@@ -10,7 +10,12 @@ from torch import Tensor
 
 from .._combiner import GramianCombiner
 from .._properties import Property
-from ._solvers import fair_weights, nonzero_row_weights, two_task_bargaining_weights, with_two_task_form
+from ._solvers import (
+    batched_fair_weights,
+    batched_nonzero_row_weights,
+    two_task_bargaining_weights,
+    with_two_task_form,
+)
 
 
 def _check_alpha(instance: object, _attribute: attrs.Attribute, value: object) -> None:
@@ -93,5 +98,10 @@ class FairGrad(GramianCombiner):
     def weights(self, gramian: Tensor) -> Tensor:
         alpha = float(self.alpha)
         if alpha == 1.0:
-            return with_two_task_form(gramian, two_task_bargaining_weights, lambda K: fair_weights(K, 1.0))
-        return nonzero_row_weights(gramian, lambda K: fair_weights(K, alpha))
+            return with_two_task_form(
+                gramian,
+                two_task_bargaining_weights,
+                lambda K: batched_fair_weights(K, 1.0),
+                batched_nonzero_row_weights,
+            )
+        return batched_nonzero_row_weights(gramian, lambda K: batched_fair_weights(K, alpha))

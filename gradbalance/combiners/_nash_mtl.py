@@ -10,7 +10,12 @@ from torch import Tensor
 
 from .._combiner import GramianCombiner
 from .._properties import Property
-from ._solvers import fair_weights, two_task_bargaining_weights, with_two_task_form
+from ._solvers import (
+    batched_fair_weights,
+    batched_nonzero_row_weights,
+    two_task_bargaining_weights,
+    with_two_task_form,
+)
 
 
 @attrs.define(eq=False)
@@ -58,10 +63,13 @@ class NashMTL(GramianCombiner):
     )
 
     def weights(self, gramian: Tensor) -> Tensor:
-        return with_two_task_form(gramian, two_task_bargaining_weights, bargaining_weights)
+        return with_two_task_form(
+            gramian, two_task_bargaining_weights, bargaining_weights, batched_nonzero_row_weights
+        )
 
 
 def bargaining_weights(K: np.ndarray) -> np.ndarray:
-    """The ``α > 0`` with ``K α = 1/α`` for a Gramian ``K`` with positive diagonal, or zeros
-    where the rows are Pareto-stationary: FairGrad's allocation at fairness exponent 1."""
-    return fair_weights(K, 1.0)
+    """``[S, T]``: the ``α > 0`` with ``K α = 1/α`` for each Gramian of ``K [S, T, T]`` with
+    positive diagonal, or zeros where its rows are Pareto-stationary: FairGrad's allocation at
+    fairness exponent 1, every segment at once."""
+    return batched_fair_weights(K, 1.0)

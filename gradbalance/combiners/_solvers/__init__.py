@@ -13,18 +13,28 @@ solvers from here, never from a sibling combiner. One module per problem:
 - ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``).
 """
 
-from ._common import nonzero_row_weights, solve_small, with_two_task_form
+from ._common import (
+    batched_nonzero_row_weights,
+    nonzero_row_weights,
+    solve_small,
+    stacked_solve,
+    with_two_task_form,
+)
 from ._cone import cone_multipliers
 from ._fair import fair_weights, two_task_bargaining_weights
+from ._fair_batched import batched_fair_weights
 from ._min_norm import batched_min_norm_weights, min_norm_weights, two_task_min_norm_weights
 
 __all__ = [
+    "batched_fair_weights",
     "batched_min_norm_weights",
+    "batched_nonzero_row_weights",
     "cone_multipliers",
     "fair_weights",
     "min_norm_weights",
     "nonzero_row_weights",
     "solve_small",
+    "stacked_solve",
     "two_task_bargaining_weights",
     "two_task_min_norm_weights",
     "with_two_task_form",

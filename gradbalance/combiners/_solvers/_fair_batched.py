@@ -1,0 +1,138 @@
+"""The α-fair allocation ``K w = w^(−1/α)`` for every segment at once: Newton's method in
+``log β`` on the ``[S, T, T]`` cosine matrices together, each segment kept once every equation
+holds to its rounding; the segments this cold solve is not for go to :func:`fair_weights`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import stacked_solve
+from ._fair import _CLEAR_MARGIN, _DIRECT_SPREAD, _PARALLEL, _ROUNDING, _STATIONARY, fair_weights
+
+# Newton steps before the first convergence test: from the ray of equal weights 3 bring most
+# problems of up to 4 tasks at α = 1 to their rounding, 4 most others (5 about a third of
+# those of 8 tasks at α ≠ 1). The first _LOG_STEPS are taken in log β (they scale the
+# weights, which the start is far from), the rest until the test in β (as good there, and
+# cheaper).
+_FIRST_TEST = 3
+_LOG_STEPS = 2
+_SHRINK = 1 / np.e
+# The most steps taken before the segments left are handed to fair_weights.
+_MAX_STEPS = 10
+
+
+def batched_fair_weights(K: np.ndarray, alpha: float) -> np.ndarray:
+    """``[S, T]`` weights ``w > 0`` with ``K w = w^(−1/α)`` for Gramians ``K [S, T, T]`` with
+    positive diagonals, or zeros where a segment's rows are Pareto-stationary: what
+    :func:`fair_weights` gives each segment, to rounding.
+
+    In cosine coordinates (``β_t = w_t ‖g_t‖``, ``C β = c β^(−1/α)``, ``c_t = ‖g_t‖^(1/α − 1)``
+    relative to the largest) the segments :func:`fair_weights` would solve cold, without
+    groups of tasks alike, take Newton steps together (:func:`_batched_newton`). A segment is
+    kept once every equation holds to its rounding and its hull of unit gradients is clearly
+    away from the origin (:func:`_clear_of_origin`, along ``Σ_t u_t`` or along the solution's
+    ``Σ_t β_t u_t``), where :func:`fair_weights` finds the same solution; the others (alike
+    tasks, ``c`` spread past ``e^30`` at ``α ≠ 1``, a hull near the origin, a stalled Newton)
+    get :func:`fair_weights`, one at a time."""
+    S, T, _ = K.shape
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        norms = np.sqrt(K.diagonal(0, 1, 2))
+        C = K / (norms[:, :, None] * norms[:, None, :])
+        progress = C.sum(2)
+        total = progress.sum(1)
+        clear = _clear_of_origin(progress, total)
+        cold = total > 0  # the ray below is real
+        alike = C >= 1 - _PARALLEL
+        if np.count_nonzero(alike) > S * T:
+            cold &= alike.sum((1, 2)) == T
+        c, scale, ray = _coefficients(norms, total, alpha, cold)
+        everywhere = bool((cold & clear).all())
+        if everywhere:
+            beta, solved = _batched_newton(C, c, ray, alpha)
+            if solved.all():
+                return beta * scale
+        else:
+            C, clear = C[cold], clear[cold]
+            beta, solved = _batched_newton(C, None if c is None else c[cold], ray[cold], alpha)
+            progress = (C @ beta[:, :, None])[:, :, 0]
+            solved &= clear | _clear_of_origin(progress, (beta * progress).sum(1))
+    kept = np.flatnonzero(cold)[solved]
+    weights = np.empty_like(norms)
+    weights[kept] = beta[solved] * scale[kept]
+    rest = np.ones(S, dtype=bool)
+    rest[kept] = False
+    for s in np.flatnonzero(rest):
+        weights[s] = fair_weights(K[s], alpha)
+    return weights
+
+
+def _coefficients(
+    norms: np.ndarray, total: np.ndarray, alpha: float, cold: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """The right sides' ``c`` (``None`` for all ones, at ``α = 1``), relative to each segment's
+    largest, ``scale`` turning the ``β`` they give into weights, and the ray's length (see
+    :func:`_batched_newton`); at ``α ≠ 1`` clears ``cold`` where ``c`` spans more than ``e^30``
+    (:data:`_DIRECT_SPREAD`, where :func:`fair_weights` continues from ``α = 1``)."""
+    if alpha == 1.0:
+        return None, 1 / norms, np.sqrt(norms.shape[1] / total)
+    log_c = (1 / alpha - 1) * np.log(norms)
+    log_kappa = log_c.max(1, keepdims=True)
+    cold &= log_kappa[:, 0] - log_c.min(1) <= _DIRECT_SPREAD
+    c = np.exp(log_c - log_kappa)
+    # C β = c β^(−1/α) with c scaled by κ has β scaled by κ^(α/(1+α)).
+    scale = np.exp(alpha / (1 + alpha) * log_kappa) / norms
+    return c, scale, (c.sum(1) / total) ** (alpha / (1 + alpha))
+
+
+def _clear_of_origin(progress: np.ndarray, length2: np.ndarray) -> np.ndarray:
+    """Per segment, whether the hull of the unit gradients misses the origin by far more than
+    :data:`_STATIONARY` (so :func:`fair_weights` solves rather than answering zero): ``d`` with
+    ``u_t · d = progress_t`` and ``‖d‖² = length2`` bounds every convex combination's norm below
+    by ``min_t progress_t / ‖d‖`` (:func:`fair_weights`' shortcut, there with ``d = Σ_t u_t``)."""
+    return progress.min(1) > np.sqrt(_CLEAR_MARGIN * _STATIONARY * length2)
+
+
+def _batched_newton(
+    C: np.ndarray, c: np.ndarray | None, ray: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``β [S, T]`` with ``C β = c β^(−1/α)`` (``c = 1`` where ``None``) for cosine matrices
+    ``C [S, T, T]``, from ``β = ray · 1``, and which segments hold every equation to its
+    rounding (:data:`_ROUNDING` of the sum of its terms' magnitudes, :func:`fair_weights`' test).
+
+    Newton's method on the equations in ``y = log β``, as :func:`fair_weights`' polish: with
+    ``p = c β^(−1/α)`` and the positive definite ``H = C + diag(p / (α β))`` the step is
+    ``Δy = H⁻¹(p − Cβ) / β``, which is also ``(1 + 1/α) H⁻¹p / β − 1``, the form taken until
+    the tests begin (no product with ``C``). Steps scale the weights, so they stay positive. The
+    ray's length is the minimum of the convex ``f(t·1) = ½ t² 1ᵀC1 − Σ_t c_t ∫ t^(−1/α)``. No
+    line search: a segment that diverges or stalls fails the test and gets the damped solver."""
+    S, T, _ = C.shape
+    hessian = C.copy()
+    diagonal = hessian.reshape(S, T * T)[:, :: T + 1]  # a view, rewritten at each step
+    both = np.concatenate([C, np.abs(C)], 1)  # C β and |C| β in one product
+    beta = ray[:, None].repeat(T, 1)
+    exponent, gain = -1 / alpha, 1 + 1 / alpha
+    first_test = _FIRST_TEST + (T > 4 or alpha != 1.0)
+    for step in range(_MAX_STEPS + 1):
+        p = beta**exponent if c is None else c * beta**exponent
+        if step >= first_test:
+            products = both @ beta[:, :, None]
+            residual = p - products[:, :T, 0]
+            holds = np.abs(residual) <= _ROUNDING * (products[:, T:, 0] + p)
+            if step == first_test:
+                if holds.all():
+                    return beta, np.ones(S, dtype=bool)
+                solved, answer = np.zeros(S, dtype=bool), beta
+            holds = holds.all(1) & ~solved
+            answer = np.where(holds[:, None], beta, answer)
+            solved |= holds
+            if step == _MAX_STEPS or solved.all():
+                break
+        # C's diagonal is 1 to rounding, which Newton's steps do not see.
+        np.add(1.0, p * p if c is None else p / (alpha * beta), out=diagonal)
+        if step >= first_test:
+            beta = beta * np.exp(stacked_solve(hessian, residual) / beta)
+        elif step < _LOG_STEPS:
+            beta = beta * np.exp(gain * stacked_solve(hessian, p) / beta - 1)
+        else:  # where β would leave the positive orthant, it shrinks by a factor e instead
+            beta = np.maximum(gain * stacked_solve(hessian, p), beta * _SHRINK)
+    return answer, solved

@@ -1,0 +1,130 @@
+"""The α-fair allocation over every segment at once (Nash-MTL; FairGrad) against the solver it
+shortcuts, :func:`fair_weights` run on each segment's non-zero rows, and the ways its batched
+Newton hands a segment back to that solver."""
+
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gradbalance.combiners import FairGrad, NashMTL
+from gradbalance.combiners._solvers import (
+    _fair_batched,
+    batched_fair_weights,
+    fair_weights,
+    nonzero_row_weights,
+)
+from gradbalance.testing.strategies import draw_rows
+
+ALPHAS = st.sampled_from([0.25, 0.5, 1.0, 2.0, 5.0, 8.0])
+# Every degenerate family but nearly parallel rows (their accuracy is test_nearly_parallel.py's).
+KINDS = ("normal", "normal", "zero", "parallel", "antiparallel", "tiny", "huge")
+
+
+@st.composite
+def segment_gramians(draw):
+    """``[S, T, T]`` float64 Gramians of ``S`` segments of ``T`` rows each, every row of a drawn
+    kind: zero rows (a task absent from a segment), rows parallel or opposed to an earlier one
+    (groups of alike tasks, Pareto-stationary segments), rows 1e-10 and 1e15 in size."""
+    S, T = draw(st.integers(1, 6)), draw(st.integers(1, 8))
+    segments = [draw_rows(draw, T, draw(st.integers(1, 12)), KINDS, torch.float64) for _ in range(S)]
+    return torch.stack([G @ G.T for G in segments])
+
+
+def per_segment(K: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Each segment alone through the per-segment solver, on its non-zero rows."""
+    return nonzero_row_weights(K, lambda k: fair_weights(k, alpha))
+
+
+def assert_same_allocation(batched: torch.Tensor, reference: torch.Tensor, K: torch.Tensor) -> None:
+    """Zero exactly where the reference is (zero rows, Pareto-stationary segments); elsewhere
+    each task's contribution to the update, ``w_t ‖g_t‖``, to 1e-10 of the segment's largest
+    (both solve every equation to its rounding)."""
+    assert ((batched == 0) == (reference == 0)).all(), (batched, reference)
+    norms = K.diagonal(0, 1, 2).sqrt()
+    ours, theirs = batched * norms, reference * norms
+    largest = torch.maximum(ours.abs().amax(1), theirs.abs().amax(1))[:, None]
+    assert ((ours - theirs).abs() <= 1e-10 * largest).all(), (ours, theirs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(K=segment_gramians(), alpha=ALPHAS)
+def test_every_segment_at_once_equals_each_segment_alone(K, alpha):
+    combiner = NashMTL() if alpha == 1.0 else FairGrad(alpha=alpha)
+    assert_same_allocation(combiner.weights(K), per_segment(K, alpha), K)
+
+
+def _handed_back(monkeypatch):
+    """Records the segments :func:`batched_fair_weights` hands to :func:`fair_weights`."""
+    calls = []
+    monkeypatch.setattr(
+        _fair_batched, "fair_weights", lambda K, alpha: calls.append(K) or fair_weights(K, alpha)
+    )
+    return calls
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0, 0.5])
+@pytest.mark.parametrize("T", [3, 5, 8])
+def test_segments_in_general_position_are_solved_together(monkeypatch, alpha, T):
+    # 20 segments with a conflicting pair each (the benchmark's Gramians): for some of them the
+    # sum of the unit gradients conflicts with a task, so only the solution's direction shows
+    # their hull is off the origin; none goes back to the per-segment solver.
+    G = torch.randn(20, T, 64, generator=torch.Generator().manual_seed(T), dtype=torch.float64)
+    G[:, 1] = -0.5 * G[:, 0] + G[:, 1]
+    K = (G @ G.mT).numpy()
+    calls = _handed_back(monkeypatch)
+    weights = batched_fair_weights(K, alpha)
+    assert not calls
+    for k, w in zip(K, weights):
+        terms = np.abs(k) @ w + w ** (-1 / alpha)
+        assert (np.abs(k @ w - w ** (-1 / alpha)) <= 1e-14 * terms).all()
+        np.testing.assert_allclose(w, fair_weights(k, alpha), rtol=1e-12)
+
+
+def test_a_hull_clear_of_the_origin_only_along_the_solution(monkeypatch):
+    # Unit gradients at 0°, 80° and 175°: all in one half-plane, so the allocation exists, but
+    # the third task loses along Σ_t u_t (fair_weights' shortcut fails and it runs the
+    # min-norm test); the solution's own direction Σ_t β_t u_t clears the hull for it.
+    angles = np.radians([0.0, 80.0, 175.0])
+    G = np.stack([np.cos(angles), np.sin(angles)], 1) * np.array([[1.0], [3.0], [0.5]])
+    K = (G @ G.T)[None]
+    assert (K[0] / np.sqrt(np.outer(K[0].diagonal(), K[0].diagonal()))).sum(1).min() < 0
+    calls = _handed_back(monkeypatch)
+    for alpha in (1.0, 2.0):
+        np.testing.assert_allclose(batched_fair_weights(K, alpha)[0], fair_weights(K[0], alpha), rtol=1e-12)
+    assert not calls
+
+
+@pytest.mark.parametrize("gap, stationary", [(1e-5, False), (3e-6, False), (1e-6, True)])
+def test_nearly_opposed_segments_go_back_to_the_per_segment_solver(monkeypatch, gap, stationary):
+    # Two tasks nearly opposed and a third orthogonal: the hull passes within gap/2 of the
+    # origin, inside fair_weights' stationarity threshold (√1e-12) at the last gap. Newton from
+    # the ray does not reach the rounding in its steps; those segments get fair_weights' answer
+    # exactly (zero where it finds them Pareto-stationary), the general one beside them not.
+    G = torch.tensor([[[1.0, 0.0, 0.0], [-1.0, gap, 0.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
+    general = torch.randn(1, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    K = torch.cat([G, general]) @ torch.cat([G, general]).mT
+    calls = _handed_back(monkeypatch)
+    weights = NashMTL().weights(K)
+    assert len(calls) == 1
+    assert torch.equal(weights[0], torch.from_numpy(fair_weights(K[0].numpy(), 1.0)))
+    assert bool((weights[0] == 0).all()) == stationary
+    torch.testing.assert_close(
+        weights[1], torch.from_numpy(fair_weights(K[1].numpy(), 1.0)), rtol=1e-12, atol=0
+    )
+
+
+def test_tasks_alike_and_spread_norms_keep_the_per_segment_solver(monkeypatch):
+    # Two rows in one direction (fair_weights solves them as one task), and at α = 30 norms
+    # 1e25 apart (its continuation from α = 1): both segments are handed back whole.
+    G = torch.randn(2, 3, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    G[0, 2] = 2 * G[0, 0]
+    G[1, 0] *= 1e-10
+    G[1, 2] *= 1e15
+    K = G @ G.mT
+    calls = _handed_back(monkeypatch)
+    weights = FairGrad(alpha=30.0).weights(K)
+    assert len(calls) == 2
+    assert torch.equal(weights, per_segment(K, 30.0))
