@@ -2,7 +2,6 @@
 shortcuts, :func:`fair_weights` run on each segment's non-zero rows, and the ways its batched
 Newton hands a segment back to that solver."""
 
-
 import numpy as np
 import pytest
 import torch
