@@ -10,13 +10,9 @@ from ._common import stacked_solve
 from ._fair import _CLEAR_MARGIN, _DIRECT_SPREAD, _PARALLEL, _ROUNDING, _STATIONARY, fair_weights
 
 # Newton steps before the first convergence test: from the ray of equal weights 3 bring most
-# problems of up to 4 tasks at α = 1 to their rounding, 4 most others (5 about a third of
-# those of 8 tasks at α ≠ 1). The first _LOG_STEPS are taken in log β (they scale the
-# weights, which the start is far from), the rest until the test in β (as good there, and
-# cheaper).
+# problems of up to 4 tasks at α = 1 to their rounding, 4 most others (5 about half of those
+# of 8 tasks at α ≠ 1).
 _FIRST_TEST = 3
-_LOG_STEPS = 2
-_SHRINK = 1 / np.e
 # The most steps taken before the segments left are handed to fair_weights.
 _MAX_STEPS = 10
 
@@ -100,39 +96,60 @@ def _batched_newton(
     rounding (:data:`_ROUNDING` of the sum of its terms' magnitudes, :func:`fair_weights`' test).
 
     Newton's method on the equations in ``y = log β``, as :func:`fair_weights`' polish: with
-    ``p = c β^(−1/α)`` and the positive definite ``H = C + diag(p / (α β))`` the step is
-    ``Δy = H⁻¹(p − Cβ) / β``, which is also ``(1 + 1/α) H⁻¹p / β − 1``, the form taken until
-    the tests begin (no product with ``C``). Steps scale the weights, so they stay positive. The
-    ray's length is the minimum of the convex ``f(t·1) = ½ t² 1ᵀC1 − Σ_t c_t ∫ t^(−1/α)``. No
-    line search: a segment that diverges or stalls fails the test and gets the damped solver."""
+    ``p = c β^(−1/α)`` the Jacobian is ``J = C diag(β) + diag(p/α)`` and, as ``J 1 = Cβ + p/α``,
+    the step ``Δy = J⁻¹(p − Cβ)`` is also ``(1 + 1/α) J⁻¹p − 1``: no product with ``C``. The
+    steps scale the weights, so they stay positive. The ray's length is the minimum of the
+    convex ``f(t·1) = ½ t² 1ᵀC1 − Σ_t c_t ∫ t^(−1/α)``. A fixed number of steps, then the test
+    against each equation's right side alone (stricter than against all its terms, and one
+    product fewer); where that fails, :func:`_finish`. No line search: a segment that diverges
+    or stalls fails the tests and gets the damped solver."""
     S, T, _ = C.shape
-    hessian = C.copy()
-    diagonal = hessian.reshape(S, T * T)[:, :: T + 1]  # a view, rewritten at each step
-    both = np.concatenate([C, np.abs(C)], 1)  # C β and |C| β in one product
+    jacobian = np.empty_like(C)
+    diagonal = jacobian.reshape(S, T * T)[:, :: T + 1]  # a view, rewritten at each step
     beta = ray[:, None].repeat(T, 1)
     exponent, gain = -1 / alpha, 1 + 1 / alpha
-    first_test = _FIRST_TEST + (T > 4 or alpha != 1.0)
-    for step in range(_MAX_STEPS + 1):
+    for _ in range(_FIRST_TEST + (T > 4 or alpha != 1.0)):
         p = beta**exponent if c is None else c * beta**exponent
-        if step >= first_test:
-            products = both @ beta[:, :, None]
-            residual = p - products[:, :T, 0]
-            holds = np.abs(residual) <= _ROUNDING * (products[:, T:, 0] + p)
-            if step == first_test:
-                if holds.all():
-                    return beta, np.ones(S, dtype=bool)
-                solved, answer = np.zeros(S, dtype=bool), beta
-            holds = holds.all(1) & ~solved
-            answer = np.where(holds[:, None], beta, answer)
-            solved |= holds
-            if step == _MAX_STEPS or solved.all():
-                break
-        # C's diagonal is 1 to rounding, which Newton's steps do not see.
-        np.add(1.0, p * p if c is None else p / (alpha * beta), out=diagonal)
-        if step >= first_test:
-            beta = beta * np.exp(stacked_solve(hessian, residual) / beta)
-        elif step < _LOG_STEPS:
-            beta = beta * np.exp(gain * stacked_solve(hessian, p) / beta - 1)
-        else:  # where β would leave the positive orthant, it shrinks by a factor e instead
-            beta = np.maximum(gain * stacked_solve(hessian, p), beta * _SHRINK)
+        _jacobian(C, beta, p, alpha, jacobian, diagonal)
+        beta = beta * np.exp(gain * stacked_solve(jacobian, p) - 1)
+    p = beta**exponent if c is None else c * beta**exponent
+    if (np.abs(p - (C @ beta[:, :, None])[:, :, 0]) <= _ROUNDING * p).all():
+        return beta, np.ones(S, dtype=bool)
+    return _finish(C, c, alpha, beta)
+
+
+def _jacobian(
+    C: np.ndarray, beta: np.ndarray, p: np.ndarray, alpha: float, out: np.ndarray, diagonal: np.ndarray
+) -> None:
+    """The equations' Jacobian in ``log β``, ``C diag(β) + diag(p/α)``, written into ``out``
+    (``diagonal`` its diagonal's view; ``C``'s diagonal is 1 to rounding, which Newton's
+    steps do not see)."""
+    np.multiply(C, beta[:, None, :], out=out)
+    np.add(beta, p if alpha == 1.0 else p / alpha, out=diagonal)
+
+
+def _finish(
+    C: np.ndarray, c: np.ndarray | None, alpha: float, beta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_batched_newton`'s steps continued from ``β`` while a segment's equations are
+    short of their rounding, in the residual form (``Δy = J⁻¹(p − Cβ)``, whose rounding
+    shrinks with the residual), each segment kept at the first ``β`` that passes, up to
+    :data:`_MAX_STEPS` in all."""
+    S, T, _ = C.shape
+    jacobian = np.empty_like(C)
+    diagonal = jacobian.reshape(S, T * T)[:, :: T + 1]
+    both = np.concatenate([C, np.abs(C)], 1)  # C β and |C| β in one product
+    exponent = -1 / alpha
+    solved, answer = np.zeros(S, dtype=bool), beta
+    for step in range(_FIRST_TEST + (T > 4 or alpha != 1.0), _MAX_STEPS + 1):
+        p = beta**exponent if c is None else c * beta**exponent
+        products = both @ beta[:, :, None]
+        residual = p - products[:, :T, 0]
+        holds = (np.abs(residual) <= _ROUNDING * (products[:, T:, 0] + p)).all(1) & ~solved
+        answer = np.where(holds[:, None], beta, answer)
+        solved |= holds
+        if step == _MAX_STEPS or solved.all():
+            break
+        _jacobian(C, beta, p, alpha, jacobian, diagonal)
+        beta = beta * np.exp(stacked_solve(jacobian, residual))
     return answer, solved
