@@ -8,6 +8,7 @@ import numpy as np
 
 from ._common import stacked_solve
 from ._fair import _CLEAR_MARGIN, _DIRECT_SPREAD, _PARALLEL, _ROUNDING, _STATIONARY, fair_weights
+from ._fair_small import MOST_TASKS, small_fair_weights
 
 # Newton steps before the first convergence test: from the ray of equal weights 3 bring most
 # problems of up to 4 tasks at α = 1 to their rounding, 4 most others (5 about half of those
@@ -31,6 +32,10 @@ def batched_fair_weights(K: np.ndarray, alpha: float) -> np.ndarray:
     tasks, ``c`` spread past ``e^30`` at ``α ≠ 1``, a hull near the origin, a stalled Newton)
     get :func:`fair_weights`, one at a time."""
     S, T, _ = K.shape
+    if S == 1 and T <= MOST_TASKS:  # in Python floats (numpy's calls would cost more)
+        small = small_fair_weights(K[0].tolist(), alpha, _steps(T, alpha), _MAX_STEPS)
+        if small is not None:
+            return np.array([small])
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         norms = np.sqrt(K.diagonal(0, 1, 2))
         C = K / (norms[:, :, None] * norms[:, None, :])
@@ -80,6 +85,11 @@ def _coefficients(
     return c, scale, (c.sum(1) / total) ** (alpha / (1 + alpha))
 
 
+def _steps(T: int, alpha: float) -> int:
+    """Newton steps before the first test (:data:`_FIRST_TEST`)."""
+    return _FIRST_TEST + (T > 4 or alpha != 1.0)
+
+
 def _clear_of_origin(progress: np.ndarray, length2: np.ndarray) -> np.ndarray:
     """Per segment, whether the hull of the unit gradients misses the origin by far more than
     :data:`_STATIONARY` (so :func:`fair_weights` solves rather than answering zero): ``d`` with
@@ -108,7 +118,7 @@ def _batched_newton(
     diagonal = jacobian.reshape(S, T * T)[:, :: T + 1]  # a view, rewritten at each step
     beta = ray[:, None].repeat(T, 1)
     exponent, gain = -1 / alpha, 1 + 1 / alpha
-    for _ in range(_FIRST_TEST + (T > 4 or alpha != 1.0)):
+    for _ in range(_steps(T, alpha)):
         p = beta**exponent if c is None else c * beta**exponent
         _jacobian(C, beta, p, alpha, jacobian, diagonal)
         beta = beta * np.exp(gain * stacked_solve(jacobian, p) - 1)
@@ -141,7 +151,7 @@ def _finish(
     both = np.concatenate([C, np.abs(C)], 1)  # C β and |C| β in one product
     exponent = -1 / alpha
     solved, answer = np.zeros(S, dtype=bool), beta
-    for step in range(_FIRST_TEST + (T > 4 or alpha != 1.0), _MAX_STEPS + 1):
+    for step in range(_steps(T, alpha), _MAX_STEPS + 1):
         p = beta**exponent if c is None else c * beta**exponent
         products = both @ beta[:, :, None]
         residual = p - products[:, :T, 0]

@@ -1,6 +1,7 @@
 """The α-fair allocation over every segment at once (Nash-MTL; FairGrad) against the solver it
-shortcuts, :func:`fair_weights` run on each segment's non-zero rows, and the ways its batched
-Newton hands a segment back to that solver."""
+shortcuts, :func:`fair_weights` run on each segment's non-zero rows, the ways its batched
+Newton hands a segment back to that solver, and its steps in Python floats for one segment of
+a few tasks against the same steps in numpy."""
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from gradbalance.combiners import FairGrad, NashMTL
 from gradbalance.combiners._solvers import (
     _fair_batched,
+    _fair_small,
     batched_fair_weights,
     fair_weights,
     nonzero_row_weights,
@@ -115,15 +117,61 @@ def test_nearly_opposed_segments_go_back_to_the_per_segment_solver(monkeypatch, 
     )
 
 
-def test_tasks_alike_and_spread_norms_keep_the_per_segment_solver(monkeypatch):
+@pytest.mark.parametrize("together", [True, False], ids=["two segments", "one at a time"])
+def test_tasks_alike_and_spread_norms_keep_the_per_segment_solver(monkeypatch, together):
     # Two rows in one direction (fair_weights solves them as one task), and at α = 30 norms
-    # 1e25 apart (its continuation from α = 1): both segments are handed back whole.
+    # 1e25 apart (its continuation from α = 1): both segments are handed back whole, by the
+    # numpy steps (two segments) and by the Python-float ones (one segment of 3 tasks).
     G = torch.randn(2, 3, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     G[0, 2] = 2 * G[0, 0]
     G[1, 0] *= 1e-10
     G[1, 2] *= 1e15
     K = G @ G.mT
     calls = _handed_back(monkeypatch)
-    weights = FairGrad(alpha=30.0).weights(K)
+    combiner = FairGrad(alpha=30.0)
+    weights = (
+        combiner.weights(K) if together else torch.cat([combiner.weights(K[:1]), combiner.weights(K[1:])])
+    )
     assert len(calls) == 2
     assert torch.equal(weights, per_segment(K, 30.0))
+    if not together:  # the alike pair at α = 1 too, where the c_t do not matter
+        calls.clear()
+        assert torch.equal(NashMTL().weights(K[:1]), per_segment(K[:1], 1.0))
+        assert len(calls) == 1
+
+
+@st.composite
+def small_segments(draw):
+    """One ``[1, T, T]`` Gramian of at most ``MOST_TASKS`` rows of the non-zero kinds."""
+    T = draw(st.integers(1, _fair_small.MOST_TASKS))
+    kinds = [kind for kind in KINDS if kind != "zero"]
+    G = draw_rows(draw, T, draw(st.integers(1, 12)), kinds, torch.float64)
+    return (G @ G.T).numpy()[None]
+
+
+@settings(max_examples=300, deadline=None)
+@given(K=small_segments(), alpha=ALPHAS)
+def test_one_small_segment_in_python_floats_equals_the_numpy_steps(K, alpha):
+    # One segment of up to 4 tasks takes the Newton steps in Python floats (numpy's calls would
+    # cost more than its arithmetic); two copies of it take them in numpy.
+    small = batched_fair_weights(K, alpha)[0]
+    numpy = batched_fair_weights(np.concatenate([K, K]), alpha)[0]
+    norms = np.sqrt(K[0].diagonal())
+    largest = max(np.abs(small * norms).max(), np.abs(numpy * norms).max())
+    assert (np.abs(small - numpy) * norms <= 1e-12 * largest).all(), (small, numpy)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0, 0.5])
+@pytest.mark.parametrize("T", [1, 2, 3, 4])
+def test_small_segments_in_general_position_stay_in_python_floats(monkeypatch, alpha, T):
+    calls = []
+    newton = _fair_batched._batched_newton
+    monkeypatch.setattr(_fair_batched, "_batched_newton", lambda *args: calls.append(1) or newton(*args))
+    G = torch.randn(T, 64, generator=torch.Generator().manual_seed(T), dtype=torch.float64)
+    if T > 1:
+        G[1] = -0.5 * G[0] + G[1]
+    K = (G @ G.T).numpy()
+    w = batched_fair_weights(K[None], alpha)[0]
+    assert not calls
+    assert (np.abs(K @ w - w ** (-1 / alpha)) <= 1e-14 * (np.abs(K) @ w + w ** (-1 / alpha))).all()
+    np.testing.assert_allclose(w, fair_weights(K, alpha), rtol=1e-12)
