@@ -62,9 +62,10 @@ class FairGrad(GramianCombiner):
     - tasks with the same direction share their equations' left side, so each such group is
       solved as one task (``c = (Σ c_t^α)^(1/α)``) and split after (``β_t ∝ c_t^α``).
 
-    ~45 µs for one segment at ``α = 1``, ~60 µs at ``α = 2`` (``T = 3`` to 8, one thread; 20
-    segments 1.3-3x one); a segment handed to the line-search solver ~0.2 ms more, one that
-    needs the continuation several times that.
+    One segment of up to 4 tasks takes the steps in Python floats, where numpy's per-call
+    overhead would cost more than the arithmetic. ~25 µs for one segment at ``T = 3``, ~55 µs
+    at ``T = 8`` (``α = 1``; ~30 and ~65 µs at ``α = 2``; one thread; 20 segments 2-4x one); a
+    segment handed to the line-search solver ~0.2 ms more, the continuation several times that.
     Two tasks at ``α = 1``: closed form, ``β₁ = β₂ = (1 + ρ)^(−1/2)`` for the cosine ``ρ``
     (:func:`two_task_bargaining_weights`, every segment at once); at other ``α`` the two
     equations are not symmetric and the solver runs.

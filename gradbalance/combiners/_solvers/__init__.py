@@ -4,13 +4,15 @@ Everything here works on float64 numpy Gramians (torch's per-op dispatch would c
 the arithmetic on such arrays); each combiner module keeps only its weighting and imports its
 solvers from here, never from a sibling combiner. One module per problem:
 
-- ``_common``: a solver run over each segment's non-zero rows, the two-task closed forms'
-  dispatch, and the small linear solve every solver uses;
+- ``_common``: a solver run over each segment's non-zero rows (or over the segments sharing
+  them, batched), the two-task closed forms' dispatch, and the small linear solves;
 - ``_min_norm``: the min-norm point of the convex hull (MGDA; the Pareto-stationarity test of
   FairGrad and Nash-MTL);
 - ``_cone``: projection onto the dual cone (UPGrad's projections, CAGrad's nearest optimal
   direction);
-- ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``).
+- ``_fair``: the α-fair allocation (FairGrad; Nash-MTL at ``α = 1``), one segment;
+  ``_fair_batched`` the same for every segment at once, ``_fair_small`` its steps in Python
+  floats for one segment of a few tasks.
 """
 
 from ._common import (

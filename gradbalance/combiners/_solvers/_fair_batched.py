@@ -30,7 +30,8 @@ def batched_fair_weights(K: np.ndarray, alpha: float) -> np.ndarray:
     away from the origin (:func:`_clear_of_origin`, along ``Σ_t u_t`` or along the solution's
     ``Σ_t β_t u_t``), where :func:`fair_weights` finds the same solution; the others (alike
     tasks, ``c`` spread past ``e^30`` at ``α ≠ 1``, a hull near the origin, a stalled Newton)
-    get :func:`fair_weights`, one at a time."""
+    get :func:`fair_weights`, one at a time. One segment of at most :data:`MOST_TASKS` tasks
+    takes the same steps in Python floats first (:func:`small_fair_weights`)."""
     S, T, _ = K.shape
     if S == 1 and T <= MOST_TASKS:  # in Python floats (numpy's calls would cost more)
         small = small_fair_weights(K[0].tolist(), alpha, _steps(T, alpha), _MAX_STEPS)
