@@ -74,7 +74,7 @@ def batched_nonzero_row_weights(gramian: Tensor, solve: Solve) -> Tensor:
     with positive diagonals to ``[S', m]`` weights: one call for the segments whose non-zero rows
     are the same (all of them in the common case), on their Gramians restricted to those rows."""
     K = gramian.numpy()
-    if K.diagonal(0, 1, 2).min() > 0:
+    if K.diagonal(0, 1, 2).min(initial=np.inf) > 0:  # every row non-zero (or no segment)
         return torch.from_numpy(solve(K))
     positive = K.diagonal(0, 1, 2) > 0
     weights = np.zeros(positive.shape)

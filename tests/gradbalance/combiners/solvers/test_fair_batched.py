@@ -175,3 +175,10 @@ def test_small_segments_in_general_position_stay_in_python_floats(monkeypatch, a
     assert not calls
     assert (np.abs(K @ w - w ** (-1 / alpha)) <= 1e-14 * (np.abs(K) @ w + w ** (-1 / alpha))).all()
     np.testing.assert_allclose(w, fair_weights(K, alpha), rtol=1e-12)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 5])
+def test_no_segments_no_weights(T):
+    K = torch.zeros(0, T, T, dtype=torch.float64)
+    for combiner in (NashMTL(), FairGrad(), FairGrad(alpha=2.0)):
+        assert combiner.weights(K).shape == (0, T)
