@@ -78,11 +78,14 @@ def batched_nonzero_row_weights(gramian: Tensor, solve: Solve) -> Tensor:
         return torch.from_numpy(solve(K))
     positive = K.diagonal(0, 1, 2) > 0
     weights = np.zeros(positive.shape)
-    patterns, which = np.unique(positive, axis=0, return_inverse=True)
-    for index, pattern in enumerate(patterns):
-        if pattern.any():
-            segments, active = np.flatnonzero(which.reshape(-1) == index), np.flatnonzero(pattern)
-            weights[segments[:, None], active] = solve(K[np.ix_(segments, active, active)])
+    groups: dict[bytes, list[int]] = {}  # segments by their non-zero rows (np.unique: ~30 µs)
+    for segment, rows in enumerate(positive):
+        groups.setdefault(rows.tobytes(), []).append(segment)
+    for members in groups.values():
+        active = np.flatnonzero(positive[members[0]])
+        if len(active):
+            segments = np.array(members)
+            weights[segments[:, None], active] = solve(K[segments[:, None, None], active[:, None], active])
     return torch.from_numpy(weights)
 
 
