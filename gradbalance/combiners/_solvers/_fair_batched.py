@@ -86,9 +86,12 @@ def _coefficients(
     return c, scale, (c.sum(1) / total) ** (alpha / (1 + alpha))
 
 
-def _steps(T: int, alpha: float) -> int:
-    """Newton steps before the first test (:data:`_FIRST_TEST`)."""
-    return _FIRST_TEST + (T > 4 or alpha != 1.0)
+def _steps(T: int, alpha: float, S: int = 1) -> int:
+    """Newton steps before the first test: :data:`_FIRST_TEST`, one more beyond 4 tasks and one
+    more at ``α ≠ 1``. One segment takes at most 4 (at 5 about half pass, and the others go on
+    in :func:`_finish`); several take at least 4, as one among them likely needs it."""
+    steps = _FIRST_TEST + (T > 4) + (alpha != 1.0)
+    return max(steps, 4) if S > 1 else min(steps, 4)
 
 
 def _clear_of_origin(progress: np.ndarray, length2: np.ndarray) -> np.ndarray:
@@ -119,7 +122,7 @@ def _batched_newton(
     diagonal = jacobian.reshape(S, T * T)[:, :: T + 1]  # a view, rewritten at each step
     beta = ray[:, None].repeat(T, 1)
     exponent, gain = -1 / alpha, 1 + 1 / alpha
-    for _ in range(_steps(T, alpha)):
+    for _ in range(_steps(T, alpha, S)):
         p = beta**exponent if c is None else c * beta**exponent
         _jacobian(C, beta, p, alpha, jacobian, diagonal)
         beta = beta * np.exp(gain * stacked_solve(jacobian, p) - 1)
@@ -152,7 +155,7 @@ def _finish(
     both = np.concatenate([C, np.abs(C)], 1)  # C β and |C| β in one product
     exponent = -1 / alpha
     solved, answer = np.zeros(S, dtype=bool), beta
-    for step in range(_steps(T, alpha), _MAX_STEPS + 1):
+    for step in range(_steps(T, alpha, S), _MAX_STEPS + 1):
         p = beta**exponent if c is None else c * beta**exponent
         products = both @ beta[:, :, None]
         residual = p - products[:, :T, 0]
