@@ -64,7 +64,7 @@ class FairGrad(GramianCombiner):
 
     One segment of up to 4 tasks takes the steps in Python floats, where numpy's per-call
     overhead would cost more than the arithmetic. ~25 µs for one segment at ``T = 3``, ~55 µs
-    at ``T = 8`` (``α = 1``; ~30 and ~65 µs at ``α = 2``; one thread; 20 segments 2-4x one); a
+    at ``T = 8`` (``α = 1``; ~30 and ~65 µs at ``α = 2``; one thread; 20 segments ~2.5x one); a
     segment handed to the line-search solver ~0.2 ms more, the continuation several times that.
     Two tasks at ``α = 1``: closed form, ``β₁ = β₂ = (1 + ρ)^(−1/2)`` for the cosine ``ρ``
     (:func:`two_task_bargaining_weights`, every segment at once); at other ``α`` the two
