@@ -104,6 +104,7 @@ def stacked_solve(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 def _or_nan(
     solve: Callable[[np.ndarray, np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray
 ) -> np.ndarray:
+    """``solve(a, b)``, or NaN where ``a`` is singular."""
     try:
         return solve(a, b)
     except np.linalg.LinAlgError:

@@ -54,7 +54,7 @@ def conditioning(K: np.ndarray) -> np.ndarray:
 def assert_same_allocation(ours: torch.Tensor, theirs: torch.Tensor, K: torch.Tensor, tol: float) -> None:
     """Zero exactly where the reference is (zero rows, Pareto-stationary segments); elsewhere
     each task's contribution to the update, ``w_t ‖g_t‖``, to ``tol`` of the segment's largest,
-    plus ``ε`` times its :func:`conditioning` (both solve every equation to its rounding)."""
+    plus 1e-15 times its :func:`conditioning` (both solve every equation to its rounding)."""
     assert ((ours == 0) == (theirs == 0)).all(), (ours, theirs)
     norms = K.diagonal(0, 1, 2).sqrt()
     ours, theirs = ours * norms, theirs * norms
