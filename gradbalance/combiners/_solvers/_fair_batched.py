@@ -128,7 +128,8 @@ def _batched_newton(
         _jacobian(C, beta, p, alpha, jacobian, diagonal)
         beta = beta * np.exp(gain * stacked_solve(jacobian, p) - 1)
     p = beta**exponent if c is None else c * beta**exponent
-    if (np.abs(p - (C @ beta[:, :, None])[:, :, 0]) <= _ROUNDING * p).all():
+    # A diverged step leaves inf or 0 in β, where inf ≤ inf would pass: finite p first.
+    if np.isfinite(p).all() and (np.abs(p - (C @ beta[:, :, None])[:, :, 0]) <= _ROUNDING * p).all():
         return beta, np.ones(S, dtype=bool)
     return _finish(C, c, alpha, beta)
 
@@ -160,7 +161,8 @@ def _finish(
         p = beta**exponent if c is None else c * beta**exponent
         products = both @ beta[:, :, None]
         residual = p - products[:, :T, 0]
-        holds = (np.abs(residual) <= _ROUNDING * (products[:, T:, 0] + p)).all(1) & ~solved
+        bound = _ROUNDING * (products[:, T:, 0] + p)  # inf where a step diverged: no test
+        holds = ((np.abs(residual) <= bound) & np.isfinite(bound)).all(1) & ~solved
         answer = np.where(holds[:, None], beta, answer)
         solved |= holds
         if step == _MAX_STEPS or solved.all():

@@ -85,5 +85,5 @@ def _residual(C: list[list[float]], beta: list[float], p: list[float]) -> tuple[
             value -= a * b
             size += abs(a) * b
         residual.append(value)
-        holds = holds and abs(value) <= _ROUNDING * size
+        holds = holds and abs(value) <= _ROUNDING * size < math.inf  # inf: a step diverged
     return residual, holds

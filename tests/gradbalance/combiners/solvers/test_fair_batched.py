@@ -193,3 +193,17 @@ def test_no_segments_no_weights(T):
     K = torch.zeros(0, T, T, dtype=torch.float64)
     for combiner in (NashMTL(), FairGrad(), FairGrad(alpha=2.0)):
         assert combiner.weights(K).shape == (0, T)
+
+
+def test_a_diverged_newton_step_is_handed_back_not_kept():
+    # Rows 1e15 times the first, two of them nearly parallel: at α = 3 the undamped steps
+    # overflowed β to inf, and |p − Cβ| ≤ rounding · (|C|β + p) read inf ≤ inf as passing.
+    gen = torch.Generator().manual_seed(47)
+    G = torch.randn(4, 33, generator=gen, dtype=torch.float64)
+    G[1:] *= 1e15
+    G[3] = 3.3 * G[1] + 1e-3 * G[3]
+    K = (G @ G.T).numpy()
+    for S in (1, 2):
+        got = batched_fair_weights(np.repeat(K[None], S, 0), 3.0)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got[0], fair_weights(K, 3.0), rtol=1e-9)
