@@ -163,7 +163,9 @@ def small_vaccine_weights(
 ) -> list[float]:
     """:func:`vaccine_weights` for one Gramian ``K`` as nested lists, in Python floats, one row
     at a time (row ``i``'s corrections involve only ``g_i'``, the original rows and its targets
-    ``φ̂_i·``); updates the EMA targets ``targets [T, T]`` in place."""
+    ``φ̂_i·``); updates the EMA targets ``targets [T, T]`` in place. A correction adds
+    ``coef · g_j`` to ``g_i'``, so the dots ``g_i' · g_m`` are updated by ``coef · K_jm``
+    rather than recomputed (the same values to rounding)."""
     T = len(K)
     norms = [math.sqrt(max(K[t][t], 0.0)) for t in range(T)]
     phi_hats = targets.tolist()
@@ -171,9 +173,9 @@ def small_vaccine_weights(
     for i, order in enumerate(orders):
         row = [0.0] * T  # g_i' = row @ G
         row[i] = 1.0
+        dots = K[i][:]  # g_i' · g_m
         bound = norms[i]  # Σ_k |row_k| ‖g_k‖
         for j in order:
-            dots = [sum([r * K_l[m] for r, K_l in zip(row, K)]) for m in range(T)]  # g_i' · g_m
             norm_i, norm_j = math.sqrt(max(sum([r * d for r, d in zip(row, dots)]), 0.0)), norms[j]
             if not (norm_i > _ZERO_NORM * bound and norm_j > 0):
                 continue  # no cosine: no correction, no EMA update
@@ -184,6 +186,7 @@ def small_vaccine_weights(
                 sin_phi = math.sqrt(max(1 - phi * phi, 0.0))
                 coef = norm_i * (target * sin_phi - phi * sin_target) / (norm_j * sin_target)
                 row[j] += coef
+                dots = [d + coef * k for d, k in zip(dots, K[j])]
                 bound += abs(coef) * norm_j
             targets[i, j] = (1 - beta) * target + beta * phi
         weights = [w + r for w, r in zip(weights, row)]

@@ -10,7 +10,12 @@ from torch import Tensor
 
 from .._combiner import GramianCombiner
 from .._properties import Property
-from ._solvers import fair_weights, two_task_bargaining_weights, with_two_task_form
+from ._solvers import (
+    batched_fair_weights,
+    batched_nonzero_row_weights,
+    two_task_bargaining_weights,
+    with_two_task_form,
+)
 
 
 @attrs.define(eq=False)
@@ -28,10 +33,12 @@ class NashMTL(GramianCombiner):
     Solver. ``K α = 1/α`` is the stationarity condition of the strictly convex
     ``f(α) = ½ αᵀ K α − Σ_t log α_t`` (the log barrier makes it so even for singular ``K``),
     so the paper's sequence of convex approximations (CCP through cvxpy, a fixed number of
-    iterations, weights refreshed every few steps) is replaced by Newton's method on ``f``
-    with a backtracking line search, to float64 rounding, in cosine coordinates
-    (``β_t = α_t ‖g_t‖``, ``C β = 1/β``), which the scale invariance allows, so rows of very
-    different norms keep their accuracy. The solver is :class:`FairGrad`'s at ``alpha=1``
+    iterations, weights refreshed every few steps) is replaced by Newton's method to float64
+    rounding, in cosine coordinates (``β_t = α_t ‖g_t‖``, ``C β = 1/β``), which the scale
+    invariance allows, so rows of very different norms keep their accuracy: steps in
+    ``log β`` on every segment at once from equal weights (3-4 ``T × T`` solves), and Newton
+    on ``f`` with a backtracking line search for a segment they leave short of its rounding.
+    The solver is :class:`FairGrad`'s at ``alpha=1``
     (proportional fairness): the same update, kept under its own name and paper. With two
     tasks ``C β = 1/β`` is symmetric and solved in closed form, ``β₁ = β₂ = (1 + ρ)^(−1/2)`` for
     the cosine ``ρ`` (``two_task_bargaining_weights``, every segment at once; the general
@@ -58,10 +65,13 @@ class NashMTL(GramianCombiner):
     )
 
     def weights(self, gramian: Tensor) -> Tensor:
-        return with_two_task_form(gramian, two_task_bargaining_weights, bargaining_weights)
+        return with_two_task_form(
+            gramian, two_task_bargaining_weights, bargaining_weights, batched_nonzero_row_weights
+        )
 
 
 def bargaining_weights(K: np.ndarray) -> np.ndarray:
-    """The ``α > 0`` with ``K α = 1/α`` for a Gramian ``K`` with positive diagonal, or zeros
-    where the rows are Pareto-stationary: FairGrad's allocation at fairness exponent 1."""
-    return fair_weights(K, 1.0)
+    """``[S, T]``: the ``α > 0`` with ``K α = 1/α`` for each Gramian of ``K [S, T, T]`` with
+    positive diagonal, or zeros where its rows are Pareto-stationary: FairGrad's allocation at
+    fairness exponent 1, every segment at once."""
+    return batched_fair_weights(K, 1.0)

@@ -68,8 +68,11 @@ def test_two_tasks_closed_form_over_steps(seed, beta, P):
             a1 = g1.norm() * (hat * s_c - c * s_hat) / (g2.norm() * s_hat)
             a2 = g2.norm() * (hat * s_c - c * s_hat) / (g1.norm() * s_hat)
             want = g1 + a1 * g2 + g2 + a2 * g1
-            cos1 = torch.dot(g1 + a1 * g2, g2) / ((g1 + a1 * g2).norm() * g2.norm())
-            assert abs(float(cos1) - hat) < 1e-9
+            corrected = g1 + a1 * g2
+            cos1 = torch.dot(corrected, g2) / (corrected.norm() * g2.norm())
+            # Near c = −1 the correction cancels most of g1 (in two dimensions, say), and the
+            # cosine of what is left carries that cancellation's rounding.
+            assert abs(float(cos1) - hat) < 1e-9 * float(g1.norm() / corrected.norm())
         else:
             want = g1 + g2
         torch.testing.assert_close(d, want, rtol=1e-9, atol=1e-9)
