@@ -250,16 +250,14 @@ def small_conflict_averse_weights(K: list[list[float]], c: float) -> list[float]
     if pieces is None:
         return None
     wu, wv, A, C = pieces
-    if not (
-        A > (1 + _SMALL_MARGIN) * (_FLAT * sum(abs(w) for w in wu)) ** 2 and C < (1 - _SMALL_MARGIN) * phi
-    ):
+    if not (A > (1 + _SMALL_MARGIN) * (_FLAT * sum(map(abs, wu))) ** 2 and C < (1 - _SMALL_MARGIN) * phi):
         return None
     lam = math.sqrt((phi - C) / A)
     omega = [lam * u + v for u, v in zip(wu, wv)]
-    if not min(omega) > _SMALL_MARGIN * sum(abs(o) for o in omega):
+    if not min(omega) > _SMALL_MARGIN * sum(map(abs, omega)):
         return None
     progress = [
-        n * (p + sum(o * row[t] for o, row in zip(omega, cos)))
+        n * (p + sum([o * row[t] for o, row in zip(omega, cos)]))
         for t, (n, p) in enumerate(zip(norms, progress0))
     ]
     rounding = _TOLERANCE * (size + sum(omega))
@@ -292,8 +290,8 @@ def _small_dual(
         for i in range(T)
     ]
     g0 = [n / T for n in norms]
-    progress0 = [sum(x * g for x, g in zip(row, g0)) for row in cos]
-    phi = c * c * max(sum(g * p for g, p in zip(g0, progress0)), 0.0)
+    progress0 = [sum([x * g for x, g in zip(row, g0)]) for row in cos]
+    phi = c * c * max(sum([g * p for g, p in zip(g0, progress0)]), 0.0)
     return cos, norms, progress0, phi, sum(g0) + math.sqrt(phi)
 
 
@@ -301,14 +299,14 @@ def _small_pieces(
     cos: list[list[float]], norms: list[float], progress0: list[float]
 ) -> tuple[list[float], list[float], float, float] | None:
     """:meth:`_Dual.pieces` on every task of one small problem: ``ω_u, ω_v, A, C`` from the
-    bordered system's inverse (Gauss-Jordan with partial pivoting), ``None`` where its
-    condition number may exceed :data:`_BATCHED_CONDITION` (bounded by ``(T + 1) ‖inverse‖₁``,
-    as in :class:`_Duals`)."""
+    bordered system's inverse (:func:`_small_bordered_inverse`), ``None`` where its condition
+    number may exceed :data:`_BATCHED_CONDITION` (bounded by ``(T + 1) ‖inverse‖₁``, as in
+    :class:`_Duals`)."""
     T = len(cos)
     inverse_norms = [1.0 / n for n in norms]
     largest = max(inverse_norms)
     border = [x / largest for x in inverse_norms]
-    inverse = _small_inverse([[*cos[i], -border[i]] for i in range(T)] + [[*border, 0.0]])
+    inverse = _small_bordered_inverse(cos, border)
     if inverse is None:
         return None
     column_sums = [sum(map(abs, column)) for column in zip(*inverse)]  # ‖inverse‖₁ = their largest
@@ -326,6 +324,33 @@ def _small_pieces(
 def _small_quadratic(matrix: list[list[float]], x: list[float]) -> float:
     """``xᵀ M x``."""
     return sum([xi * sum([m * xj for m, xj in zip(row, x)]) for xi, row in zip(x, matrix)])
+
+
+def _small_bordered_inverse(cos: list[list[float]], border: list[float]) -> list[list[float]] | None:
+    """The inverse of ``[[C, −b], [bᵀ, 0]]`` (cosines ``C``, border ``b``). For three tasks from
+    ``C⁻¹`` (the adjugate; ``None`` unless ``C`` is positive definite) and the Schur
+    complement ``s = bᵀC⁻¹b``: ``[[C⁻¹ − u uᵀ/s, u/s], [−uᵀ/s, 1/s]]`` with ``u = C⁻¹b``;
+    otherwise by :func:`_small_inverse`."""
+    if len(cos) != 3:
+        return _small_inverse([[*row, -b] for row, b in zip(cos, border)] + [[*border, 0.0]])
+    a, b, e = cos[0][1], cos[0][2], cos[1][2]
+    minor = 1.0 - a * a
+    determinant = minor - b * b - e * e + 2.0 * a * b * e
+    if not (minor > 0 and determinant > 0):
+        return None
+    adjugate = [
+        [1.0 - e * e, b * e - a, a * e - b],
+        [b * e - a, 1.0 - b * b, a * b - e],
+        [a * e - b, a * b - e, minor],
+    ]
+    inverse_cos = [[x / determinant for x in row] for row in adjugate]
+    u = [sum([x * y for x, y in zip(row, border)]) for row in inverse_cos]
+    schur = sum([x * y for x, y in zip(u, border)])
+    if not schur > 0:
+        return None
+    v = [x / schur for x in u]
+    rows = [[c - ui * vj for c, vj in zip(row, v)] + [vi] for row, ui, vi in zip(inverse_cos, u, v)]
+    return rows + [[-x for x in v] + [1.0 / schur]]
 
 
 def _small_inverse(matrix: list[list[float]]) -> list[list[float]] | None:
