@@ -72,9 +72,10 @@ def all_finite(t: Tensor) -> bool:
     """Whether every entry of ``t`` is finite; numpy's test for small CPU float64 arrays such as
     weights and Gramians (torch's reduction costs 5-20 µs there, numpy's 1-2 µs)."""
     if t.dtype == torch.float64 and t.is_cpu and t.numel() <= 4096:
+        array = (t.detach() if t.requires_grad else t).numpy()
         if t.numel() <= 16:  # a few segments' weights: Python floats beat a numpy reduction
-            return all(map(math.isfinite, t.detach().numpy().ravel().tolist()))
-        return bool(np.isfinite(t.detach().numpy()).all())
+            return all(map(math.isfinite, array.ravel().tolist()))
+        return bool(np.isfinite(array).all())
     return bool(torch.isfinite(t).all())
 
 

@@ -100,7 +100,7 @@ def dot_rows(G: Tensor) -> np.ndarray | None:
     """``G`` as a numpy array when its Gramians are row-pair dots (see :data:`MAX_DOT_TASKS`):
     a small float32/float64 CPU matrix the fused kernels do not take; otherwise ``None``."""
     if G.dtype in _DOT_DTYPES and G.is_cpu and G.shape[0] <= MAX_DOT_TASKS:
-        rows: np.ndarray = G.detach().numpy()
+        rows: np.ndarray = (G.detach() if G.requires_grad else G).numpy()
         if rows.nbytes <= MAX_DOT_BYTES and (rows.size < _fused.FUSED_MIN_ELEMENTS or not use_fused(G)):
             return rows
     return None
