@@ -33,10 +33,11 @@ from timing import FULL, interleaved_samples, paired_ratio, per_call_seconds
 STEP_GOALS = {3: 100e-6, 8: 300e-6}
 #: Goal for ``combine`` on [3, 100_000] against ``G.sum(0)``.
 COMBINE_GOAL = 3.0
-#: How far over a goal a measurement may be before a test fails: 2× with
-#: ``GRADBALANCE_BENCH_FULL=1`` (a machine to yourself), 3× in the default run, which shares a
-#: 2-core CI machine with the rest of the suite and still catches a per-segment loop or a stall.
-MARGIN = 2.0 if FULL else 3.0
+#: How far over a goal a measurement may be before a test fails: 15% with
+#: ``GRADBALANCE_BENCH_FULL=1`` (a machine to yourself: the spread of two runs there), 3× in the
+#: default run, which shares a 2-core CI machine with the rest of the suite and still catches a
+#: per-segment loop or a stall.
+MARGIN = 1.15 if FULL else 3.0
 #: Segments for the batching check, and the most their step may cost relative to one segment.
 SEGMENTS = 20
 BATCHED_LIMIT = SEGMENTS / 2
@@ -104,8 +105,8 @@ def combiner(name: str) -> gradbalance.GramianCombiner:
 
 
 # Over MARGIN × goal when the marks were set (10th percentile of 300 calls, one thread, the
-# 2-core development machine, alone or shared). Alone on 2026-12-05 every built-in measured
-# within 2× both goals (Nash-MTL and FairGrad 182-191 µs at T = 3, the slowest).
+# 2-core development machine). Alone on 2026-12-05 (run S3) every built-in met both goals:
+# at most 35 µs at T = 3 (CAGrad) and 238 µs at T = 8 (GradVac).
 STEP_SHORT: dict[int, dict[str, str]] = {3: {}, 8: {}}
 
 
@@ -144,14 +145,10 @@ def test_step_is_batched_over_segments(name, T):
     assert ratio <= BATCHED_LIMIT, f"{name}: {SEGMENTS} segments cost {ratio:.1f}× one segment"
 
 
-# Over MARGIN × goal when the marks were set, median of 300 paired ratios (alone on the 2-core
-# machine, two runs on 2026-12-05, S2). The two passes over G and the fixed costs take ~2.3×
-# G.sum(0) there, so only a T×T step well under G.sum(0)'s 50 µs fits in 3×.
-COMBINE_SHORT = {
-    "nash-mtl": "6.3× (alone, 2026-12-05)",
-    "fairgrad": "6.3-6.4× (alone, 2026-12-05)",
-    "fairgrad α=2": "6.4-6.5× (alone, 2026-12-05)",
-}
+# Over MARGIN × goal when the marks were set, median of 300 paired ratios. The two passes over
+# G and the fixed costs take ~2.25× G.sum(0), so a step fits in 3× only at ≲ 30 µs alone. Alone
+# on 2026-12-05 (run S3) every built-in was within 3× but CAGrad (3.03-3.08×), inside MARGIN.
+COMBINE_SHORT: dict[str, str] = {}
 
 
 def small_matrix() -> torch.Tensor:
