@@ -14,6 +14,7 @@ from .._checks import reduction_field
 from .._combiner import GramianCombinerWithReduction
 from .._properties import Property
 from ._solvers import (
+    MOST_ENUMERATED_ROWS,
     as_weights,
     cone_multipliers,
     guessed_unit_projection_multipliers,
@@ -25,11 +26,10 @@ from ._solvers import (
 # A constraint g_j · y ≥ 0 counts as met down to -_TOLERANCE · ‖g_j‖ · Σ_k |u_k| ‖g_k‖ for
 # y = Σ_k u_k g_k: the rounding error of computing it from the Gramian, at any row scale.
 _TOLERANCE = 1e-12
-# Up to this many tasks every passive set of the projections is tried at once (2^T − 1 per
-# segment, each of at most two rows: closed form); above, a few rounds of guessed ones, which
-# at four tasks cost less for many segments (20: 157 against 238 µs, one: 56 against 47).
-# Programs either leaves open are walked.
-_ENUMERATED_TASKS = 3
+# Up to MOST_ENUMERATED_ROWS tasks every passive set of the projections is tried at once
+# (2^T − 1 per segment, each of at most two rows: closed form); above, a few rounds of guessed
+# ones. Programs either leaves open are walked.
+_ENUMERATED_TASKS = MOST_ENUMERATED_ROWS
 # A row whose squared norm is at most this times its segment's largest is zero to the walk's
 # scaling, or nearly: the segment takes the walk unless the row is exactly zero.
 _NEGLIGIBLE = 1e-300

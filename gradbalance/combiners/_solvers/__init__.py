@@ -32,6 +32,7 @@ from ._common import (
 )
 from ._cone import cone_multipliers
 from ._cone_supports import (
+    MOST_ENUMERATED_ROWS,
     guessed_unit_projection_multipliers,
     small_unit_projection_multipliers,
     unit_projection_multipliers,
@@ -47,6 +48,7 @@ from ._min_norm import (
 from ._small import SMALL_TASKS, as_weights, positive_definite_solve, small_gramian
 
 __all__ = [
+    "MOST_ENUMERATED_ROWS",
     "SMALL_TASKS",
     "as_weights",
     "batched_fair_weights",

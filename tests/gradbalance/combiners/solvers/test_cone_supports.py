@@ -3,11 +3,13 @@ projections of unit rows onto their dual cone, against the active-set walk on th
 programs (:func:`cone_multipliers`, the general path)."""
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradbalance.combiners._solvers import (
+    MOST_ENUMERATED_ROWS,
     cone_multipliers,
     guessed_unit_projection_multipliers,
     unit_projection_multipliers,
@@ -18,7 +20,7 @@ TOLERANCE = 1e-12
 
 
 @st.composite
-def cosine_matrices(draw, kinds=ROW_KINDS, max_rows=4, min_columns=1):
+def cosine_matrices(draw, kinds=ROW_KINDS, max_rows=MOST_ENUMERATED_ROWS, min_columns=1):
     """Cosine matrices ``[S, m, m]`` of 1 to ``max_rows`` rows of the given kinds per problem, a
     zero row as a row and column of the identity."""
     m, S = draw(st.integers(1, max_rows)), draw(st.integers(1, 4))
@@ -79,3 +81,8 @@ def test_guesses_settle_rows_in_general_position(cos):
     # open in 10,000 draws of 5 or 6 rows; from 7 rows about one in 3000 needs the walk).
     _, settled = guessed_unit_projection_multipliers(cos, TOLERANCE)
     assert settled.all()
+
+
+def test_enumeration_refuses_more_rows_than_it_is_for():
+    with pytest.raises(ValueError, match="at most 3 rows, got 4"):
+        unit_projection_multipliers(np.eye(4)[None], TOLERANCE)
