@@ -191,16 +191,39 @@ def fused_segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     per-tensor segments of a network are multiples of its width) take one kernel over all of
     ``G`` and a float64 sum of the block sums per segment; others take one kernel each.
     """
-    T, P = G.shape
+    T = G.shape[0]
     block = shared_block(sizes) if len(sizes) > 1 else 0
     if block >= MIN_FUSED_SHARED_BLOCK:
-        blocks = _dynamic(G.view(T, P // block, block), 1, 2)
-        sums = _run(_kernels().pair_sums, blocks).to(torch.float64).T
-        per_segment = sums.new_zeros(len(sizes), sums.shape[1]).index_add_(
-            0, block_owners(sizes, block), sums
-        )
-        return _unpack(per_segment, T)
+        return _unpack(_shared_block_pair_sums(G, sizes, block), T)
     return torch.stack([_range_gramian(segment) for segment in G.split(list(sizes), dim=1)])
+
+
+def _shared_block_pair_sums(G: Tensor, sizes: Sequence[int], block: int) -> Tensor:
+    """``[S, T(T+1)/2]`` float64 row-pair sums per segment, for segments whose sizes ``block``
+    divides. Each block's float32 sums end in a horizontal reduction of the vector lanes, which
+    at ``T = 8`` (36 sums) over 384-column blocks costs ~30% of the pass; so the kernel runs
+    over wide blocks of ``block · k ≤ FUSED_BLOCK`` columns, and only the wide blocks that
+    straddle a segment boundary, and the tail, are summed in ``block``-column blocks (a copy
+    of a few per segment)."""
+    T, P = G.shape
+    owners = block_owners(sizes, block)  # segment of each block-column block
+    k = FUSED_BLOCK // block
+    wide = P // (block * k) if k > 1 else 0
+    per_segment = torch.zeros(len(sizes), T * (T + 1) // 2, dtype=torch.float64)
+    narrow = torch.arange(wide * k, P // block)  # the tail's blocks
+    if wide:
+        owners_wide = owners[: wide * k].view(wide, k)
+        inside = (owners_wide == owners_wide[:, :1]).all(1)
+        blocks = _dynamic(G[:, : wide * k * block].view(T, wide, k * block), 1, 2)
+        sums = _run(_kernels().pair_sums, blocks).to(torch.float64).T
+        per_segment.index_add_(0, owners_wide[inside, 0], sums[inside])
+        straddling = torch.arange(wide * k).view(wide, k)[~inside].flatten()
+        narrow = torch.cat([straddling, narrow])
+    if narrow.numel():
+        blocks = _dynamic(G.view(T, P // block, block)[:, narrow], 1, 2)
+        sums = _run(_kernels().pair_sums, blocks).to(torch.float64).T
+        per_segment.index_add_(0, owners[narrow], sums)
+    return per_segment
 
 
 @torch.no_grad()

@@ -90,6 +90,24 @@ def test_segments_sharing_a_block_length(width):
     torch.testing.assert_close(out.double(), reference_apply(G, W, sizes), rtol=1e-5, atol=1e-5)
 
 
+@settings(max_examples=10, deadline=None)
+@given(multiples=st.lists(st.integers(1, 40), min_size=2, max_size=8), T=st.sampled_from([2, 8]))
+def test_shared_block_segments_summed_over_wide_blocks(multiples, T):
+    # Segments of 384-column multiples: the kernel sums wide blocks of 10 × 384 columns inside
+    # a segment, and in 384-column blocks those that straddle a boundary and the tail.
+    sizes = [384 * m for m in multiples]
+    G = torch.randn(T, sum(sizes), generator=torch.Generator().manual_seed(sum(multiples)))
+    assert_relative(segment_gramians(G, sizes), reference_gramians(G, sizes), 1e-6)
+
+
+def test_wide_blocks_inside_straddling_and_tail_are_each_counted_once():
+    # Two wide blocks inside the first segment, one straddling into the second, a tail of three
+    # 384-column blocks: ones make every pair sum a column count.
+    sizes = [384 * 25, 384 * 8]
+    K = _fused.fused_segment_gramians(torch.ones(2, sum(sizes)), sizes)
+    assert K[:, 0, 0].tolist() == [float(s) for s in sizes]
+
+
 def test_shared_block_is_the_largest_divisor_within_the_fused_block():
     assert _fused.shared_block([384 * 30522, 384, 1536 * 384]) == 384
     assert _fused.shared_block([BLOCK * 3, BLOCK * 5]) == BLOCK
