@@ -229,14 +229,10 @@ def _shared_block_pair_sums(G: Tensor, sizes: Sequence[int], block: int) -> Tens
 @torch.no_grad()
 def fused_apply(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor) -> Tensor:
     """``out_s = w_s G_s`` for every segment of a float32 CPU ``G``; ``weights`` is ``[S, T]``."""
-    T, P = G.shape
     w = weights.to(torch.float32)
     block = shared_block(sizes) if len(sizes) > 1 else 0
     if block >= MIN_FUSED_SHARED_BLOCK:
-        per_block = w[block_owners(sizes, block)].T.unsqueeze(-1).contiguous()  # [T, blocks, 1]
-        blocks = _dynamic(G.view(T, P // block, block), 1, 2)
-        weights_per_block, dest = _dynamic(per_block, 1), _dynamic(out.view(P // block, block), 0, 1)
-        _run(_kernels().weighted_block_sum, blocks, weights_per_block, dest)
+        _shared_block_apply(G, w, sizes, block, out)
         return out
     for w_s, rows, dest in zip(w, G.split(list(sizes), dim=1), out.split(list(sizes))):
         if rows.shape[1] >= FUSED_BLOCK:
@@ -244,3 +240,29 @@ def fused_apply(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor) -
         else:
             torch.mv(rows.T, w_s, out=dest)
     return out
+
+
+def _shared_block_apply(G: Tensor, w: Tensor, sizes: Sequence[int], block: int, out: Tensor) -> None:
+    """:func:`fused_apply` for segments whose sizes ``block`` divides, over the wide blocks of
+    :func:`_shared_block_pair_sums` with the weights of each one's first segment; the blocks of
+    those that straddle a boundary, and the tail, are gathered, weighted block by block and
+    written over their columns (each output element is the same sum either way)."""
+    T, P = G.shape
+    owners = block_owners(sizes, block)
+    k = FUSED_BLOCK // block
+    wide = P // (block * k) if k > 1 else 0
+    narrow = torch.arange(wide * k, P // block)
+    if wide:
+        owners_wide = owners[: wide * k].view(wide, k)
+        first = w[owners_wide[:, 0]].T.unsqueeze(-1).contiguous()  # [T, wide, 1]
+        blocks = _dynamic(G[:, : wide * k * block].view(T, wide, k * block), 1, 2)
+        dest = _dynamic(out[: wide * k * block].view(wide, k * block), 0, 1)
+        _run(_kernels().weighted_block_sum, blocks, _dynamic(first, 1), dest)
+        straddling = (owners_wide != owners_wide[:, :1]).any(1)
+        narrow = torch.cat([torch.arange(wide * k).view(wide, k)[straddling].flatten(), narrow])
+    if narrow.numel():
+        blocks = _dynamic(G.view(T, P // block, block).index_select(1, narrow), 1, 2)
+        per_block = _dynamic(w[owners[narrow]].T.unsqueeze(-1).contiguous(), 1)  # [T, blocks, 1]
+        dest = _dynamic(out.new_empty(len(narrow), block), 0, 1)
+        _run(_kernels().weighted_block_sum, blocks, per_block, dest)
+        out.view(P // block, block).index_copy_(0, narrow, dest)

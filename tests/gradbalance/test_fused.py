@@ -92,12 +92,16 @@ def test_segments_sharing_a_block_length(width):
 
 @settings(max_examples=10, deadline=None)
 @given(multiples=st.lists(st.integers(1, 40), min_size=2, max_size=8), T=st.sampled_from([2, 8]))
-def test_shared_block_segments_summed_over_wide_blocks(multiples, T):
-    # Segments of 384-column multiples: the kernel sums wide blocks of 10 × 384 columns inside
-    # a segment, and in 384-column blocks those that straddle a boundary and the tail.
+def test_shared_block_segments_over_wide_blocks(multiples, T):
+    # Segments of 384-column multiples: the kernels run over wide blocks of 10 × 384 columns
+    # (inside a segment) and in 384-column blocks those that straddle a boundary and the tail.
     sizes = [384 * m for m in multiples]
-    G = torch.randn(T, sum(sizes), generator=torch.Generator().manual_seed(sum(multiples)))
+    gen = torch.Generator().manual_seed(sum(multiples))
+    G = torch.randn(T, sum(sizes), generator=gen)
+    W = torch.randn(len(sizes), T, generator=gen, dtype=torch.float64)
     assert_relative(segment_gramians(G, sizes), reference_gramians(G, sizes), 1e-6)
+    out = apply_weights(G, W, sizes, torch.full((G.shape[1],), float("nan")))
+    torch.testing.assert_close(out.double(), reference_apply(G, W, sizes), rtol=1e-5, atol=1e-5)
 
 
 def test_wide_blocks_inside_straddling_and_tail_are_each_counted_once():
