@@ -189,7 +189,8 @@ def fused_segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
 
     Segments sharing a block length of at least :data:`MIN_FUSED_SHARED_BLOCK` columns (the
     per-tensor segments of a network are multiples of its width) take one kernel over all of
-    ``G`` and a float64 sum of the block sums per segment; others take one kernel each.
+    ``G`` in wide blocks (:func:`_shared_block_pair_sums`) and a float64 sum of the block sums
+    per segment; others take one kernel each.
     """
     T = G.shape[0]
     block = shared_block(sizes) if len(sizes) > 1 else 0
