@@ -27,6 +27,20 @@ def nothing_guessed(K: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(K.shape[:2]), np.zeros(len(K), dtype=bool)
 
 
+def assert_matches_the_per_segment_solver(fast: np.ndarray, K: torch.Tensor, c: float, **fast_paths) -> None:
+    """``fast`` (weights of ``K`` by a fast path) equals the per-segment solver's, reached by
+    patching ``fast_paths`` out of the module: to 1e-12, or to 10× what rounding ``K`` alone
+    (a factor 3) moves the per-segment answer where the problem is that sensitive."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, replacement in fast_paths.items():
+            patch.setattr(cagrad_module, name, replacement)
+        general = CAGrad(c=c, rescale=False).weights(K).numpy()
+        rounded = CAGrad(c=c, rescale=False).weights(K * 3.0).numpy()
+    size = np.abs(general).max(1, keepdims=True)
+    sensitivity = np.abs(rounded - general).max(1, keepdims=True)
+    assert (np.abs(fast - general) <= np.maximum(1e-12 * size, 10 * sensitivity)).all()
+
+
 def reference_cagrad(G: torch.Tensor, c: float) -> tuple[torch.Tensor, np.ndarray]:
     """Liu et al. 2021, the paper's code in vector space (without its 1e-8 guards): the dual
     min_w g_w · g0 + √φ ‖g_w‖ over the simplex by scipy's SLSQP from the uniform weights, then
@@ -395,13 +409,7 @@ def test_batched_guesses_match_the_per_segment_solver(K, c):
     # times 3, the same weights in exact arithmetic). The batch sums in another order, and a
     # later guess solves its support bordered by the identity, not gathered.
     fast = CAGrad(c=c, rescale=False).weights(K).numpy()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cagrad_module, "guessed_weights", nothing_guessed)
-        general = CAGrad(c=c, rescale=False).weights(K).numpy()
-        rounded = CAGrad(c=c, rescale=False).weights(K * 3.0).numpy()
-    scale = np.abs(general).max(1, keepdims=True)
-    sensitivity = np.abs(rounded - general).max(1, keepdims=True)
-    assert (np.abs(fast - general) <= np.maximum(1e-12 * scale, 10 * sensitivity)).all()
+    assert_matches_the_per_segment_solver(fast, K, c, guessed_weights=nothing_guessed)
 
 
 @pytest.mark.parametrize("zero_row", [False, True])
@@ -445,14 +453,9 @@ def test_one_small_segment_in_python_floats_matches_the_per_segment_solver(G, c,
     assume(T != 2)
     K = (G @ G.T)[None] * 10.0**scale
     small = CAGrad(c=c, rescale=False).weights(K).numpy()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cagrad_module, "small_gramian", lambda gramian: None)
-        patch.setattr(cagrad_module, "guessed_weights", nothing_guessed)
-        general = CAGrad(c=c, rescale=False).weights(K).numpy()
-        rounded = CAGrad(c=c, rescale=False).weights(K * 3.0).numpy()
-    size = np.abs(general).max(1, keepdims=True)
-    sensitivity = np.abs(rounded - general).max(1, keepdims=True)
-    assert (np.abs(small - general) <= np.maximum(1e-12 * size, 10 * sensitivity)).all()
+    assert_matches_the_per_segment_solver(
+        small, K, c, small_gramian=lambda gramian: None, guessed_weights=nothing_guessed
+    )
 
 
 def test_one_small_segment_in_general_position_takes_python_floats(monkeypatch):

@@ -44,13 +44,17 @@ def walked(cos: np.ndarray) -> np.ndarray:
     return v.reshape(S, m, m).transpose(0, 2, 1)
 
 
-@settings(max_examples=300, deadline=None)
-@given(cos=cosine_matrices())
-def test_settled_problems_match_the_walk(cos):
-    v, settled = unit_projection_multipliers(cos, TOLERANCE)
+def assert_settled_match_the_walk(cos: np.ndarray, v: np.ndarray, settled: np.ndarray) -> None:
+    """The settled problems' multipliers ``v`` are the walk's, to 1e-12 of their size."""
     want = walked(cos)
     scale = 1 + np.abs(want).sum(1, keepdims=True)
     assert (np.abs(v - want) <= 1e-12 * scale)[settled].all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(cos=cosine_matrices())
+def test_settled_problems_match_the_walk(cos):
+    assert_settled_match_the_walk(cos, *unit_projection_multipliers(cos, TOLERANCE))
 
 
 @settings(max_examples=100, deadline=None)
@@ -67,10 +71,7 @@ def test_rows_in_general_position_are_settled(cos):
 @settings(max_examples=300, deadline=None)
 @given(cos=cosine_matrices(max_rows=10))
 def test_settled_guesses_match_the_walk(cos):
-    v, settled = guessed_unit_projection_multipliers(cos, TOLERANCE)
-    want = walked(cos)
-    scale = 1 + np.abs(want).sum(1, keepdims=True)
-    assert (np.abs(v - want) <= 1e-12 * scale)[settled].all()
+    assert_settled_match_the_walk(cos, *guessed_unit_projection_multipliers(cos, TOLERANCE))
 
 
 @settings(max_examples=100, deadline=None)
