@@ -215,8 +215,14 @@ def _affine_nearest_points(K: np.ndarray, support: np.ndarray) -> np.ndarray:
         solution = np.linalg.solve(system, rhs[:, :, None])
         # One step of iterative refinement: with rows of very different lengths (a 1e-10 row
         # among unit ones) the solve's rounding depends on the support's order, and left the
-        # min-norm point conflicting with a long row by more than its tolerance.
-        solution = (solution + np.linalg.solve(system, rhs[:, :, None] - system @ solution))[:, :m, 0]
+        # min-norm point conflicting with a long row by more than its tolerance. Kept only
+        # where it lowers the residual: on a system ill-conditioned past float64 (rows 1e25
+        # apart) the correction is itself noise, and it turned [0.14, 0.49, 0.37] into ±5e25.
+        residual = rhs[:, :, None] - system @ solution
+        refined = solution + np.linalg.solve(system, residual)
+        with np.errstate(over="ignore", invalid="ignore"):
+            better = np.abs(rhs[:, :, None] - system @ refined).max(1) <= np.abs(residual).max(1)
+        solution = np.where(better[:, :, None], refined, solution)[:, :m, 0]
     except np.linalg.LinAlgError:
         solution = np.stack([solve_small(a, b) for a, b in zip(system, rhs)])[:, :m]
     return solution / solution.sum(1, keepdims=True)
