@@ -256,9 +256,8 @@ def small_conflict_averse_weights(K: list[list[float]], c: float) -> list[float]
     omega = [lam * u + v for u, v in zip(wu, wv)]
     if not min(omega) > _SMALL_MARGIN * sum(map(abs, omega)):
         return None
-    progress = [
-        n * (p + sum([o * row[t] for o, row in zip(omega, cos)]))
-        for t, (n, p) in enumerate(zip(norms, progress0))
+    progress = [  # cos is symmetric: row t holds the column
+        n * (p + sum([o * x for o, x in zip(omega, row)])) for n, p, row in zip(norms, progress0, cos)
     ]
     rounding = _TOLERANCE * (size + sum(omega))
     # _Dual's tests: progress_s − progress_t ≤ (n_s + n_t) rounding (here within half of it),
@@ -285,10 +284,11 @@ def _small_dual(
     if not min(norms) > 0:  # a row negligible next to another (or not finite)
         return None
     root = [math.sqrt(x) for x in diagonal]
-    cos = [
-        [1.0 if i == j else min(max(K[i][j] / root[i] / root[j], -1.0), 1.0) for j in range(T)]
-        for i in range(T)
-    ]
+    cos = [[1.0] * T for _ in range(T)]
+    for i in range(T - 1):  # the upper triangle, mirrored: exactly symmetric
+        row, root_i = K[i], root[i]
+        for j in range(i + 1, T):
+            cos[i][j] = cos[j][i] = min(max(row[j] / root_i / root[j], -1.0), 1.0)
     g0 = [n / T for n in norms]
     progress0 = [sum([x * g for x, g in zip(row, g0)]) for row in cos]
     phi = c * c * max(sum([g * p for g, p in zip(g0, progress0)]), 0.0)
@@ -303,9 +303,8 @@ def _small_pieces(
     number may exceed :data:`_BATCHED_CONDITION` (bounded by ``(T + 1) ‖inverse‖₁``, as in
     :class:`_Duals`)."""
     T = len(cos)
-    inverse_norms = [1.0 / n for n in norms]
-    largest = max(inverse_norms)
-    border = [x / largest for x in inverse_norms]
+    smallest = min(norms)
+    border = [smallest / n for n in norms]  # 1/‖g_t‖ over the largest of them; the shortest's is 1
     inverse = _small_bordered_inverse(cos, border)
     if inverse is None:
         return None
@@ -323,7 +322,7 @@ def _small_pieces(
 
 def _small_quadratic(matrix: list[list[float]], x: list[float]) -> float:
     """``xᵀ M x``."""
-    return sum([xi * sum([m * xj for m, xj in zip(row, x)]) for xi, row in zip(x, matrix)])
+    return sum([xi * m * xj for xi, row in zip(x, matrix) for m, xj in zip(row, x)])
 
 
 def _small_bordered_inverse(cos: list[list[float]], border: list[float]) -> list[list[float]] | None:
