@@ -105,8 +105,8 @@ def combiner(name: str) -> gradbalance.GramianCombiner:
 
 
 # Over MARGIN × goal when the marks were set (10th percentile of 300 calls, one thread, the
-# 2-core development machine). Alone on 2026-12-05 (run S3) every built-in met both goals:
-# at most 35 µs at T = 3 (CAGrad) and 238 µs at T = 8 (GradVac).
+# 2-core development machine). Alone on 2026-12-05 (run S4) every built-in met both goals:
+# at most 33 µs at T = 3 (CAGrad) and 232 µs at T = 8 (GradVac).
 STEP_SHORT: dict[int, dict[str, str]] = {3: {}, 8: {}}
 
 
@@ -147,7 +147,7 @@ def test_step_is_batched_over_segments(name, T):
 
 # Over MARGIN × goal when the marks were set, median of 300 paired ratios. The two passes over
 # G and the fixed costs take ~2.25× G.sum(0), so a step fits in 3× only at ≲ 30 µs alone. Alone
-# on 2026-12-05 (run S3) every built-in was within 3× but CAGrad (3.03-3.08×), inside MARGIN.
+# on 2026-12-05 (run S4) every built-in was within 3×, CAGrad the closest (2.92-2.96×).
 COMBINE_SHORT: dict[str, str] = {}
 
 
