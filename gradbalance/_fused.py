@@ -199,31 +199,57 @@ def fused_segment_gramians(G: Tensor, sizes: Sequence[int]) -> Tensor:
     return torch.stack([_range_gramian(segment) for segment in G.split(list(sizes), dim=1)])
 
 
+class _WideBlocks(NamedTuple):
+    """How the shared-block kernels cover ``P`` columns of segments whose sizes ``block``
+    divides: ``wide_count`` wide blocks of ``width = block · k ≤ FUSED_BLOCK`` columns from column 0,
+    each with the segment ``owner`` of its first column and whether it lies ``inside`` that
+    segment; and the ``block``-column blocks ``narrow`` (those of the straddling wide blocks,
+    then the tail) with their segments ``narrow_owner``.
+
+    Each block's float32 sums end in a horizontal reduction of the vector lanes, which at
+    ``T = 8`` (36 sums) over 384-column blocks costs ~30% of the pass: hence wide blocks, with
+    only the few that straddle a segment boundary, and the tail, redone block by block."""
+
+    width: int
+    wide_count: int
+    owner: Tensor
+    inside: Tensor
+    narrow: Tensor
+    narrow_owner: Tensor
+
+    @classmethod
+    def of(cls, sizes: Sequence[int], block: int, P: int) -> _WideBlocks:
+        owners = block_owners(sizes, block)  # segment of each block-column block
+        k = max(FUSED_BLOCK // block, 1)
+        count = P // (block * k)
+        by_wide = owners[: count * k].view(count, k)
+        inside = (by_wide == by_wide[:, :1]).all(1)
+        straddling = torch.arange(count * k).view(count, k)[~inside].flatten()
+        narrow = torch.cat([straddling, torch.arange(count * k, P // block)])
+        return cls(block * k, count, by_wide[:, 0], inside, narrow, owners[narrow])
+
+    def wide(self, x: Tensor) -> Tensor:
+        """The wide blocks of ``x`` (``[..., P]``) as ``[..., wide_count, width]``, a view."""
+        return x[..., : self.wide_count * self.width].unflatten(-1, (self.wide_count, self.width))
+
+    def gathered(self, x: Tensor, block: int) -> Tensor:
+        """The narrow blocks of ``x`` (``[..., P]``) as ``[..., len(narrow), block]``, a copy."""
+        return x.unflatten(-1, (-1, block)).index_select(-2, self.narrow)
+
+
 def _shared_block_pair_sums(G: Tensor, sizes: Sequence[int], block: int) -> Tensor:
     """``[S, T(T+1)/2]`` float64 row-pair sums per segment, for segments whose sizes ``block``
-    divides. Each block's float32 sums end in a horizontal reduction of the vector lanes, which
-    at ``T = 8`` (36 sums) over 384-column blocks costs ~30% of the pass; so the kernel runs
-    over wide blocks of ``block · k ≤ FUSED_BLOCK`` columns, and only the wide blocks that
-    straddle a segment boundary, and the tail, are summed in ``block``-column blocks (a copy
-    of a few per segment)."""
+    divides: the kernel over the wide blocks inside a segment, then over the narrow blocks
+    (:class:`_WideBlocks`), each sum added to its segment."""
     T, P = G.shape
-    owners = block_owners(sizes, block)  # segment of each block-column block
-    k = FUSED_BLOCK // block
-    wide = P // (block * k) if k > 1 else 0
+    layout = _WideBlocks.of(sizes, block, P)
     per_segment = torch.zeros(len(sizes), T * (T + 1) // 2, dtype=torch.float64)
-    narrow = torch.arange(wide * k, P // block)  # the tail's blocks
-    if wide:
-        owners_wide = owners[: wide * k].view(wide, k)
-        inside = (owners_wide == owners_wide[:, :1]).all(1)
-        blocks = _dynamic(G[:, : wide * k * block].view(T, wide, k * block), 1, 2)
-        sums = _run(_kernels().pair_sums, blocks).to(torch.float64).T
-        per_segment.index_add_(0, owners_wide[inside, 0], sums[inside])
-        straddling = torch.arange(wide * k).view(wide, k)[~inside].flatten()
-        narrow = torch.cat([straddling, narrow])
-    if narrow.numel():
-        blocks = _dynamic(G.view(T, P // block, block)[:, narrow], 1, 2)
-        sums = _run(_kernels().pair_sums, blocks).to(torch.float64).T
-        per_segment.index_add_(0, owners[narrow], sums)
+    if layout.wide_count:
+        sums = _run(_kernels().pair_sums, _dynamic(layout.wide(G), 1, 2)).to(torch.float64).T
+        per_segment.index_add_(0, layout.owner[layout.inside], sums[layout.inside])
+    if layout.narrow.numel():
+        blocks = _dynamic(layout.gathered(G, block), 1, 2)
+        per_segment.index_add_(0, layout.narrow_owner, _run(_kernels().pair_sums, blocks).to(torch.float64).T)
     return per_segment
 
 
@@ -245,25 +271,17 @@ def fused_apply(G: Tensor, weights: Tensor, sizes: Sequence[int], out: Tensor) -
 
 def _shared_block_apply(G: Tensor, w: Tensor, sizes: Sequence[int], block: int, out: Tensor) -> None:
     """:func:`fused_apply` for segments whose sizes ``block`` divides, over the wide blocks of
-    :func:`_shared_block_pair_sums` with the weights of each one's first segment; the blocks of
-    those that straddle a boundary, and the tail, are gathered, weighted block by block and
-    written over their columns (each output element is the same sum either way)."""
+    :class:`_WideBlocks` with the weights of each one's first segment; the narrow blocks (of
+    the wide ones that straddle a boundary, and the tail) are gathered, weighted block by block
+    and written over their columns (each output element is the same sum either way)."""
     T, P = G.shape
-    owners = block_owners(sizes, block)
-    k = FUSED_BLOCK // block
-    wide = P // (block * k) if k > 1 else 0
-    narrow = torch.arange(wide * k, P // block)
-    if wide:
-        owners_wide = owners[: wide * k].view(wide, k)
-        first = w[owners_wide[:, 0]].T.unsqueeze(-1).contiguous()  # [T, wide, 1]
-        blocks = _dynamic(G[:, : wide * k * block].view(T, wide, k * block), 1, 2)
-        dest = _dynamic(out[: wide * k * block].view(wide, k * block), 0, 1)
-        _run(_kernels().weighted_block_sum, blocks, _dynamic(first, 1), dest)
-        straddling = (owners_wide != owners_wide[:, :1]).any(1)
-        narrow = torch.cat([torch.arange(wide * k).view(wide, k)[straddling].flatten(), narrow])
-    if narrow.numel():
-        blocks = _dynamic(G.view(T, P // block, block).index_select(1, narrow), 1, 2)
-        per_block = _dynamic(w[owners[narrow]].T.unsqueeze(-1).contiguous(), 1)  # [T, blocks, 1]
-        dest = _dynamic(out.new_empty(len(narrow), block), 0, 1)
-        _run(_kernels().weighted_block_sum, blocks, per_block, dest)
-        out.view(P // block, block).index_copy_(0, narrow, dest)
+    layout = _WideBlocks.of(sizes, block, P)
+    if layout.wide_count:
+        first = _dynamic(w[layout.owner].T.unsqueeze(-1).contiguous(), 1)  # [T, wide_count, 1]
+        dest = _dynamic(layout.wide(out), 0, 1)
+        _run(_kernels().weighted_block_sum, _dynamic(layout.wide(G), 1, 2), first, dest)
+    if layout.narrow.numel():
+        per_block = _dynamic(w[layout.narrow_owner].T.unsqueeze(-1).contiguous(), 1)  # [T, blocks, 1]
+        dest = _dynamic(out.new_empty(len(layout.narrow), block), 0, 1)
+        _run(_kernels().weighted_block_sum, _dynamic(layout.gathered(G, block), 1, 2), per_block, dest)
+        out.unflatten(0, (-1, block)).index_copy_(0, layout.narrow, dest)

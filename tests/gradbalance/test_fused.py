@@ -112,6 +112,18 @@ def test_wide_blocks_inside_straddling_and_tail_are_each_counted_once():
     assert K[:, 0, 0].tolist() == [float(s) for s in sizes]
 
 
+def test_wide_blocks_leave_only_straddling_blocks_and_the_tail_narrow():
+    sizes = [384 * 25, 384 * 8]  # 33 blocks: wide ones of 10, the third straddling, a tail of 3
+    layout = _fused._WideBlocks.of(sizes, 384, sum(sizes))
+    assert (layout.width, layout.wide_count) == (3840, 3)
+    assert layout.inside.tolist() == [True, True, False] and layout.owner.tolist() == [0, 0, 0]
+    assert layout.narrow.tolist() == list(range(20, 33))
+    assert layout.narrow_owner.tolist() == [0] * 5 + [1] * 8
+    # A shared block as long as the fused block: every block is a wide one, nothing gathered.
+    full = _fused._WideBlocks.of([BLOCK * 2, BLOCK * 3], BLOCK, BLOCK * 5)
+    assert full.wide_count == 5 and bool(full.inside.all()) and full.narrow.numel() == 0
+
+
 def test_shared_block_is_the_largest_divisor_within_the_fused_block():
     assert _fused.shared_block([384 * 30522, 384, 1536 * 384]) == 384
     assert _fused.shared_block([BLOCK * 3, BLOCK * 5]) == BLOCK
