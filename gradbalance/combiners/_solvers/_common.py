@@ -111,17 +111,7 @@ def stacked_solve(system: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     try:
         return np.linalg.solve(system, rhs[..., None])[..., 0]
     except np.linalg.LinAlgError:
-        return np.stack([_or_nan(np.linalg.solve, a, b) for a, b in zip(system, rhs)])
-
-
-def _or_nan(
-    solve: Callable[[np.ndarray, np.ndarray], np.ndarray], a: np.ndarray, b: np.ndarray
-) -> np.ndarray:
-    """``solve(a, b)``, or NaN where ``a`` is singular."""
-    try:
-        return solve(a, b)
-    except np.linalg.LinAlgError:
-        return np.full_like(b, np.nan)
+        return _each_or_nan(np.linalg.solve, np.full(rhs.shape, np.nan), system, rhs)
 
 
 def batched_inverse(systems: np.ndarray) -> np.ndarray:
@@ -132,8 +122,14 @@ def batched_inverse(systems: np.ndarray) -> np.ndarray:
     try:
         return np.linalg.inv(systems)
     except np.linalg.LinAlgError:
-        out = np.full(systems.shape, np.nan)
-        for n, problem in enumerate(systems):
-            with contextlib.suppress(np.linalg.LinAlgError):
-                out[n] = np.linalg.inv(problem)
-        return out
+        return _each_or_nan(np.linalg.inv, np.full(systems.shape, np.nan), systems)
+
+
+def _each_or_nan(function: Callable[..., np.ndarray], out: np.ndarray, *stacks: np.ndarray) -> np.ndarray:
+    """``out[n] = function(*problem n)`` for the problems along the first axis of ``stacks``,
+    leaving ``out[n]`` (NaN) where ``function`` finds the problem singular: the fallback when a
+    batched numpy linear-algebra call fails for one member."""
+    for n, problem in enumerate(zip(*stacks)):
+        with contextlib.suppress(np.linalg.LinAlgError):
+            out[n] = function(*problem)
+    return out
