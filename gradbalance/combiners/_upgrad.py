@@ -26,10 +26,6 @@ from ._solvers import (
 # A constraint g_j · y ≥ 0 counts as met down to -_TOLERANCE · ‖g_j‖ · Σ_k |u_k| ‖g_k‖ for
 # y = Σ_k u_k g_k: the rounding error of computing it from the Gramian, at any row scale.
 _TOLERANCE = 1e-12
-# Up to MOST_ENUMERATED_ROWS tasks every passive set of the projections is tried at once
-# (2^T − 1 per segment, each of at most two rows: closed form); above, a few rounds of guessed
-# ones. Programs either leaves open are walked.
-_ENUMERATED_TASKS = MOST_ENUMERATED_ROWS
 # A row whose squared norm is at most this times its segment's largest is zero to the walk's
 # scaling, or nearly: the segment takes the walk unless the row is exactly zero.
 _NEGLIGIBLE = 1e-300
@@ -113,7 +109,7 @@ def small_projection_weights(K: list[list[float]]) -> list[float] | None:
     Python floats (:func:`small_unit_projection_multipliers`); ``None`` (the numpy path
     decides) for a zero or negligible row, or where the passive sets leave a program open."""
     T = len(K)
-    if T > _ENUMERATED_TASKS:
+    if T > MOST_ENUMERATED_ROWS:
         return None
     diagonal = [K[t][t] for t in range(T)]
     if not min(diagonal) > _NEGLIGIBLE * max(diagonal):
@@ -130,7 +126,8 @@ def small_projection_weights(K: list[list[float]]) -> list[float] | None:
 def passive_set_weights(K: np.ndarray) -> np.ndarray:
     """``[S, T]``: the mean ``(1/T) Σ_i (e_i + v)`` of :func:`projection_weights`' rows, each
     program's passive set tried rather than walked to, in cosine coordinates: every one at once
-    up to :data:`_ENUMERATED_TASKS` tasks (:func:`unit_projection_multipliers`), else a few
+    up to ``MOST_ENUMERATED_ROWS`` tasks (:func:`unit_projection_multipliers`: ``2^T − 1`` sets per
+    segment, each of at most two rows, in closed form), else a few
     rounds of guesses (:func:`guessed_unit_projection_multipliers`); segments that leaves
     open, or with a row negligible next to another, go to :func:`projection_weights`. In
     cosine coordinates program ``i`` projects ``ĝ_i`` with multipliers
@@ -150,7 +147,7 @@ def passive_set_weights(K: np.ndarray) -> np.ndarray:
         inverse = 1.0 / root
         cos = K * inverse[:, :, None] * inverse[:, None, :]
     multipliers = (
-        unit_projection_multipliers if T <= _ENUMERATED_TASKS else guessed_unit_projection_multipliers
+        unit_projection_multipliers if T <= MOST_ENUMERATED_ROWS else guessed_unit_projection_multipliers
     )
     v, settled = multipliers(cos, _TOLERANCE)
     weights = (1.0 + inverse * (v @ root[:, :, None])[:, :, 0]) / T
