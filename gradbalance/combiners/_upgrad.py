@@ -126,9 +126,9 @@ def small_projection_weights(K: list[list[float]]) -> list[float] | None:
 def passive_set_weights(K: np.ndarray) -> np.ndarray:
     """``[S, T]``: the mean ``(1/T) Σ_i (e_i + v)`` of :func:`projection_weights`' rows, each
     program's passive set tried rather than walked to, in cosine coordinates: every one at once
-    up to ``MOST_ENUMERATED_ROWS`` tasks (:func:`unit_projection_multipliers`: ``2^T − 1`` sets per
-    segment, each of at most two rows, in closed form), else a few
-    rounds of guesses (:func:`guessed_unit_projection_multipliers`); segments that leaves
+    up to ``MOST_ENUMERATED_ROWS`` tasks (:func:`unit_projection_multipliers`: ``2^T − 1`` sets
+    per segment, each of at most two rows, in closed form), else a few rounds of guesses
+    (:func:`guessed_unit_projection_multipliers`); segments that leaves
     open, or with a row negligible next to another, go to :func:`projection_weights`. In
     cosine coordinates program ``i`` projects ``ĝ_i`` with multipliers
     ``v''_k = v_k ‖g_k‖ / ‖g_i‖``, so ``Σ_i v_k = Σ_i v''_k ‖g_i‖ / ‖g_k‖``, and the slack of
